@@ -1,0 +1,220 @@
+"""The sequence contract (DESIGN §3): vocabulary, positions, segments, attention mask, encode/decode.
+
+::
+
+    <BOS> <R0_b0> .. <R17_b17> <SEP> t[0,0] .. t[H-1,W-1] <SEP2> y1[0,0] .. y1[H-1,W-1] [<SEP3> y2 ..] [<SEP4> y3 ..]
+
+Every other module asks this one where things are; nothing else does index arithmetic on
+sequences.
+
+Attention (:meth:`SequenceLayout.attention_mask`): the *context* (prefix, board and the
+separators) attends to itself bidirectionally, because a grid has no reading order and a cell's
+future depends on neighbours on every side; a target attends to the context and to itself only,
+so targets never see each other (or their labels) and every target is predicted independently
+from the rule and the board at t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import NamedTuple
+
+import torch
+
+from interfere.ca.rules import N_RULE_BITS
+
+SPECIAL_TOKENS = ("<BOS>", "<SEP>", "<SEP2>", "<SEP3>", "<SEP4>", "<MASK>")
+VOCAB: tuple[str, ...] = (
+    ("0", "1")
+    + SPECIAL_TOKENS
+    + tuple(f"<R{r}_{v}>" for r in range(N_RULE_BITS) for v in (0, 1))
+)
+TOKEN_ID: dict[str, int] = {tok: i for i, tok in enumerate(VOCAB)}
+DEAD, ALIVE = TOKEN_ID["0"], TOKEN_ID["1"]  # also the labels: a cell's state is its token id
+BOS, SEP, MASK = TOKEN_ID["<BOS>"], TOKEN_ID["<SEP>"], TOKEN_ID["<MASK>"]
+TARGET_SEPS = (TOKEN_ID["<SEP2>"], TOKEN_ID["<SEP3>"], TOKEN_ID["<SEP4>"])
+RULE_TOKEN_BASE = TOKEN_ID["<R0_0>"]
+MAX_STEPS = len(TARGET_SEPS)
+PREFIX_POS = (0, 0)  # the fixed 2D position of every non-grid token
+
+SEG_PHYSICS, SEG_BOARD, SEG_TARGET = 0, 1, 2  # target k (t+1+k) has segment SEG_TARGET + k
+IGNORE = -100
+
+
+def rule_token(bit: int, value: int) -> int:
+    """Token id of ``<R{bit}_{value}>``."""
+    return RULE_TOKEN_BASE + 2 * bit + value
+
+
+class Encoded(NamedTuple):
+    """A batch of sequences: ``tokens``, ``labels`` (IGNORE off-target) and the ``loss_mask``."""
+
+    tokens: torch.Tensor  # [N, T] int64
+    labels: torch.Tensor  # [N, T] int64, the state (0/1) at target positions, IGNORE elsewhere
+    loss_mask: torch.Tensor  # [N, T] bool
+
+
+@dataclass(frozen=True)
+class SequenceLayout:
+    """Where everything sits in a sequence for boards of ``height x width`` and ``multi_steps`` targets."""
+
+    height: int
+    width: int
+    multi_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"Board must be at least 1x1, got {self.height}x{self.width}")
+        if not 1 <= self.multi_steps <= MAX_STEPS:
+            raise ValueError(f"multi_steps must be in 1..{MAX_STEPS}, got {self.multi_steps}")
+
+    # --- named positions -------------------------------------------------------------------
+    @property
+    def n_cells(self) -> int:
+        return self.height * self.width
+
+    @property
+    def bos(self) -> int:
+        return 0
+
+    @property
+    def rule(self) -> slice:
+        return slice(1, 1 + N_RULE_BITS)
+
+    @property
+    def sep(self) -> int:
+        return self.rule.stop
+
+    @property
+    def board(self) -> slice:
+        return slice(self.sep + 1, self.sep + 1 + self.n_cells)
+
+    @property
+    def prefix(self) -> slice:
+        """BOS, the rule tokens and SEP: everything before the board."""
+        return slice(0, self.board.start)
+
+    @property
+    def target_seps(self) -> tuple[int, ...]:
+        return tuple(self.board.stop + k * (1 + self.n_cells) for k in range(self.multi_steps))
+
+    @property
+    def targets(self) -> tuple[slice, ...]:
+        """``targets[k]`` holds the predictions of the state at t+1+k."""
+        return tuple(slice(s + 1, s + 1 + self.n_cells) for s in self.target_seps)
+
+    @property
+    def seq_len(self) -> int:
+        return self.targets[-1].stop
+
+    @cached_property
+    def target_index(self) -> torch.Tensor:
+        """All target positions in order (step, row, col): ``[multi_steps * H * W]`` int64."""
+        return torch.cat([torch.arange(s.start, s.stop) for s in self.targets])
+
+    def cell_of(self, position: int) -> tuple[int, int]:
+        """(row, col) of a board or target position."""
+        row, col = self.pos2d()[position].tolist()
+        return row, col
+
+    def target_position(self, row: int, col: int, step: int = 0) -> int:
+        """Sequence position of the target for cell (row, col) at t+1+step."""
+        self._check_cell(row, col)
+        return self.targets[step].start + row * self.width + col
+
+    def board_position(self, row: int, col: int) -> int:
+        """Sequence position of board cell (row, col) at t."""
+        self._check_cell(row, col)
+        return self.board.start + row * self.width + col
+
+    def _check_cell(self, row: int, col: int) -> None:
+        if not (0 <= row < self.height and 0 <= col < self.width):
+            raise ValueError(
+                f"cell ({row}, {col}) is outside the {self.height}x{self.width} board "
+                f"(rows 0..{self.height - 1}, cols 0..{self.width - 1})"
+            )
+
+    # --- per-position tables ---------------------------------------------------------------
+    def pos2d(self) -> torch.Tensor:
+        """``[T, 2]`` int64 (row, col) of every position; prefix and separators sit at PREFIX_POS."""
+        pos = torch.tensor(PREFIX_POS, dtype=torch.long).repeat(self.seq_len, 1)
+        rows = torch.arange(self.height).repeat_interleave(self.width)
+        cols = torch.arange(self.width).repeat(self.height)
+        grid = torch.stack([rows, cols], dim=1)
+        for s in (self.board, *self.targets):
+            pos[s] = grid
+        return pos
+
+    def segment_ids(self) -> torch.Tensor:
+        """``[T]`` int64: 0 physics (BOS, rules, separators), 1 the board at t, 2+k targets t+1+k."""
+        seg = torch.full((self.seq_len,), SEG_PHYSICS, dtype=torch.long)
+        seg[self.board] = SEG_BOARD
+        for k, s in enumerate(self.targets):
+            seg[s] = SEG_TARGET + k
+        return seg
+
+    @property
+    def n_segments(self) -> int:
+        return SEG_TARGET + self.multi_steps
+
+    def is_target(self) -> torch.Tensor:
+        """``[T]`` bool, True at target positions."""
+        return self.segment_ids() >= SEG_TARGET
+
+    def attention_mask(self) -> torch.Tensor:
+        """``[T_query, T_key]`` bool, True where the query may attend to the key (module docstring)."""
+        context = ~self.is_target()
+        t = self.seq_len
+        return context[None, :].expand(t, t) | torch.eye(t, dtype=torch.bool)
+
+    # --- encode / decode -------------------------------------------------------------------
+    def encode(
+        self,
+        rules: torch.Tensor,
+        board_t: torch.Tensor,
+        future_boards: torch.Tensor | None = None,
+    ) -> Encoded:
+        """Sequences for ``[N, 18]`` rule bits, ``[N, H, W]`` boards at t and ``[N, K, H, W]`` futures.
+
+        Target inputs are ``<MASK>``; labels are the future states (omit ``future_boards`` to
+        encode prompts only: the labels are then IGNORE and the loss mask is empty).
+        """
+        n = board_t.shape[0]
+        if board_t.shape[1:] != (self.height, self.width):
+            raise ValueError(
+                f"boards are {tuple(board_t.shape[1:])} but the layout is {self.height}x{self.width}"
+            )
+        if rules.shape != (n, N_RULE_BITS):
+            raise ValueError(f"rules must be [{n}, {N_RULE_BITS}] bits, got {tuple(rules.shape)}")
+        device = board_t.device
+        tokens = torch.full((n, self.seq_len), MASK, dtype=torch.long, device=device)
+        tokens[:, self.bos] = BOS
+        bit_ids = torch.arange(N_RULE_BITS, device=device)
+        tokens[:, self.rule] = RULE_TOKEN_BASE + 2 * bit_ids + rules.long()
+        tokens[:, self.sep] = SEP
+        tokens[:, self.board] = board_t.reshape(n, -1).long()
+        for k, s in enumerate(self.target_seps):
+            tokens[:, s] = TARGET_SEPS[k]
+        labels = torch.full_like(tokens, IGNORE)
+        if future_boards is not None:
+            if future_boards.shape != (n, self.multi_steps, self.height, self.width):
+                raise ValueError(
+                    f"future_boards must be [{n}, {self.multi_steps}, {self.height}, {self.width}], "
+                    f"got {tuple(future_boards.shape)}"
+                )
+            labels[:, self.target_index.to(device)] = future_boards.reshape(n, -1).long()
+        return Encoded(tokens, labels, labels != IGNORE)
+
+    def decode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[N, T]`` tokens -> (``[N, 18]`` bool rule bits, ``[N, H, W]`` int64 board at t)."""
+        if tokens.shape[-1] != self.seq_len:
+            raise ValueError(f"sequences have length {tokens.shape[-1]}, layout expects {self.seq_len}")
+        rules = (tokens[:, self.rule] - RULE_TOKEN_BASE) % 2 == 1
+        board = tokens[:, self.board].reshape(-1, self.height, self.width)
+        return rules, board
+
+    def labels_to_boards(self, per_target: torch.Tensor) -> torch.Tensor:
+        """Values at ``target_index`` (``[N, K*H*W, ...]``) -> ``[N, K, H, W, ...]``."""
+        n = per_target.shape[0]
+        return per_target.reshape(n, self.multi_steps, self.height, self.width, *per_target.shape[2:])

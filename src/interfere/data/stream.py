@@ -1,0 +1,154 @@
+"""On-the-fly training batches, generated vectorised on the training device (DESIGN §5).
+
+Rules are a mixture of random rules (each bit Bernoulli(p)) and the named rules; a fixed,
+seeded set of held-out random rules is never emitted. Boards are random soups at mixed
+densities, optionally with stamped patterns, optionally augmented by D4 symmetries and toroidal
+shifts applied to the board at t and to its futures together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from interfere.ca.patterns import PATTERNS, stamp
+from interfere.ca.rules import N_RULE_BITS, bits_from_codes, named_rule_bits, rule_codes
+from interfere.ca.simulate import step
+from interfere.data.layout import Encoded, SequenceLayout
+
+
+@dataclass
+class DataConfig:
+    height: int = 8
+    width: int = 8
+    multi_steps: int = 1
+    batch_size: int = 64
+    named_frac: float = 0.2  # share of examples that use a named rule
+    bit_p_min: float = 0.5  # each random rule draws p ~ U[bit_p_min, bit_p_max], then bits ~ B(p)
+    bit_p_max: float = 0.5
+    density_min: float = 0.1  # each board draws its live-cell density ~ U[density_min, density_max]
+    density_max: float = 0.9
+    pattern_frac: float = 0.0  # share of boards with a known pattern stamped on them
+    augment_d4: bool = False
+    augment_shift: bool = False
+    n_heldout: int = 64  # held-out random rules, for evaluation only
+    heldout_seed: int = 1234
+
+
+class Batch:
+    """One batch: the encoded sequences plus the raw rules and boards they came from."""
+
+    def __init__(self, encoded: Encoded, rules: torch.Tensor, boards: torch.Tensor) -> None:
+        self.tokens, self.labels, self.loss_mask = encoded
+        self.rules = rules  # [N, 18] bool
+        self.boards = boards  # [N, 1 + K, H, W] int64: the board at t, then t+1..t+K
+
+
+def heldout_rules(n: int, seed: int) -> torch.Tensor:
+    """``[n, 18]`` bool: distinct random rules (bits ~ B(0.5)) that are not named rules."""
+    g = torch.Generator().manual_seed(seed)
+    seen = set(rule_codes(named_rule_bits()).tolist())
+    codes: list[int] = []
+    while len(codes) < n:  # one-off set-up: a few draws of n candidates
+        for code in rule_codes(torch.rand(n, N_RULE_BITS, generator=g) < 0.5).tolist():
+            if code not in seen and len(codes) < n:
+                seen.add(code)
+                codes.append(code)
+    return bits_from_codes(torch.tensor(codes, dtype=torch.long))
+
+
+def random_boards(
+    n: int, height: int, width: int, density_min: float, density_max: float, g: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """``[n, H, W]`` int64 random soups, each board with its own density ~ U[min, max]."""
+    density = density_min + (density_max - density_min) * torch.rand(n, 1, 1, generator=g, device=device)
+    return (torch.rand(n, height, width, generator=g, device=device) < density).long()
+
+
+def future_boards(board_t: torch.Tensor, rules: torch.Tensor, steps: int) -> torch.Tensor:
+    """``[N, 1 + steps, H, W]``: the board at t followed by the simulator's next ``steps`` states."""
+    states = [board_t.long()]
+    for _ in range(steps):
+        states.append(step(states[-1], rules))
+    return torch.stack(states, dim=1)
+
+
+def augment(
+    boards: torch.Tensor, g: torch.Generator, d4: bool, shift: bool
+) -> torch.Tensor:
+    """Apply one random symmetry per example to all of its states ``[N, S, H, W]`` together."""
+    n, _, h, w = boards.shape
+    dev = boards.device
+    if d4:
+        flip = torch.rand(n, 2, generator=g, device=dev) < 0.5
+        boards = torch.where(flip[:, 0, None, None, None], boards.flip(-2), boards)
+        boards = torch.where(flip[:, 1, None, None, None], boards.flip(-1), boards)
+        if h == w:
+            tr = torch.rand(n, generator=g, device=dev) < 0.5
+            boards = torch.where(tr[:, None, None, None], boards.transpose(-1, -2), boards)
+    if shift:
+        dr = torch.randint(0, h, (n, 1, 1, 1), generator=g, device=dev)
+        dc = torch.randint(0, w, (n, 1, 1, 1), generator=g, device=dev)
+        rows = (torch.arange(h, device=dev)[None, None, :, None] + dr) % h
+        cols = (torch.arange(w, device=dev)[None, None, None, :] + dc) % w
+        boards = boards.gather(2, rows.expand(n, boards.shape[1], h, w))
+        boards = boards.gather(3, cols.expand(n, boards.shape[1], h, w))
+    return boards
+
+
+class BatchStream:
+    """An endless, seeded generator of training batches that never emits a held-out rule."""
+
+    def __init__(self, cfg: DataConfig, seed: int, device: torch.device | str = "cpu") -> None:
+        self.cfg = cfg
+        self.layout = SequenceLayout(cfg.height, cfg.width, cfg.multi_steps)
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.heldout = heldout_rules(cfg.n_heldout, cfg.heldout_seed).to(self.device)
+        self._heldout_codes = rule_codes(self.heldout)
+        self._named = named_rule_bits().to(self.device)
+
+    def sample_rules(self, n: int) -> torch.Tensor:
+        """``[n, 18]`` bool training rules: named with prob ``named_frac``, else random non-held-out."""
+        c, g, dev = self.cfg, self.generator, self.device
+        p = c.bit_p_min + (c.bit_p_max - c.bit_p_min) * torch.rand(n, 1, generator=g, device=dev)
+        rules = torch.rand(n, N_RULE_BITS, generator=g, device=dev) < p
+        clash = torch.isin(rule_codes(rules), self._heldout_codes)
+        while clash.any():  # rare (n_heldout / 2**18 per rule): redraw just those
+            redraw = torch.rand(n, N_RULE_BITS, generator=g, device=dev) < p
+            rules = torch.where(clash[:, None], redraw, rules)
+            clash = torch.isin(rule_codes(rules), self._heldout_codes)
+        named = torch.rand(n, generator=g, device=dev) < c.named_frac
+        pick = torch.randint(0, len(self._named), (n,), generator=g, device=dev)
+        return torch.where(named[:, None], self._named[pick], rules)
+
+    def sample_boards(self, n: int) -> torch.Tensor:
+        """``[n, H, W]`` soups, with a known pattern stamped on a ``pattern_frac`` share of them."""
+        c, g, dev = self.cfg, self.generator, self.device
+        boards = random_boards(n, c.height, c.width, c.density_min, c.density_max, g, dev)
+        if c.pattern_frac > 0:
+            names = sorted(PATTERNS)
+            which = torch.randint(0, len(names), (n,), generator=g, device=dev)
+            on = torch.rand(n, generator=g, device=dev) < c.pattern_frac
+            tops = torch.randint(0, c.height, (n,), generator=g, device=dev)
+            lefts = torch.randint(0, c.width, (n,), generator=g, device=dev)
+            for i, name in enumerate(names):  # a loop over the 5 patterns, not over boards
+                boards = stamp(boards, name, tops, lefts, on & (which == i))
+        return boards
+
+    def make_batch(self, rules: torch.Tensor, boards: torch.Tensor) -> Batch:
+        """Simulate, augment and encode given rules and boards at t."""
+        states = future_boards(boards, rules, self.cfg.multi_steps)
+        if self.cfg.augment_d4 or self.cfg.augment_shift:
+            states = augment(states, self.generator, self.cfg.augment_d4, self.cfg.augment_shift)
+        return Batch(self.layout.encode(rules, states[:, 0], states[:, 1:]), rules, states)
+
+    def next(self, batch_size: int | None = None) -> Batch:
+        n = batch_size or self.cfg.batch_size
+        return self.make_batch(self.sample_rules(n), self.sample_boards(n))
+
+    def __iter__(self):
+        while True:
+            yield self.next()

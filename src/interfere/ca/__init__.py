@@ -11,7 +11,7 @@ from interfere.ca.rules import (
     parse_rule,
     rule_codes,
 )
-from interfere.ca.simulate import neighbour_counts, rollout, step
+from interfere.ca.simulate import moore_neighbourhood, neighbour_counts, rollout, step
 
 __all__ = [
     "BIT_NAMES",
@@ -20,6 +20,7 @@ __all__ = [
     "PATTERNS",
     "Rule",
     "get_rule",
+    "moore_neighbourhood",
     "named_rule_bits",
     "neighbour_counts",
     "parse_rule",

@@ -63,3 +63,16 @@ def rollout(board: torch.Tensor, rule: torch.Tensor | Rule, steps: int) -> torch
         states.append(x)
     out = torch.stack(states, dim=1)
     return out[0] if single else out
+
+
+def moore_neighbourhood(height: int, width: int) -> torch.Tensor:
+    """``[H*W, 9]`` row-major indices of each cell's 3x3 toroidal neighbourhood (itself included).
+
+    On boards narrower than 3 an index repeats, exactly as the torus counts it.
+    """
+    rows = torch.arange(height)[:, None, None, None]
+    cols = torch.arange(width)[None, :, None, None]
+    d = torch.arange(-1, 2)
+    r = (rows + d[None, None, :, None]) % height
+    c = (cols + d[None, None, None, :]) % width
+    return (r * width + c).reshape(height * width, 9)

@@ -1,0 +1,69 @@
+"""Shared command-line behaviour: user errors end in one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from interfere.config import compose, resolve_device, to_plain
+from interfere.model.checkpoint import (
+    CheckpointError, config_mismatches, load_checkpoint, model_from_checkpoint,
+)
+from interfere.model.life_model import LifeTransformer
+
+
+@contextlib.contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Turn the errors a user can fix (bad rule, config, checkpoint, input) into ``error: ...``."""
+    try:
+        yield
+    except (ValueError, CheckpointError, FileNotFoundError, RuntimeError) as err:
+        if type(err).__name__ not in _USER_ERRORS:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+_USER_ERRORS = {"ValueError", "CheckpointError", "FileNotFoundError", "TrainingError"}
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    """The flags every command that reads a checkpoint shares."""
+    parser.add_argument("--config-name", default=None,
+                        help="Hydra config (e.g. exp/life32); the checkpoint's own saved config is authoritative")
+    parser.add_argument("--run-id", default=None, help="read checkpoints/<RUN_ID>/latest.pt")
+    parser.add_argument("--ckpt", default=None, help="explicit checkpoint path")
+    parser.add_argument("--ckpt-dir", default="checkpoints", help="where run folders live")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--seed", type=int, default=0, help="data seed for examples")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
+
+
+def load_model_from_args(args: argparse.Namespace) -> tuple[LifeTransformer, dict]:
+    """The checkpoint named by the flags (discovery rule) and its model, in eval mode.
+
+    A ``--config-name`` whose data/model sections differ from the checkpoint's gets a one-line
+    warning: the checkpoint's own config wins.
+    """
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    ckpt = load_checkpoint(run_id=args.run_id, ckpt=args.ckpt, ckpt_dir=args.ckpt_dir, map_location=device)
+    if args.config_name:
+        wanted = to_plain(compose(args.config_name))
+        problems = config_mismatches(ckpt["config"], wanted)
+        if problems:
+            print(f"warning: {args.config_name} differs from the checkpoint's config ({problems[0]}"
+                  f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); using the checkpoint's",
+                  file=sys.stderr)
+    return model_from_checkpoint(ckpt, device), ckpt
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])

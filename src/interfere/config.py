@@ -1,0 +1,117 @@
+"""Configuration: the Hydra config tree under ``cfg/`` and the typed views of its sections.
+
+A run's config is one ``DictConfig`` with sections ``data``, ``model`` and ``train`` (see
+``cfg/base.yaml``). Entry points get it from ``@hydra.main``; library code and explorations
+compose it with :func:`compose`. :func:`sections` turns it into dataclasses, so a typo in a key
+is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from interfere.data.layout import SequenceLayout
+from interfere.data.stream import DataConfig
+from interfere.model.life_model import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    stop_at: int | None = None
+    lr: float = 3e-3
+    min_lr_frac: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    ema_decay: float = 0.0
+    autocast: str = "none"
+    fast_path: bool = True
+    threads: int = 2
+    log_every: int = 25
+    eval_every: int = 250
+    eval_boards: int = 512
+    save_every: int = 500
+    run_id: str | None = None
+    resume: Any = False
+    ckpt_dir: str = "checkpoints"
+    log_dir: str = "runs"
+    rollout_gif: bool = True
+    final_eval: bool = True
+
+
+def config_dir() -> Path:
+    """The ``cfg/`` folder: ``$INTERFERE_CFG``, else ``./cfg``, else the one next to the sources."""
+    for candidate in (os.environ.get("INTERFERE_CFG"), Path.cwd() / "cfg",
+                      Path(__file__).resolve().parents[2] / "cfg"):
+        if candidate and (Path(candidate) / "base.yaml").is_file():
+            return Path(candidate).resolve()
+    raise FileNotFoundError("Cannot find the cfg/ folder: run from the repository root or set INTERFERE_CFG")
+
+
+def available_configs() -> list[str]:
+    root = config_dir()
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("exp/*.yaml"))
+
+
+def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
+    """Compose ``cfg/<config_name>.yaml`` with Hydra overrides, outside of ``@hydra.main``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    if config_name not in available_configs():
+        raise ValueError(f"Unknown config {config_name!r}; choose from {', '.join(available_configs())}")
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=overrides or [])
+    OmegaConf.set_struct(cfg, False)
+    cfg.pop("hydra", None)
+    return cfg
+
+
+def _build(cls: type, section: Any, name: str) -> Any:
+    values = OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"Unknown key(s) in '{name}': {unknown}; valid keys: {sorted(known)}")
+    return cls(**values)
+
+
+def sections(cfg: DictConfig | dict) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """The typed ``data``, ``model`` and ``train`` sections of a run config."""
+    return (
+        _build(DataConfig, cfg["data"], "data"),
+        _build(ModelConfig, cfg["model"], "model"),
+        _build(TrainConfig, cfg.get("train", {}), "train"),
+    )
+
+
+def layout_of(data: DataConfig) -> SequenceLayout:
+    return SequenceLayout(data.height, data.width, data.multi_steps)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda was asked for but no CUDA GPU is visible; use device=cpu")
+    if device.split(":")[0] not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def to_plain(cfg: DictConfig | dict) -> dict:
+    """A plain, resolved dict (for checkpoints and JSON)."""
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)

@@ -1,0 +1,214 @@
+"""Held-out evaluation: cell accuracy, ROC-AUC, board exact-match, per-rule table, rollout divergence.
+
+Accuracy is the argmax over the two outputs (dead/alive) at target positions only. The held-out
+rules are random rules the training stream never emits; the named rules are also reported one
+by one. Rollout divergence is the first generation at which the model's autoregressive rollout
+differs from the simulator (``ROLLOUT_CAP`` means it never did).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from sklearn.metrics import roc_auc_score
+
+from interfere.ca.patterns import place
+from interfere.ca.rules import NAMED_RULES, Rule, get_rule
+from interfere.ca.simulate import rollout as simulate_rollout
+from interfere.data.stream import DataConfig, future_boards, heldout_rules, random_boards
+from interfere.model.life_model import LifeTransformer
+from interfere.viz.animate import rollout_frames, write_frames
+
+ROLLOUT_CAP = 100
+ROLLOUT_PATTERNS = ("blinker", "glider", "r_pentomino")
+
+
+@dataclass
+class CellScores:
+    """Target-cell predictions against the truth, for one set of examples (t+1 targets)."""
+
+    prob_alive: torch.Tensor  # [N, H, W] float
+    truth: torch.Tensor  # [N, H, W] int64
+
+    @property
+    def pred(self) -> torch.Tensor:
+        return (self.prob_alive > 0.5).long()
+
+    def summary(self) -> dict[str, float]:
+        correct = self.pred == self.truth
+        truth = self.truth.flatten().numpy()
+        auc = float(roc_auc_score(truth, self.prob_alive.flatten().numpy())) if 0 < truth.mean() < 1 else float("nan")
+        return {
+            "cell_acc": correct.float().mean().item(),
+            "board_exact": correct.flatten(1).all(1).float().mean().item(),
+            "auc": auc,
+            "cells": correct.numel(),
+            "wrong_cells": int((~correct).sum()),
+        }
+
+
+@torch.no_grad()
+def target_probs(model: LifeTransformer, rules: torch.Tensor, boards: torch.Tensor,
+                 batch_size: int = 512) -> torch.Tensor:
+    """``P(alive)`` at every target: ``[N, K, H, W]`` float32 on the CPU, in batches."""
+    out = []
+    for i in range(0, len(boards), batch_size):
+        tokens = model.encode_prompt(rules[i : i + batch_size], boards[i : i + batch_size])
+        logits = model.target_logits(model(tokens)).float()
+        out.append(logits.softmax(-1)[..., 1].cpu())
+    return model.layout.labels_to_boards(torch.cat(out))
+
+
+def score(model: LifeTransformer, rules: torch.Tensor, boards: torch.Tensor) -> list[CellScores]:
+    """Per future step k (t+1+k): the model's probabilities against the simulator."""
+    k = model.layout.multi_steps
+    truth = future_boards(boards.cpu(), rules.cpu(), k)[:, 1:]
+    probs = target_probs(model, rules, boards)
+    return [CellScores(probs[:, s], truth[:, s]) for s in range(k)]
+
+
+def eval_boards(n: int, data: DataConfig, seed: int) -> torch.Tensor:
+    """``[n, H, W]`` evaluation soups, drawn like the training boards but from their own seed."""
+    g = torch.Generator().manual_seed(seed)
+    return random_boards(n, data.height, data.width, data.density_min, data.density_max, g)
+
+
+def heldout_metrics(model: LifeTransformer, data: DataConfig, n_boards: int, seed: int = 0) -> dict:
+    """Metrics on the held-out random rules (``n_boards`` boards spread evenly over them)."""
+    rules = heldout_rules(data.n_heldout, data.heldout_seed).repeat_interleave(
+        -(-n_boards // data.n_heldout), 0)[:n_boards]
+    scores = score(model, rules, eval_boards(n_boards, data, seed))
+    out = {"n_rules": data.n_heldout, **scores[0].summary()}
+    if len(scores) > 1:
+        out["cell_acc_by_step"] = [s.summary()["cell_acc"] for s in scores]
+    return out
+
+
+def named_metrics(model: LifeTransformer, data: DataConfig, boards_per_rule: int, seed: int = 0) -> dict:
+    """Per named rule: the t+1 metrics on ``boards_per_rule`` soups."""
+    boards = eval_boards(boards_per_rule, data, seed + 1)
+    out = {}
+    for name, rule in NAMED_RULES.items():
+        out[name] = {"rule": str(rule), **score(model, rule.bits.expand(len(boards), -1), boards)[0].summary()}
+    return out
+
+
+def rollout_divergence(model: LifeTransformer, rules: torch.Tensor | Rule, starts: torch.Tensor,
+                       steps: int = ROLLOUT_CAP) -> list[int]:
+    """First generation at which the model's rollout differs from the simulator, per start board.
+
+    ``rules``: one :class:`Rule` for all starts, or ``[N, 18]`` bits (one per start).
+    """
+    bits = rules.bits.expand(len(starts), -1) if isinstance(rules, Rule) else rules
+    model_states = model.rollout(bits, starts, steps).cpu()
+    true_states = simulate_rollout(starts.cpu(), bits.cpu(), steps)
+    wrong = (model_states != true_states).flatten(2).any(-1)  # [N, steps + 1]
+    first = torch.where(wrong.any(1), wrong.float().argmax(1), torch.full((len(starts),), steps))
+    return first.tolist()
+
+
+def rollout_starts(data: DataConfig, n_soups: int, seed: int) -> dict[str, torch.Tensor]:
+    """Named start boards: the known patterns in the middle of the board, then random soups."""
+    h, w = data.height, data.width
+    starts = {name: place(name, h, w, h // 2 - 1, w // 2 - 1) for name in ROLLOUT_PATTERNS}
+    g = torch.Generator().manual_seed(seed + 2)
+    for i, soup in enumerate(random_boards(n_soups, h, w, 0.35, 0.35, g)):
+        starts[f"soup{i}"] = soup
+    return starts
+
+
+def rollout_metrics(model: LifeTransformer, data: DataConfig, seed: int = 0, n_soups: int = 4) -> dict:
+    """Divergence step per start board for Conway's Life, and per held-out rule for soups."""
+    starts = rollout_starts(data, n_soups, seed)
+    conway = rollout_divergence(model, get_rule("B3/S23"), torch.stack(list(starts.values())))
+    held = heldout_rules(data.n_heldout, data.heldout_seed)[:8]
+    soups = eval_boards(len(held), data, seed + 3)
+    return {"cap": ROLLOUT_CAP, "conway": dict(zip(starts, conway)),
+            "heldout_soups": rollout_divergence(model, held, soups)}
+
+
+def evaluate(model: LifeTransformer, data: DataConfig, n_boards: int = 4096, seed: int = 0,
+             boards_per_named_rule: int = 256, rollouts: bool = True) -> dict:
+    """The full evaluation report (a JSON-able dict)."""
+    model.eval()
+    report = {
+        "heldout": heldout_metrics(model, data, n_boards, seed),
+        "named": named_metrics(model, data, boards_per_named_rule, seed),
+    }
+    if rollouts:
+        report["rollout"] = rollout_metrics(model, data, seed)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """A plain-text table of an :func:`evaluate` report."""
+    lines = [f"{'rule set':<22} {'rule':<16} {'cell acc':>9} {'exact':>8} {'AUC':>8} {'wrong':>7}"]
+
+    def row(name: str, rule: str, m: dict) -> str:
+        return (f"{name:<22} {rule:<16} {100 * m['cell_acc']:8.3f}% {100 * m['board_exact']:7.2f}%"
+                f" {m['auc']:8.5f} {m['wrong_cells']:>7}")
+
+    held = report["heldout"]
+    lines.append(row("held-out random rules", f"({held['n_rules']} rules)", held))
+    for name, m in report["named"].items():
+        lines.append(row(name, m["rule"], m))
+    if "rollout" in report:
+        r = report["rollout"]
+        conway = ", ".join(f"{k} {v}" for k, v in r["conway"].items())
+        lines.append(f"rollout divergence (first wrong generation, cap {r['cap']}):")
+        lines.append(f"  Conway's Life: {conway}")
+        lines.append(f"  held-out rules, soups: {r['heldout_soups']}")
+    return "\n".join(lines)
+
+
+def save_rollout_animation(model: LifeTransformer, rule: str | Rule, start: str | torch.Tensor,
+                           path: Path, steps: int | None = None) -> list[Path]:
+    """Animate the model's rollout next to the simulator's (GIF, and MP4 with imageio-ffmpeg).
+
+    ``start`` is a pattern name (placed mid-board) or a ``[H, W]`` board; ``steps`` defaults to
+    one lap of a glider around the torus (4 x the larger board side).
+    """
+    rule = get_rule(rule)
+    layout = model.layout
+    if isinstance(start, str):
+        start = place(start, layout.height, layout.width, layout.height // 2 - 1, layout.width // 2 - 1)
+    steps = steps or 4 * max(layout.height, layout.width)
+    model_states = model.rollout(rule.bits.expand(1, -1), start[None], steps)[0].cpu()
+    true_states = simulate_rollout(start, rule, steps)
+    title = f"{rule.name or rule}"
+    return write_frames(rollout_frames(model_states, true_states, title), path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python eval.py [--run-id ID | --ckpt PATH]``: evaluate a checkpoint, print and save the table."""
+    import argparse
+    import json
+
+    from interfere.cli import add_checkpoint_args, exit_on_user_error, load_model_from_args
+
+    parser = argparse.ArgumentParser(description="Evaluate a checkpoint on held-out and named rules.")
+    add_checkpoint_args(parser)
+    parser.add_argument("--boards", type=int, default=4096, help="held-out boards (spread over the held-out rules)")
+    parser.add_argument("--no-rollouts", action="store_true", help="skip the rollout-divergence runs")
+    parser.add_argument("--gif", default=None, metavar="RULE",
+                        help="also animate a glider rollout under RULE (e.g. B3/S23)")
+    args = parser.parse_args(argv)
+    with exit_on_user_error():
+        if args.boards < 1:
+            raise ValueError(f"--boards must be >= 1, got {args.boards}")
+        model, ckpt = load_model_from_args(args)
+        data = DataConfig(**ckpt["config"]["data"])
+        report = evaluate(model, data, n_boards=args.boards, seed=args.seed, rollouts=not args.no_rollouts)
+        report.update({"checkpoint": ckpt["path"], "step": ckpt["step"], "seed": args.seed,
+                       "run_id": ckpt.get("run_id")})
+        out = Path(ckpt["config"]["train"]["log_dir"]) / str(ckpt.get("run_id")) / "eval.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+        print(f"checkpoint {ckpt['path']} (step {ckpt['step']})")
+        print(format_report(report))
+        print(f"wrote {out}")
+        if args.gif:
+            files = save_rollout_animation(model, args.gif, "glider", out.parent / "rollout_glider")
+            print("rollout animation: " + ", ".join(str(f) for f in files))

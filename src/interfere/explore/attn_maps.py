@@ -1,0 +1,169 @@
+"""H1, locality via attention: where do target queries look on the board at t?
+
+    python explorations/attn_maps.py --layer 0 --head 0 [--center | --query R,C] [--sweep heads|layers]
+
+Measures per (layer, head), with A the attention pattern of t+1 target queries and N(q) the 3x3
+toroidal neighbourhood of the query's cell: the *stencil share* (mean of the attention mass on
+N(q) divided by the mass on the whole board; uniform baseline 9/(H*W)) and the *board share*
+(mean attention mass on the board at all). Figures: the chosen head's map for one query, all
+heads of the layer for that query, the relative stencil (every query's map re-centred on the
+query, then averaged) and the stencil-share heatmap over layers and heads.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+
+from interfere.ca.simulate import moore_neighbourhood
+from interfere.data.layout import SequenceLayout
+from interfere.explore.common import Context, parse_cell, parser, run_main
+from interfere.viz.animate import figure_to_array, write_frames
+from interfere.viz.boards import draw_field
+from interfere.viz.style import SEQ_CMAP, caption, save
+
+NAME = "attn_maps"
+
+
+def board_attention(pattern: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
+    """``[batch, head, T, T]`` -> ``[batch, head, HW query cell, HW key cell]``: t+1 targets to board."""
+    targets = layout.targets[0]
+    return pattern[:, :, targets, layout.board]
+
+
+def stencil_shares(pattern: torch.Tensor, layout: SequenceLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    """(stencil share, board share) per head, each ``[head]`` (module docstring)."""
+    a = board_attention(pattern, layout).float()
+    board_mass = a.sum(-1)  # [batch, head, q]
+    stencil_mass = (a * stencil_mask(layout).to(a.device)).sum(-1)
+    ratio = torch.where(board_mass > 1e-12, stencil_mass / board_mass.clamp_min(1e-12), torch.nan)
+    return ratio.nanmean(dim=(0, 2)), board_mass.mean(dim=(0, 2))
+
+
+def stencil_mask(layout: SequenceLayout) -> torch.Tensor:
+    """``[HW query cell, HW key cell]`` float, 1 on the query's 3x3 toroidal neighbourhood."""
+    hood = moore_neighbourhood(layout.height, layout.width)
+    return torch.zeros(layout.n_cells, layout.n_cells).scatter_(1, hood, 1.0)
+
+
+def relative_maps(pattern: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
+    """``[head, H, W]``: each query's board attention re-centred so the query sits at (H//2, W//2)."""
+    h, w = layout.height, layout.width
+    a = board_attention(pattern, layout).float()  # [b, head, q, k]
+    q_rows = torch.arange(h).repeat_interleave(w)[:, None]
+    q_cols = torch.arange(w).repeat(h)[:, None]
+    rel_r = torch.arange(h).repeat_interleave(w)[None, :] - h // 2
+    rel_c = torch.arange(w).repeat(h)[None, :] - w // 2
+    key = ((q_rows + rel_r) % h) * w + (q_cols + rel_c) % w  # [q, rel]
+    idx = key[None, None].expand(a.shape[0], a.shape[1], -1, -1).to(a.device)
+    return a.gather(-1, idx).mean(dim=(0, 2)).reshape(-1, h, w)
+
+
+def all_patterns(ctx: Context, tokens: torch.Tensor) -> torch.Tensor:
+    """``[layer, batch, head, T, T]`` attention patterns from the model's own forward."""
+    _, cache = ctx.model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+    return torch.stack([cache[f"blocks.{i}.attn.hook_pattern"] for i in range(ctx.model.cfg.n_layers)]).float().cpu()
+
+
+def query_map(patterns: torch.Tensor, layout: SequenceLayout, layer: int, head: int, cell: tuple[int, int]):
+    q = cell[0] * layout.width + cell[1]
+    return board_attention(patterns[layer], layout)[:, head, q].mean(0).reshape(layout.height, layout.width)
+
+
+def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
+    layout, cfg = ctx.layout, ctx.model.cfg
+    cell = parse_cell(args.query, layout) if args.query else (layout.height // 2, layout.width // 2)
+    ex = ctx.examples(args.samples)
+    patterns = all_patterns(ctx, ex.tokens)
+    shares = [stencil_shares(patterns[i], layout) for i in range(cfg.n_layers)]
+    stencil = torch.stack([s for s, _ in shares])  # [layer, head]
+    board = torch.stack([b for _, b in shares])
+    uniform = float(stencil_mask(layout).sum(1).mean()) / layout.n_cells
+    files = []
+
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    m = query_map(patterns, layout, args.layer, args.head, cell)
+    draw_field(ax, m, f"L{args.layer}H{args.head}: attention of target {cell} to the board",
+               SEQ_CMAP, 0, None, cell, "attention weight (mean over boards)")
+    caption(fig, ctx.caption(layer=args.layer, head=args.head, query=cell))
+    files.append(save(fig, ctx.out / f"query_L{args.layer}H{args.head}.png"))
+
+    for name, maps, title in [
+        ("heads", [query_map(patterns, layout, args.layer, h, cell) for h in range(cfg.n_heads)],
+         f"layer {args.layer}: attention of target {cell} to the board, every head"),
+        ("relative_stencil", list(relative_maps(patterns[args.layer], layout)),
+         f"layer {args.layer}: relative stencil (query re-centred at {layout.height // 2},{layout.width // 2})"),
+    ]:
+        fig, axes = plt.subplots(1, cfg.n_heads, figsize=(2.9 * cfg.n_heads + 0.8, 3.2), squeeze=False,
+                                 layout="constrained")
+        vmax = max(float(x.max()) for x in maps)
+        centre = cell if name == "heads" else (layout.height // 2, layout.width // 2)
+        for h, ax in enumerate(axes[0]):
+            im = draw_field(ax, maps[h], f"head {h}", SEQ_CMAP, 0, vmax, centre, extent_labels=h == 0)
+        fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, pad=0.01).set_label("attention weight")
+        fig.suptitle(title)
+        caption(fig, ctx.caption(layer=args.layer))
+        files.append(save(fig, ctx.out / f"{name}_L{args.layer}.png"))
+
+    fig, axes = plt.subplots(1, 2, figsize=(4.4 + 2.0 * cfg.n_heads, 1.6 + 0.55 * cfg.n_layers),
+                             layout="constrained")
+    for ax, values, title, label in [
+        (axes[0], stencil, f"H1 stencil share (uniform baseline {uniform:.3f})", "3x3 mass / board mass"),
+        (axes[1], board, "board share", "attention mass on the board"),
+    ]:
+        im = ax.imshow(values.numpy(), cmap=SEQ_CMAP, vmin=0, vmax=1, aspect="auto")
+        for (i, j), v in zip(torch.cartesian_prod(torch.arange(cfg.n_layers), torch.arange(cfg.n_heads)).tolist(),
+                             values.flatten().tolist()):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+        ax.set_xticks(range(cfg.n_heads))
+        ax.set_yticks(range(cfg.n_layers))
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        ax.set_title(title)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(label)
+    caption(fig, ctx.caption(samples=args.samples))
+    files.append(save(fig, ctx.out / "h1_stencil_share.png"))
+
+    if args.sweep:
+        frames = []
+        items = range(cfg.n_heads) if args.sweep == "heads" else range(cfg.n_layers)
+        for i in items:
+            layer, head = (args.layer, i) if args.sweep == "heads" else (i, args.head)
+            fig, ax = plt.subplots(figsize=(4.2, 3.6))
+            draw_field(ax, query_map(patterns, layout, layer, head, cell), f"L{layer}H{head}: target {cell}",
+                       SEQ_CMAP, 0, 1, cell, "attention weight")
+            caption(fig, ctx.caption(layer=layer, head=head))
+            frames.append(figure_to_array(fig))
+        files += write_frames(frames, ctx.out / f"sweep_{args.sweep}", fps=1.5)
+
+    best = torch.nonzero(stencil == stencil.nan_to_num(-1).max())[0].tolist()
+    numbers = {
+        "query": list(cell), "samples": args.samples, "uniform_baseline": uniform,
+        "stencil_share": stencil.tolist(), "board_share": board.tolist(),
+        "best_head": {"layer": best[0], "head": best[1], "stencil_share": float(stencil[best[0], best[1]])},
+        "best_stencil_share_per_layer": stencil.nan_to_num(-1).max(1).values.tolist(),
+    }
+    return numbers, files
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("H1: attention maps of target queries over the board, and the 3x3 stencil share.")
+    p.add_argument("--layer", type=int, default=0)
+    p.add_argument("--head", type=int, default=0)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--center", action="store_true", help="query the central cell (the default)")
+    where.add_argument("--query", default=None, help="query cell ROW,COL")
+    p.add_argument("--sweep", choices=["heads", "layers"], default=None, help="also write a GIF/MP4 sweep")
+    p.add_argument("--samples", type=int, default=64, help="boards to average over")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_main(NAME, build_parser, run, argv)
+
+
+if __name__ == "__main__":
+    main()

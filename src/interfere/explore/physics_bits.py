@@ -1,0 +1,212 @@
+"""H3, physics tokens usage: do target queries read the rule tokens, and does flipping one act as it should?
+
+    python explorations/physics_bits.py [--samples 144]
+
+1. Attention mass from t+1 target queries to the 18 rule tokens per (layer, head), normalised
+   over every key (pattern rows sum to 1), and per rule bit.
+2. The flip test: flip one rule token ``<Rr_v>`` -> ``<Rr_{1-v}>``. Bit b < 9 (S_b) governs live cells
+   with b neighbours, bit b >= 9 (B_{b-9}) dead cells with b-9 neighbours: exactly those cells'
+   true next state changes. With C the cells whose prediction changed and G the governed cells:
+   precision |C & G| / |C|, recall |C & G| / |G|, the false-flip rate |C - G| / |not G|, and the
+   accuracy of the flipped prediction against the flipped rule's truth.
+3. Activation patching: each head's output (``hook_z``, all positions) from the flipped run is
+   patched into the clean run (``transformer_lens.patching``); the share of the flip's effect on
+   the governed cells' alive-minus-dead logit it restores names the responsible heads.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from transformer_lens import patching
+
+from interfere.ca.rules import BIT_NAMES, N_RULE_BITS
+from interfere.ca.simulate import step
+from interfere.data.layout import SequenceLayout
+from interfere.explore.common import Context, parser, run_main
+from interfere.model.life_model import LifeTransformer
+from interfere.viz.style import ACCENT, DIV_CMAP, SEQ_CMAP, WRONG_COLOR, caption, save
+
+NAME = "physics_bits"
+Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (rules, boards) -> next boards
+
+
+def rule_attention(patterns: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
+    """``[layer, batch, head, T, T]`` -> ``[layer, head, 18]``: mean mass from t+1 targets to each rule token."""
+    return patterns[:, :, :, layout.targets[0], layout.rule].float().mean(dim=(1, 3))
+
+
+def flip_bits(rules: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    """Rules ``[N, 18]`` with bit ``bits[n]`` of example n flipped."""
+    flipped = rules.clone()
+    idx = torch.arange(len(rules))
+    flipped[idx, bits] = ~flipped[idx, bits]
+    return flipped
+
+
+def flip_scores(predict: Predictor, rules: torch.Tensor, boards: torch.Tensor) -> dict[str, list[float]]:
+    """Per bit: precision, recall, false-flip rate and flipped accuracy of ``predict`` (docstring)."""
+    out: dict[str, list[float]] = {"precision": [], "recall": [], "false_flip_rate": [], "flipped_acc": [],
+                                   "governed_cells": [], "changed_cells": []}
+    clean_pred = predict(rules, boards)
+    for b in range(N_RULE_BITS):
+        flipped = flip_bits(rules, torch.full((len(rules),), b))
+        pred = predict(flipped, boards)
+        governed = step(boards, rules) != step(boards, flipped)
+        changed = pred != clean_pred
+        hit = (changed & governed).sum().item()
+        out["precision"].append(hit / changed.sum().item() if changed.any() else float("nan"))
+        out["recall"].append(hit / governed.sum().item() if governed.any() else float("nan"))
+        out["false_flip_rate"].append((changed & ~governed).sum().item() / max(1, (~governed).sum().item()))
+        out["flipped_acc"].append((pred == step(boards, flipped)).float().mean().item())
+        out["governed_cells"].append(int(governed.sum()))
+        out["changed_cells"].append(int(changed.sum()))
+    return out
+
+
+def governed_metric(model: LifeTransformer, rules: torch.Tensor, flipped: torch.Tensor, boards: torch.Tensor):
+    """The metric patching measures: mean signed alive-minus-dead logit on the governed cells,
+    signed towards the flipped rule's truth (it rises when the model follows the flip)."""
+    layout = model.layout
+    truth_flipped = step(boards, flipped)
+    governed = (step(boards, rules) != truth_flipped).reshape(len(boards), -1).to(model.cfg.device)
+    sign = (2 * truth_flipped - 1).reshape(len(boards), -1).float().to(model.cfg.device)
+    targets = layout.targets[0]
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        diff = (logits[:, targets, 1] - logits[:, targets, 0]).float()
+        return (diff * sign)[governed].mean()
+
+    return metric
+
+
+def patch_heads(model: LifeTransformer, clean_tokens: torch.Tensor, source_cache, heads: list[tuple[int, int]]):
+    """Logits of the clean run with the given heads' ``hook_z`` (all positions) taken from ``source_cache``."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+
+    def make_hook(layer: int):
+        def hook(z: torch.Tensor, hook) -> torch.Tensor:  # z: [batch, pos, head, d_head]
+            z = z.clone()
+            z[:, :, by_layer[layer]] = source_cache[hook.name][:, :, by_layer[layer]]
+            return z
+        return hook
+
+    hooks = [(f"blocks.{layer}.attn.hook_z", make_hook(layer)) for layer in by_layer]
+    return model.run_with_hooks(clean_tokens, fwd_hooks=hooks)
+
+
+@torch.no_grad()
+def head_patching(model: LifeTransformer, rules: torch.Tensor, flipped: torch.Tensor,
+                  boards: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """([layer, head] share of the flip's effect each head restores, share with all heads, effect size)."""
+    clean_tokens = model.encode_prompt(rules, boards)
+    flip_tokens = model.encode_prompt(flipped, boards)
+    metric = governed_metric(model, rules, flipped, boards)
+    flip_logits, flip_cache = model.run_with_cache(flip_tokens, names_filter=lambda n: n.endswith("hook_z"))
+    clean_m, flip_m = metric(model(clean_tokens)), metric(flip_logits)
+    effect = flip_m - clean_m
+    per_head = patching.get_act_patch_attn_head_out_all_pos(
+        model, clean_tokens, flip_cache, lambda logits: (metric(logits) - clean_m) / effect)
+    all_heads = [(layer, h) for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
+    everything = (metric(patch_heads(model, clean_tokens, flip_cache, all_heads)) - clean_m) / effect
+    return per_head.detach().float().cpu(), float(everything), float(effect)
+
+
+def model_predictor(model: LifeTransformer) -> Predictor:
+    return lambda rules, boards: model.predict(rules, boards).cpu()
+
+
+def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
+    model, layout, cfg = ctx.model, ctx.layout, ctx.model.cfg
+    ex = ctx.examples(args.samples)
+    _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+    patterns = torch.stack([cache[f"blocks.{i}.attn.hook_pattern"] for i in range(cfg.n_layers)]).cpu()
+    del cache
+    rule_mass = rule_attention(patterns, layout)  # [layer, head, 18]
+    scores = flip_scores(model_predictor(model), ex.rules, ex.boards)
+    bits = torch.arange(len(ex.rules)) % N_RULE_BITS  # every bit flipped on an equal share of boards
+    flipped = flip_bits(ex.rules, bits)
+    restored, restored_all, effect = head_patching(model, ex.rules, flipped, ex.boards)
+    files = []
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.9 + 0.45 * cfg.n_layers * cfg.n_heads / 2 + 1.5),
+                             gridspec_kw={"width_ratios": [1, 3]})
+    total = rule_mass.sum(-1)
+    im = axes[0].imshow(total.numpy(), cmap=SEQ_CMAP, vmin=0, vmax=max(1e-6, float(total.max())), aspect="auto")
+    axes[0].set_xlabel("head")
+    axes[0].set_ylabel("layer")
+    axes[0].set_xticks(range(cfg.n_heads))
+    axes[0].set_yticks(range(cfg.n_layers))
+    axes[0].set_title("attention mass on the 18 rule tokens")
+    fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04).set_label("share of all attention")
+    per_bit = rule_mass.reshape(-1, N_RULE_BITS)
+    im = axes[1].imshow(per_bit.numpy(), cmap=SEQ_CMAP, vmin=0, aspect="auto")
+    axes[1].set_xticks(range(N_RULE_BITS), BIT_NAMES)
+    axes[1].set_yticks(range(len(per_bit)), [f"L{i}H{j}" for i in range(cfg.n_layers) for j in range(cfg.n_heads)])
+    axes[1].set_xlabel("rule token")
+    axes[1].set_title("… per rule token")
+    fig.colorbar(im, ax=axes[1], fraction=0.02, pad=0.02).set_label("attention weight")
+    fig.suptitle("H3: how much t+1 target queries attend to the rule (physics) tokens")
+    caption(fig, ctx.caption(samples=args.samples))
+    files.append(save(fig, ctx.out / "rule_attention.png"))
+
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    x = np.arange(N_RULE_BITS)
+    ax.bar(x - 0.2, scores["precision"], 0.4, color=ACCENT, label="precision |C∩G|/|C|")
+    ax.bar(x + 0.2, scores["recall"], 0.4, color="#2a9d8f", label="recall |C∩G|/|G|")
+    ax.plot(x, scores["false_flip_rate"], "x", color=WRONG_COLOR, label="false-flip rate |C−G|/|¬G|")
+    ax.set_xticks(x, BIT_NAMES)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("flipped rule bit")
+    ax.set_ylabel("share of cells")
+    ax.set_title("H3 causal test: flipping one rule token changes exactly the governed cells?")
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    caption(fig, ctx.caption(samples=args.samples))
+    files.append(save(fig, ctx.out / "flip_test.png"))
+
+    fig, ax = plt.subplots(figsize=(1.6 + 0.9 * cfg.n_heads, 1.4 + 0.6 * cfg.n_layers))
+    lim = max(1.0, float(restored.abs().max()))
+    im = ax.imshow(restored.numpy(), cmap=DIV_CMAP, vmin=-lim, vmax=lim, aspect="auto")
+    for i in range(cfg.n_layers):
+        for j in range(cfg.n_heads):
+            ax.text(j, i, f"{restored[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(cfg.n_heads))
+    ax.set_yticks(range(cfg.n_layers))
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(f"share of the flip effect restored by patching one head\n(all heads: {restored_all:.2f})")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("restored share")
+    caption(fig, ctx.caption(samples=args.samples))
+    files.append(save(fig, ctx.out / "head_patching.png"))
+
+    best = torch.nonzero(restored == restored.max())[0].tolist()
+    numbers = {
+        "samples": args.samples,
+        "rule_attention_mass": total.tolist(), "rule_attention_per_bit": rule_mass.tolist(),
+        "flip": scores,
+        "flip_mean": {k: float(np.nanmean(v)) for k, v in scores.items() if k not in ("governed_cells", "changed_cells")},
+        "patching": {"restored_share": restored.tolist(), "all_heads": restored_all, "effect_logit": effect,
+                     "best_head": {"layer": best[0], "head": best[1], "share": float(restored.max())}},
+    }
+    return numbers, files
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("H3: rule-token attention, the rule-bit flip test, and per-head patching.")
+    p.add_argument("--samples", type=int, default=144, help="boards (each bit is flipped on every board)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_main(NAME, build_parser, run, argv)
+
+
+if __name__ == "__main__":
+    main()

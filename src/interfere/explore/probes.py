@@ -1,0 +1,155 @@
+"""H2 (and H4's probe half), linear world variables: what can a linear probe read off the residual?
+
+    python explorations/probes.py --samples 512
+
+For ``resid_pre`` of every layer and the final residual (``ln_final.hook_normalized``'s input,
+``blocks.{L-1}.hook_resid_post``), at t+1 target positions and at board positions: the
+neighbour count (R^2 of a ridge regression, and accuracy of a 9-way logistic classifier), the
+prior state (ROC-AUC) and the next state (ROC-AUC). Train/test split by board (never by cell).
+Controls, in the same figures: the same probes on a randomly initialised model of the same
+shape, and on labels shuffled across boards (selectivity = real minus shuffled).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import r2_score, roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+from interfere.data.layout import SequenceLayout
+from interfere.explore.common import Context, Examples, parser, run_main
+from interfere.model.life_model import LifeTransformer
+from interfere.viz.style import ACCENT, CONTROL_COLOR, caption, save
+
+NAME = "probes"
+TARGETS = ("count_r2", "count_acc", "prior_auc", "next_auc")
+LABELS = {"count_r2": "neighbour count R²", "count_acc": "count accuracy (9-way)",
+          "prior_auc": "prior state AUC", "next_auc": "next state AUC"}
+MAX_CELLS = 12_000  # cells per probe fit, sampled by board; keeps a probe fit to seconds
+
+
+def residual_names(n_layers: int) -> list[str]:
+    return [f"blocks.{i}.hook_resid_pre" for i in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
+
+
+def residuals(model: LifeTransformer, tokens: torch.Tensor, positions: slice) -> np.ndarray:
+    """``[n_points, batch, H*W, d_model]`` float32: the residual at each probe point and position."""
+    names = residual_names(model.cfg.n_layers)
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    return np.stack([cache[n][:, positions].float().cpu().numpy() for n in names])
+
+
+def board_split(n_boards: int, seed: int, test_frac: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean train/test masks over boards."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(n_boards, dtype=bool)
+    test[rng.permutation(n_boards)[: max(1, int(test_frac * n_boards))]] = True
+    return ~test, test
+
+
+def fit_probes(x: np.ndarray, ex: dict[str, np.ndarray], train: np.ndarray, test: np.ndarray,
+               seed: int) -> dict[str, float]:
+    """All four probes on activations ``x`` ``[boards, cells, d]`` with per-cell labels ``ex``."""
+    def cells(mask: np.ndarray, arr: np.ndarray) -> np.ndarray:
+        flat = arr[mask].reshape(-1, *arr.shape[2:])
+        return flat[:MAX_CELLS]
+
+    xtr, xte = cells(train, x), cells(test, x)
+    scaler = StandardScaler().fit(xtr)
+    xtr, xte = scaler.transform(xtr), scaler.transform(xte)
+    out = {}
+    ctr, cte = cells(train, ex["count"]), cells(test, ex["count"])
+    out["count_r2"] = float(r2_score(cte, Ridge(alpha=1.0).fit(xtr, ctr).predict(xte)))
+    clf = LogisticRegression(max_iter=300, C=1.0).fit(xtr, ctr)
+    out["count_acc"] = float((clf.predict(xte) == cte).mean())
+    for key, label in (("prior_auc", "prior"), ("next_auc", "next")):
+        ytr, yte = cells(train, ex[label]), cells(test, ex[label])
+        if len(np.unique(ytr)) < 2 or len(np.unique(yte)) < 2:
+            out[key] = float("nan")
+            continue
+        p = LogisticRegression(max_iter=300, C=1.0).fit(xtr, ytr).predict_proba(xte)[:, 1]
+        out[key] = float(roc_auc_score(yte, p))
+    return out
+
+
+def labels_of(ex: Examples) -> dict[str, np.ndarray]:
+    n = len(ex.boards)
+    return {"count": ex.counts.reshape(n, -1).numpy(), "prior": ex.boards.reshape(n, -1).numpy(),
+            "next": ex.next_boards.reshape(n, -1).numpy()}
+
+
+def shuffled(labels: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """Labels permuted across boards: keeps each label's marginal, breaks its link to the input."""
+    perm = np.random.default_rng(seed + 1).permutation(len(labels["count"]))
+    return {k: v[perm] for k, v in labels.items()}
+
+
+def probe_model(model: LifeTransformer, ex: Examples, labels: dict[str, np.ndarray], positions: slice,
+                seed: int) -> list[dict[str, float]]:
+    acts = residuals(model, ex.tokens, positions)
+    train, test = board_split(len(ex.boards), seed)
+    return [fit_probes(a, labels, train, test, seed) for a in acts]
+
+
+def random_twin(model: LifeTransformer, seed: int) -> LifeTransformer:
+    """A randomly initialised model of the same shape and layout (the untrained control)."""
+    cfg = model.life_cfg
+    twin_cfg = type(cfg)(**{**cfg.__dict__, "seed": seed + 12345})
+    twin = LifeTransformer(twin_cfg, model.layout, model.cfg.device)
+    return twin.eval()
+
+
+def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
+    layout: SequenceLayout = ctx.layout
+    ex = ctx.examples(args.samples)
+    labels = labels_of(ex)
+    twin = random_twin(ctx.model, ctx.seed)
+    where = {"target": layout.targets[0], "board": layout.board}
+    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for pos_name, positions in where.items():
+        results[pos_name] = {
+            "trained": probe_model(ctx.model, ex, labels, positions, ctx.seed),
+            "random_init": probe_model(twin, ex, labels, positions, ctx.seed),
+            "shuffled_labels": probe_model(ctx.model, ex, shuffled(labels, ctx.seed), positions, ctx.seed),
+        }
+    points = [f"L{i}" for i in range(ctx.model.cfg.n_layers)] + ["final"]
+    files = []
+    for pos_name, res in results.items():
+        fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
+        for ax, key in zip(axes, TARGETS):
+            for run_name, color, style in (("trained", ACCENT, "-o"), ("random_init", CONTROL_COLOR, "--s"),
+                                           ("shuffled_labels", "#e9c46a", ":^")):
+                ax.plot(range(len(points)), [r[key] for r in res[run_name]], style, color=color,
+                        label=run_name.replace("_", " "), ms=4)
+            ax.set_xticks(range(len(points)), points)
+            ax.set_xlabel("residual stream before layer")
+            ax.set_ylabel(LABELS[key])
+            ax.set_title(LABELS[key])
+            ax.set_ylim(-0.05 if key == "count_r2" else 0.0, 1.02)
+            ax.axhline(0.5 if key.endswith("auc") else 0.0, color="#cccccc", lw=0.8, zorder=0)
+        axes[0].legend(frameon=False, fontsize=7)
+        fig.suptitle(f"H2: linear probes at {pos_name} positions (held-out boards)")
+        caption(fig, ctx.caption(samples=args.samples))
+        files.append(save(fig, ctx.out / f"probes_{pos_name}.png"))
+    numbers = {"points": points, "samples": args.samples, "results": results}
+    return numbers, files
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("H2: linear probes for neighbour count, prior state and next state, with controls.")
+    p.add_argument("--samples", type=int, default=256, help="boards (split 75/25 by board)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_main(NAME, build_parser, run, argv)
+
+
+if __name__ == "__main__":
+    main()

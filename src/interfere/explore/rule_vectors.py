@@ -1,0 +1,116 @@
+"""Rule-token geometry: how the model embeds the 18 rule bits.
+
+    python explorations/rule_vectors.py [--source embed|resid0]
+
+For each bit r, the difference vector ``<Rr_1> - <Rr_0>`` taken from ``W_E`` (``embed``) or from the
+residual at the rule positions after layer 0 (``resid0``: the mean over boards whose bit r has
+that value). Figures: the 18 x 18 cosine-similarity heatmap of the difference vectors (S0..S8,
+B0..B8), and a PCA scatter of the 36 rule tokens labelled by bit with arrows ``<Rr_0> -> <Rr_1>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+
+from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
+from interfere.data.layout import rule_token
+from interfere.explore.common import Context, parser, run_main
+from interfere.viz.style import ACCENT, DIV_CMAP, caption, save
+
+NAME = "rule_vectors"
+SURVIVE_COLOR, BIRTH_COLOR = ACCENT, "#e76f51"
+
+
+def token_vectors(ctx: Context, source: str, samples: int) -> torch.Tensor:
+    """``[18, 2, d_model]``: the vector of ``<Rr_v>`` for every bit r and value v."""
+    if source == "embed":
+        ids = torch.tensor([[rule_token(r, v) for v in (0, 1)] for r in range(N_RULE_BITS)])
+        return ctx.model.embed.W_E[ids].float().cpu()
+    ex = ctx.examples(samples)
+    name = "blocks.0.hook_resid_post"
+    _, cache = ctx.model.run_with_cache(ex.tokens, names_filter=lambda n: n == name)
+    resid = cache[name][:, ctx.layout.rule].float().cpu()  # [batch, 18, d_model]
+    out = torch.zeros(N_RULE_BITS, 2, resid.shape[-1])
+    for v in (0, 1):
+        sel = (ex.rules == bool(v)).float()  # [batch, 18]
+        out[:, v] = (resid * sel[..., None]).sum(0) / sel.sum(0).clamp_min(1)[:, None]
+    return out
+
+
+def cosine_matrix(diffs: torch.Tensor) -> torch.Tensor:
+    unit = diffs / diffs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return unit @ unit.T
+
+
+def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
+    vecs = token_vectors(ctx, args.source, args.samples)
+    diffs = vecs[:, 1] - vecs[:, 0]
+    cos = cosine_matrix(diffs)
+    where = "W_E" if args.source == "embed" else "residual after layer 0"
+    files = []
+
+    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    im = ax.imshow(cos.numpy(), cmap=DIV_CMAP, vmin=-1, vmax=1)
+    ax.set_xticks(range(N_RULE_BITS), BIT_NAMES, rotation=90)
+    ax.set_yticks(range(N_RULE_BITS), BIT_NAMES)
+    ax.axhline(N_COUNTS - 0.5, color="black", lw=0.8)
+    ax.axvline(N_COUNTS - 0.5, color="black", lw=0.8)
+    ax.set_title(f"cosine similarity of <Rr_1> − <Rr_0> ({where})")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("cosine similarity")
+    caption(fig, ctx.caption(source=args.source))
+    files.append(save(fig, ctx.out / f"rule_diff_cosine_{args.source}.png"))
+
+    flat = vecs.reshape(-1, vecs.shape[-1]).numpy()
+    pca = PCA(n_components=2, random_state=ctx.seed).fit(flat)
+    xy = pca.transform(flat).reshape(N_RULE_BITS, 2, 2)
+    var = pca.explained_variance_ratio_
+    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    for r in range(N_RULE_BITS):
+        color = SURVIVE_COLOR if r < N_COUNTS else BIRTH_COLOR
+        (x0, y0), (x1, y1) = xy[r]
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": color, "alpha": 0.6})
+        ax.scatter([x0], [y0], s=22, facecolors="white", edgecolors=color, zorder=3)
+        ax.scatter([x1], [y1], s=22, color=color, zorder=3)
+        ax.text(x1, y1, f" {BIT_NAMES[r]}", fontsize=7, color=color, va="center")
+    ax.scatter([], [], s=22, facecolors="white", edgecolors="grey", label="<Rr_0> (bit off)")
+    ax.scatter([], [], s=22, color="grey", label="<Rr_1> (bit on)")
+    ax.plot([], [], color=SURVIVE_COLOR, label="S bits (survival)")
+    ax.plot([], [], color=BIRTH_COLOR, label="B bits (birth)")
+    ax.legend(frameon=False, fontsize=7)
+    ax.set_xlabel(f"PC1 ({100 * var[0]:.1f}% of variance)")
+    ax.set_ylabel(f"PC2 ({100 * var[1]:.1f}% of variance)")
+    ax.set_title(f"the 36 rule tokens ({where}), arrows <Rr_0> → <Rr_1>")
+    caption(fig, ctx.caption(source=args.source))
+    files.append(save(fig, ctx.out / f"rule_tokens_pca_{args.source}.png"))
+
+    off_diag = cos[~torch.eye(N_RULE_BITS, dtype=torch.bool)]
+    s_block = cos[:N_COUNTS, :N_COUNTS][~torch.eye(N_COUNTS, dtype=torch.bool)]
+    b_block = cos[N_COUNTS:, N_COUNTS:][~torch.eye(N_COUNTS, dtype=torch.bool)]
+    return {
+        "source": args.source, "cosine": cos.tolist(), "diff_norms": diffs.norm(dim=-1).tolist(),
+        "mean_abs_offdiag_cosine": float(off_diag.abs().mean()),
+        "mean_cosine_within_S": float(s_block.mean()), "mean_cosine_within_B": float(b_block.mean()),
+        "mean_cosine_S_vs_B": float(cos[:N_COUNTS, N_COUNTS:].mean()),
+        "pca_explained_variance": np.asarray(var).tolist(),
+    }, files
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("Rule-token geometry: cosine similarity and PCA of the 36 rule tokens.")
+    p.add_argument("--source", choices=["embed", "resid0"], default="embed")
+    p.add_argument("--samples", type=int, default=128, help="boards, for --source resid0")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_main(NAME, build_parser, run, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Checkpoints: atomic save, discovery, validation, and rebuilding the model from one (DESIGN §4).
+
+A checkpoint is a plain dict (tensors, dicts, strings, numbers), so ``torch.load(weights_only=True)``
+reads it. It carries everything needed to rebuild the model without the config file: the
+resolved config, the vocabulary, the weights (and EMA weights), the step and a format version.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interfere.data.layout import VOCAB, SequenceLayout
+from interfere.data.stream import DataConfig
+from interfere.model.life_model import LifeTransformer, ModelConfig
+
+FORMAT_VERSION = 1
+LATEST = "latest.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, or does not fit what it is being loaded into."""
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def point_latest_link(ckpt_dir: Path, target: Path) -> None:
+    """Atomically make ``ckpt_dir/latest.pt`` a relative symlink to ``target``."""
+    link = Path(ckpt_dir) / LATEST
+    tmp = link.with_name(f".{LATEST}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(target, link.parent), tmp)
+    os.replace(tmp, link)
+
+
+def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
+                    ckpt_dir: str | Path = "checkpoints") -> Path:
+    """The discovery rule: ``ckpt``; else ``<ckpt_dir>/<run_id>/latest.pt``; else the newest
+    ``<ckpt_dir>/*/latest.pt``; else ``<ckpt_dir>/latest.pt``; else a clear error."""
+    ckpt_dir = Path(ckpt_dir)
+    if ckpt is not None:
+        path = Path(ckpt)
+        if not path.is_file():
+            raise CheckpointError(f"Checkpoint {str(path)!r} does not exist")
+        return path
+    if run_id is not None:
+        path = ckpt_dir / run_id / LATEST
+        if not path.is_file():
+            runs = sorted(p.parent.name for p in ckpt_dir.glob(f"*/{LATEST}"))
+            raise CheckpointError(
+                f"No checkpoint for run id {run_id!r} at {path}; runs found: {runs or 'none'}"
+            )
+        return path
+    runs = sorted(ckpt_dir.glob(f"*/{LATEST}"), key=lambda p: p.stat().st_mtime)
+    if runs:
+        return runs[-1]
+    if (ckpt_dir / LATEST).is_file():
+        return ckpt_dir / LATEST
+    raise CheckpointError(
+        f"No checkpoint found under {str(ckpt_dir)!r}. Train one first: "
+        "`make demo` or `python train.py --config-name exp/cpu_demo`"
+    )
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load and validate a checkpoint file; a truncated or foreign file is a CheckpointError."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} is truncated or not a checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:120]}); delete it and retrain or resume from another"
+        ) from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
+        raise CheckpointError(f"{str(path)!r} is not an interfere checkpoint (no format_version)")
+    if ckpt["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{str(path)!r} has checkpoint format {ckpt['format_version']}, this code reads {FORMAT_VERSION}"
+        )
+    if list(ckpt["vocab"]) != list(VOCAB):
+        raise CheckpointError(f"{str(path)!r} was trained with a different vocabulary")
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def load_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
+                    ckpt_dir: str | Path = "checkpoints",
+                    map_location: str | torch.device = "cpu") -> dict:
+    """Find (discovery rule of :func:`find_checkpoint`) and read a checkpoint. Never random weights."""
+    return read_checkpoint(find_checkpoint(run_id, ckpt, ckpt_dir), map_location)
+
+
+def config_mismatches(saved: dict, wanted: dict, sections: tuple[str, ...] = ("data", "model")) -> list[str]:
+    """Keys of the model-defining config sections whose values differ, as readable strings."""
+    out = []
+    for section in sections:
+        a, b = saved.get(section, {}), wanted.get(section, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                out.append(f"{section}.{key}: checkpoint {a.get(key)!r} vs config {b.get(key)!r}")
+    return out
+
+
+def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu", ema: bool = True) -> LifeTransformer:
+    """Rebuild the model from a checkpoint's own config and load its (EMA, if present) weights."""
+    cfg = ckpt["config"]
+    data = DataConfig(**cfg["data"])
+    model = LifeTransformer(ModelConfig(**cfg["model"]),
+                            SequenceLayout(data.height, data.width, data.multi_steps), device)
+    weights = ckpt["ema"] if ema and ckpt.get("ema") is not None else ckpt["model"]
+    load_weights(model, weights, ckpt.get("path", "checkpoint"))
+    model.eval()
+    return model
+
+
+def load_weights(model: torch.nn.Module, weights: dict, source: str) -> None:
+    """``load_state_dict`` whose error names the mismatching tensors in one line."""
+    own = model.state_dict()
+    problems = [f"missing {k}" for k in own if k not in weights]
+    problems += [f"unexpected {k}" for k in weights if k not in own]
+    problems += [
+        f"{k} has shape {tuple(v.shape)} but the model wants {tuple(own[k].shape)}"
+        for k, v in weights.items() if k in own and v.shape != own[k].shape
+    ]
+    if problems:
+        raise CheckpointError(f"{source} does not fit this model: " + "; ".join(problems[:6]))
+    model.load_state_dict(weights)

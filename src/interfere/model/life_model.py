@@ -1,0 +1,190 @@
+"""The one model object: a TransformerLens ``HookedTransformer`` that owns its own hooks (DESIGN §4).
+
+:class:`LifeTransformer` *is* a ``HookedTransformer``. Its layout-dependent tables (``pos2d``,
+segment ids, the attention mask, the rotary angles) are buffers, and the hooks that use them are
+*permanent* hooks, so they fire in ``model(tokens)``, ``run_with_cache``, ``run_with_hooks``
+and ``transformer_lens.patching`` alike, survive ``reset_hooks()``, and no analysis ever needs
+to build its own:
+
+* ``hook_embed``: adds the segment embedding ``W_seg[segment_id]`` (also exposed at
+  ``hook_seg_embed``);
+* ``blocks.{l}.attn.hook_q`` / ``hook_k``: 2D rotary embeddings (:mod:`interfere.model.rope2d`);
+* ``blocks.{l}.attn.hook_attn_scores``: the layout's attention mask (``-inf`` where blocked).
+
+TransformerLens' learned 1D positions (``W_pos``) are zeroed and frozen, so position enters only
+through 2D RoPE and segments. The unembedding has two outputs: logit 0 = dead, 1 = alive (the
+same ids as the ``0``/``1`` tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.hook_points import HookPoint
+
+from interfere.ca.rules import Rule
+from interfere.ca.simulate import as_rule_bits
+from interfere.data.layout import VOCAB, SequenceLayout
+from interfere.model.rope2d import ROPE_KINDS, apply_rope, rope_angles
+
+
+@dataclass
+class ModelConfig:
+    n_layers: int = 2
+    d_model: int = 64
+    n_heads: int = 4
+    d_head: int | None = None  # default d_model // n_heads
+    d_mlp: int | None = None  # default 4 * d_model
+    act_fn: str = "gelu"
+    rope: str = "toroidal"  # or "standard"
+    rope_base: float = 10000.0
+    rotary_dim: int | None = None  # head dims rotated by 2D RoPE; default: all of them
+    seed: int = 0  # initialisation seed
+
+    def resolved(self) -> ModelConfig:
+        d_head = self.d_head or self.d_model // self.n_heads
+        return ModelConfig(**{
+            **asdict(self),
+            "d_head": d_head,
+            "d_mlp": self.d_mlp or 4 * self.d_model,
+            "rotary_dim": d_head if self.rotary_dim is None else self.rotary_dim,
+        })
+
+
+class LifeTransformer(HookedTransformer):
+    """A HookedTransformer for one sequence layout, with 2D RoPE, segments and the mask built in."""
+
+    def __init__(self, cfg: ModelConfig, layout: SequenceLayout, device: str | torch.device = "cpu"):
+        cfg = cfg.resolved()
+        if cfg.rope not in ROPE_KINDS:
+            raise ValueError(f"model.rope must be one of {ROPE_KINDS}, got {cfg.rope!r}")
+        if not 0 <= cfg.rotary_dim <= cfg.d_head or cfg.rotary_dim % 4:
+            raise ValueError(
+                f"model.rotary_dim must be a multiple of 4 in 0..d_head={cfg.d_head}, got {cfg.rotary_dim}"
+            )
+        tl_cfg = HookedTransformerConfig(
+            n_layers=cfg.n_layers,
+            d_model=cfg.d_model,
+            n_heads=cfg.n_heads,
+            d_head=cfg.d_head,
+            d_mlp=cfg.d_mlp,
+            act_fn=cfg.act_fn,
+            d_vocab=len(VOCAB),
+            d_vocab_out=2,
+            n_ctx=layout.seq_len,
+            normalization_type="LN",
+            attention_dir="bidirectional",
+            positional_embedding_type="standard",
+            default_prepend_bos=False,
+            seed=cfg.seed,
+            device=str(device),
+        )
+        super().__init__(tl_cfg, move_to_device=False)
+        self.life_cfg = cfg
+        self.layout = layout
+        self.W_seg = nn.Parameter(torch.randn(layout.n_segments, cfg.d_model) * tl_cfg.initializer_range)
+        self.hook_seg_embed = HookPoint()  # [batch, pos, d_model]
+        with torch.no_grad():
+            self.pos_embed.W_pos.zero_()
+        self.pos_embed.W_pos.requires_grad_(False)
+
+        angles = rope_angles(layout.pos2d(), cfg.rope, cfg.rotary_dim, layout.height, layout.width,
+                             cfg.rope_base)
+        self.register_buffer("pos2d", layout.pos2d(), persistent=False)
+        self.register_buffer("segment_ids", layout.segment_ids(), persistent=False)
+        self.register_buffer("attn_blocked", ~layout.attention_mask(), persistent=False)
+        self.register_buffer("rope_cos", angles.cos(), persistent=False)
+        self.register_buffer("rope_sin", angles.sin(), persistent=False)
+        self.register_buffer("target_index", layout.target_index.clone(), persistent=False)
+        self.setup()  # register hook_seg_embed with TransformerLens' hook dictionary
+        self._add_layout_hooks()
+        self.to(device, print_details=False)
+
+    # --- the model's own hooks ---------------------------------------------------------------
+    def _add_layout_hooks(self) -> None:
+        self.add_perma_hook("hook_embed", self._add_segments)
+        for layer in range(self.cfg.n_layers):
+            self.add_perma_hook(f"blocks.{layer}.attn.hook_q", self._rotate)
+            self.add_perma_hook(f"blocks.{layer}.attn.hook_k", self._rotate)
+            self.add_perma_hook(f"blocks.{layer}.attn.hook_attn_scores", self._mask_scores)
+
+    def _add_segments(self, embed: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        # embed: [batch, pos, d_model]
+        return embed + self.hook_seg_embed(self.W_seg[self.segment_ids[: embed.shape[1]]])[None]
+
+    def _rotate(self, x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        # x: [batch, pos, head, d_head]
+        return apply_rope(x, self.rope_cos, self.rope_sin)
+
+    def _mask_scores(self, scores: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        # scores: [batch, head, query_pos, key_pos]
+        q, k = scores.shape[-2:]
+        return scores.masked_fill(self.attn_blocked[:q, :k], float("-inf"))
+
+    # --- the training fast path ---------------------------------------------------------------
+    def fast_target_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[batch, K*H*W, 2]`` target logits: the same function as ``target_logits(self(tokens))``.
+
+        A training-only fast path over the same parameters: fused attention
+        (``scaled_dot_product_attention`` with the layout's mask), no hook points, and in the
+        last layer only the target queries are computed (nothing else reaches the loss).
+        ``tests/test_model.py`` asserts that its logits equal the hooked forward's. Every
+        analysis uses the hooked forward (``forward``, ``run_with_cache``, ``run_with_hooks``).
+        """
+        cfg = self.cfg
+        allowed = ~self.attn_blocked
+        x = self.embed.W_E[tokens] + self.W_seg[self.segment_ids]  # [batch, pos, d_model]; W_pos is 0
+        for i, block in enumerate(self.blocks):
+            last = i == cfg.n_layers - 1
+            attn = block.attn
+            h = F.layer_norm(x, (cfg.d_model,), block.ln1.w, block.ln1.b, cfg.eps)
+            k = apply_rope(torch.einsum("bpm,hmd->bphd", h, attn.W_K) + attn.b_K, self.rope_cos, self.rope_sin)
+            v = torch.einsum("bpm,hmd->bphd", h, attn.W_V) + attn.b_V
+            q = apply_rope(torch.einsum("bpm,hmd->bphd", h, attn.W_Q) + attn.b_Q, self.rope_cos, self.rope_sin)
+            mask = allowed
+            if last:  # only target queries matter from here on
+                q, x, mask = q[:, self.target_index], x[:, self.target_index], allowed[self.target_index]
+            z = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask
+            )  # [batch, head, pos, d_head]
+            x = x + torch.einsum("bhpd,hdm->bpm", z, attn.W_O) + attn.b_O
+            h = F.layer_norm(x, (cfg.d_model,), block.ln2.w, block.ln2.b, cfg.eps)
+            x = x + block.mlp.act_fn(h @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out + block.mlp.b_out
+        x = F.layer_norm(x, (cfg.d_model,), self.ln_final.w, self.ln_final.b, cfg.eps)
+        return x @ self.unembed.W_U + self.unembed.b_U
+
+    # --- convenience on top of forward ---------------------------------------------------------
+    def target_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[batch, T, 2]`` logits -> ``[batch, K*H*W, 2]`` at the target positions, in order."""
+        return logits[:, self.target_index]
+
+    def encode_prompt(self, rules: torch.Tensor | Rule | list[Rule], boards: torch.Tensor) -> torch.Tensor:
+        """Token sequences (targets ``<MASK>``ed) for rules and ``[N, H, W]`` boards on this device."""
+        boards = boards.to(self.cfg.device)
+        if isinstance(rules, list):
+            rules = torch.stack([r.bits for r in rules])
+        bits = as_rule_bits(rules, boards.shape[0], boards.device)
+        return self.layout.encode(bits, boards).tokens
+
+    @torch.no_grad()
+    def predict(self, rules: torch.Tensor | Rule | list[Rule], boards: torch.Tensor, steps: int = 1) -> torch.Tensor:
+        """The model's board after ``steps`` generations (autoregressive): ``[N, H, W]`` int64."""
+        return self.rollout(rules, boards, steps)[:, -1]
+
+    @torch.no_grad()
+    def rollout(self, rules: torch.Tensor | Rule | list[Rule], boards: torch.Tensor, steps: int) -> torch.Tensor:
+        """``[N, steps + 1, H, W]``: the given boards, then the model's own predictions fed back."""
+        states = [boards.to(self.cfg.device).long()]
+        for _ in range(steps):
+            logits = self.target_logits(self(self.encode_prompt(rules, states[-1])))
+            first = logits[:, : self.layout.n_cells]  # the t+1 targets
+            states.append(first.argmax(-1).view_as(states[-1]))
+        return torch.stack(states, dim=1)
+
+
+def n_params(model: nn.Module, trainable_only: bool = True) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,1 @@
+"""Plotting: one style (colours, captions, saving), board drawing, and animation writers."""

@@ -1,0 +1,59 @@
+"""Drawing boards: cells as a grid, optional wrong-cell highlight and a marked query cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.patches import Rectangle
+
+from interfere.viz.style import BOARD_CMAP, GRID_COLOR, WRONG_COLOR
+
+
+def grid_lines(ax: Axes, height: int, width: int) -> None:
+    """Thin cell borders and no ticks: the board reads as a grid, not as an image."""
+    ax.set_xticks(np.arange(-0.5, width, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, height, 1), minor=True)
+    ax.grid(which="minor", color=GRID_COLOR, linewidth=0.6)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_color(GRID_COLOR)
+
+
+def mark_cell(ax: Axes, row: int, col: int, color: str = "#2a9d8f", lw: float = 2.0) -> None:
+    ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=lw))
+
+
+def draw_board(ax: Axes, board: torch.Tensor | np.ndarray, title: str = "",
+               wrong: torch.Tensor | np.ndarray | None = None) -> None:
+    """A 0/1 board; cells in ``wrong`` get a red outline and fill."""
+    board = np.asarray(board)
+    ax.imshow(board, cmap=BOARD_CMAP, vmin=0, vmax=1, interpolation="nearest")
+    if wrong is not None:
+        for r, c in np.argwhere(np.asarray(wrong)):
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=WRONG_COLOR, alpha=0.55,
+                                   edgecolor=WRONG_COLOR, linewidth=1.5))
+    grid_lines(ax, *board.shape)
+    if title:
+        ax.set_title(title)
+
+
+def draw_field(ax: Axes, field: torch.Tensor | np.ndarray, title: str = "", cmap: str = "magma",
+               vmin: float | None = None, vmax: float | None = None, query: tuple[int, int] | None = None,
+               cbar_label: str | None = None, extent_labels: bool = True):
+    """A scalar field over the board (attention, contribution, ...) with a colour bar."""
+    field = np.asarray(field, dtype=np.float32)
+    im = ax.imshow(field, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    grid_lines(ax, *field.shape)
+    if extent_labels:
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+    if query is not None:
+        mark_cell(ax, *query)
+    if title:
+        ax.set_title(title)
+    if cbar_label is not None:
+        cbar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        cbar.set_label(cbar_label)
+    return im

@@ -1,0 +1,155 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from interfere.ca.simulate import moore_neighbourhood, step
+from interfere.data.layout import SequenceLayout
+from interfere.explore import (
+    attn_contrib_vector, attn_maps, embed_scatter, physics_bits, probes, rule_vectors,
+)
+from interfere.explore.attn_maps import relative_maps, stencil_shares
+from interfere.explore.physics_bits import (
+    flip_bits, flip_scores, governed_metric, head_patching, patch_heads,
+)
+from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
+
+
+def _run(tool, tiny_run, tmp_path, *flags):
+    out = tmp_path / tool.NAME
+    numbers = tool.main(["--ckpt", tiny_run["checkpoint"], "--out", str(out), *flags])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checkpoint"] == tiny_run["checkpoint"] and summary["seed"] == 0
+    assert summary["files"] and all((out / f).is_file() for f in summary["files"])
+    assert all(f.endswith((".png", ".gif", ".mp4")) for f in summary["files"])
+    assert "command" in summary and summary["step"] == 60
+    return numbers, summary
+
+
+def test_attn_maps_end_to_end(tiny_run, tmp_path):
+    numbers, summary = _run(attn_maps, tiny_run, tmp_path, "--layer", "0", "--head", "1", "--query", "1,2",
+                            "--sweep", "heads", "--samples", "8")
+    assert np.array(numbers["stencil_share"]).shape == (1, 2)
+    assert any(f.endswith(".gif") for f in summary["files"])
+
+
+def test_probes_end_to_end(tiny_run, tmp_path):
+    numbers, _ = _run(probes, tiny_run, tmp_path, "--samples", "16")
+    assert set(numbers["results"]) == {"target", "board"}
+    assert len(numbers["results"]["board"]["trained"]) == 2  # layer 0 and the final residual
+
+
+def test_physics_bits_end_to_end(tiny_run, tmp_path):
+    numbers, _ = _run(physics_bits, tiny_run, tmp_path, "--samples", "18", "--rule", "B3/S23")
+    assert len(numbers["flip"]["precision"]) == 18
+    assert numbers["patching"]["all_heads"] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("tool,flags", [
+    (embed_scatter, ["--layer", "1", "--color", "next", "--samples", "8"]),
+    (attn_contrib_vector, ["--layer", "0", "--head", "0", "--query", "0,4", "--samples", "4"]),
+    (rule_vectors, ["--source", "resid0", "--samples", "8"]),
+    (rule_vectors, []),
+])
+def test_other_tools_end_to_end(tool, flags, tiny_run, tmp_path):
+    _run(tool, tiny_run, tmp_path, *flags)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--layer", "3"], "--layer 3 is out of range: valid values are 0..0"),
+    (["--head", "2"], "--head 2 is out of range: valid values are 0..1"),
+    (["--query", "5,0"], "outside the 5x5 board"),
+    (["--query", "x"], "--query must be ROW,COL"),
+    (["--rule", "B9/S2"], "Bad rule string 'B9/S2'"),
+    (["--rule", "nonsense"], "Unknown rule 'nonsense'"),
+    (["--samples", "1"], "--samples must be at least 2"),
+    (["--config-name", "exp/nope"], "Unknown config 'exp/nope'"),
+])
+def test_bad_flags_give_one_line_errors(flags, message, tiny_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        attn_maps.main(["--ckpt", tiny_run["checkpoint"], "--out", str(tmp_path / "x"), *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        attn_maps.main(["--ckpt-dir", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    assert "Train one first" in capsys.readouterr().err
+
+
+def test_output_folders_are_never_reused(tiny_run, tmp_path):
+    for _ in range(2):
+        rule_vectors.main(["--ckpt", tiny_run["checkpoint"], "--out", str(tmp_path / "same")])
+    assert (tmp_path / "same").is_dir() and (tmp_path / "same-1").is_dir()
+
+
+def _patterns_from_board_weights(layout: SequenceLayout, weights: torch.Tensor) -> torch.Tensor:
+    """A [1, 1, T, T] pattern whose t+1 target rows put ``weights`` [HW, HW] on the board."""
+    pattern = torch.zeros(1, 1, layout.seq_len, layout.seq_len)
+    pattern[0, 0, layout.targets[0], layout.board] = weights
+    return pattern
+
+
+def test_stencil_share_is_one_for_the_stencil_and_baseline_for_uniform():
+    layout = SequenceLayout(7, 8)
+    hood = moore_neighbourhood(7, 8)
+    stencil = torch.zeros(56, 56).scatter_(1, hood, 1 / 9)
+    share, board = stencil_shares(_patterns_from_board_weights(layout, stencil), layout)
+    assert share.item() == pytest.approx(1.0) and board.item() == pytest.approx(1.0)
+    uniform = torch.full((56, 56), 0.5 / 56)  # half the mass elsewhere: board share 0.5
+    share, board = stencil_shares(_patterns_from_board_weights(layout, uniform), layout)
+    assert share.item() == pytest.approx(9 / 56) and board.item() == pytest.approx(0.5)
+    rel = relative_maps(_patterns_from_board_weights(layout, stencil), layout)[0]
+    assert rel[2:5, 3:6].sum().item() == pytest.approx(1.0)  # centred on (3, 4)
+
+
+def test_probe_recovers_planted_feature_and_not_shuffled():
+    rng = np.random.default_rng(0)
+    n_boards, cells, d = 200, 16, 12
+    count = rng.integers(0, 9, size=(n_boards, cells))
+    prior = rng.integers(0, 2, size=(n_boards, cells))
+    nxt = rng.integers(0, 2, size=(n_boards, cells))
+    x = rng.normal(size=(n_boards, cells, d))
+    x[..., 0] += 3 * count  # noise variance 1 vs signal 60: the best R² is ~0.98
+    x[..., 1] += 3 * prior
+    x[..., 2] += 3 * nxt
+    labels = {"count": count, "prior": prior, "next": nxt}
+    train, test = probes.board_split(n_boards, seed=0)
+    real = probes.fit_probes(x, labels, train, test, seed=0)
+    assert real["count_r2"] > 0.9 and real["count_acc"] > 0.6 and real["prior_auc"] > 0.95 and real["next_auc"] > 0.95
+    fake = probes.fit_probes(x, probes.shuffled(labels, 0), train, test, seed=0)
+    assert fake["count_r2"] < 0.1 and fake["prior_auc"] < 0.6 and fake["next_auc"] < 0.6
+
+
+def test_flip_test_scores_perfectly_for_the_simulator():
+    g = torch.Generator().manual_seed(0)
+    rules = torch.rand(64, 18, generator=g) < 0.5
+    boards = (torch.rand(64, 6, 6, generator=g) < 0.5).long()
+    scores = flip_scores(lambda r, b: step(b, r), rules, boards)
+    assert all(p == 1.0 for p in scores["precision"]) and all(r == 1.0 for r in scores["recall"])
+    assert all(f == 0.0 for f in scores["false_flip_rate"]) and all(a == 1.0 for a in scores["flipped_acc"])
+    never = flip_scores(lambda r, b: torch.zeros_like(b), rules, boards)
+    assert all(np.isnan(p) for p in never["precision"])
+
+
+def test_patching_every_head_restores_everything_and_tl_agrees(tiny_run):
+    model = model_from_checkpoint(load_checkpoint(ckpt=tiny_run["checkpoint"]))
+    g = torch.Generator().manual_seed(1)
+    rules = torch.rand(36, 18, generator=g) < 0.5
+    boards = (torch.rand(36, 5, 5, generator=g) < 0.5).long()
+    flipped = flip_bits(rules, torch.arange(36) % 18)
+    per_head, everything, effect = head_patching(model, rules, flipped, boards)
+    assert everything == pytest.approx(1.0, abs=1e-4) and effect != 0
+    assert per_head.shape == (1, 2)
+    clean_tokens, flip_tokens = model.encode_prompt(rules, boards), model.encode_prompt(flipped, boards)
+    metric = governed_metric(model, rules, flipped, boards)
+    _, cache = model.run_with_cache(flip_tokens)
+    clean_m = metric(model(clean_tokens))
+    for head in range(2):
+        mine = (metric(patch_heads(model, clean_tokens, cache, [(0, head)])) - clean_m) / effect
+        assert per_head[0, head].item() == pytest.approx(mine.item(), abs=1e-4)

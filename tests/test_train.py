@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from interfere.config import compose, sections
+from interfere.data.stream import BatchStream
 from interfere.model.checkpoint import (
     CheckpointError, find_checkpoint, load_checkpoint, model_from_checkpoint, read_checkpoint,
 )
@@ -25,14 +26,17 @@ def test_tiny_run_writes_checkpoint_and_log(tiny_run):
 
 
 def test_loss_falls_well_below_the_prior(tmp_path, smoke_cfg):
-    """Named rules only, 5x5 boards: 200 steps must beat the live/dead prior by a wide margin."""
-    result = train(smoke_cfg(tmp_path, "train.steps=200", "data.named_frac=1.0", "train.final_eval=false",
-                             "train.log_every=20", "train.lr=1e-2", "model.d_model=48"))
+    """Named rules only, 5x5 boards: 300 steps must beat the live/dead prior by a wide margin."""
+    cfg = smoke_cfg(tmp_path, "train.steps=300", "data.named_frac=1.0", "train.final_eval=false",
+                    "train.log_every=20", "train.eval_every=1000", "model.n_layers=2", "model.d_model=64",
+                    "model.n_heads=4", "data.batch_size=32")
+    result = train(cfg)
     log = [json.loads(line) for line in open(tmp_path / "runs" / result["run_id"] / "log.jsonl")]
     losses = [r["loss"] for r in log if "loss" in r]
-    p = 0.4  # the alive share of t+1 targets for these rules and densities is about this; entropy ~0.67
+    batch = BatchStream(sections(cfg)[0], seed=99).next(4096)
+    p = batch.labels[batch.loss_mask].float().mean().item()  # the alive share of the targets
     prior_entropy = -(p * math.log(p) + (1 - p) * math.log(1 - p))
-    assert losses[-1] < 0.6 * prior_entropy, losses
+    assert losses[-1] < 0.5 * prior_entropy, (losses, prior_entropy)
 
 
 def test_checkpoint_round_trip_gives_identical_logits(tiny_run):
@@ -96,7 +100,7 @@ def test_discovery_rule(tiny_run, tmp_path):
 
 def test_nonfinite_loss_stops_with_clear_message(tmp_path, smoke_cfg):
     with pytest.raises(TrainingError, match="loss became nan"):
-        train(smoke_cfg(tmp_path, "train.lr=nan", "train.steps=10", "train.log_every=5"))
+        train(smoke_cfg(tmp_path, "train.lr=1e30", "train.warmup_steps=1", "train.steps=10", "train.log_every=5"))
     assert not list((tmp_path / "checkpoints").glob("*/latest.pt"))
 
 

@@ -23,6 +23,10 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) train.py --config-name exp/cpu_demo
+	$(PY) -m interfere.report
+
+report: $(STAMP)
+	$(PY) -m interfere.report $(if $(RUN_ID),--run-id $(RUN_ID))
 
 bench: $(STAMP)
 	$(PY) bench/simulate.py

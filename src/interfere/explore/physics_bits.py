@@ -136,8 +136,8 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     restored, restored_all, effect = head_patching(model, ex.rules, flipped, ex.boards)
     files = []
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.9 + 0.45 * cfg.n_layers * cfg.n_heads / 2 + 1.5),
-                             gridspec_kw={"width_ratios": [1, 3]})
+    fig, axes = plt.subplots(1, 2, figsize=(13, 1.5 + 0.3 * cfg.n_layers * cfg.n_heads),
+                             gridspec_kw={"width_ratios": [1, 3]}, layout="constrained")
     total = rule_mass.sum(-1)
     im = axes[0].imshow(total.numpy(), cmap=SEQ_CMAP, vmin=0, vmax=max(1e-6, float(total.max())), aspect="auto")
     axes[0].set_xlabel("head")

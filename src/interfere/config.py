@@ -47,6 +47,7 @@ class TrainConfig:
     log_dir: str = "runs"
     rollout_gif: bool = True
     final_eval: bool = True
+    dump_rank_weights: bool = False
 
 
 def config_dir() -> Path:

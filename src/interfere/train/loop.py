@@ -113,6 +113,25 @@ def target_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return loss, correct
 
 
+def accumulate_gradients(net: torch.nn.Module, batches: list, target_index: torch.Tensor,
+                         autocast: contextlib.AbstractContextManager) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backward over micro-batches (gradients averaged over them, and over ranks by DDP, which
+    synchronises only on the last one); returns the mean loss and the correct-cell count."""
+    loss_sum = torch.zeros(())
+    correct_sum = torch.zeros((), dtype=torch.long)
+    for micro, batch in enumerate(batches):
+        last = micro == len(batches) - 1
+        sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else contextlib.nullcontext()
+        with sync:
+            with autocast:
+                logits = net(batch.tokens)
+            loss, correct = target_loss(logits, batch.labels[:, target_index])
+            (loss / len(batches)).backward()
+        loss_sum = loss_sum.to(loss.device) + loss.detach() / len(batches)
+        correct_sum = correct_sum.to(correct.device) + correct
+    return loss_sum, correct_sum
+
+
 def new_run_id(exp_name: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}_{exp_name}"
 
@@ -247,16 +266,10 @@ def _train(cfg, data_cfg, model_cfg, tc, device, dd: Dist) -> dict:
     window_start, window_steps = time.perf_counter(), 0
     while step < min(tc.steps, stop_at):
         t0 = time.perf_counter()
-        for micro in range(tc.grad_accum):
-            batch = stream.next()
-            sync = contextlib.nullcontext() if micro == tc.grad_accum - 1 or not dd.enabled else net.no_sync()
-            with sync:
-                with autocast:
-                    logits = net(batch.tokens)
-                loss, correct = target_loss(logits, batch.labels[:, target_index])
-                (loss / tc.grad_accum).backward()
-            loss_sum += loss.detach() / tc.grad_accum
-            correct_sum += correct
+        loss, correct = accumulate_gradients(net, [stream.next() for _ in range(tc.grad_accum)], target_index,
+                                             autocast)
+        loss_sum += loss
+        correct_sum += correct
         if tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
@@ -297,8 +310,12 @@ def _train(cfg, data_cfg, model_cfg, tc, device, dd: Dist) -> dict:
         if step % tc.save_every == 0 or step == tc.steps or step == stop_at:
             save()
     bar.close()
+    if tc.dump_rank_weights:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), log_dir / f"weights_rank{dd.rank}.pt")
     ckpt_path = ckpt_dir / run_id / LATEST
-    result = {"run_id": run_id, "checkpoint": str(ckpt_path), "step": step, "train_time_s": train_time}
+    result = {"run_id": run_id, "checkpoint": str(ckpt_path), "step": step, "train_time_s": train_time,
+              "model": model, "rank": dd.rank, "world_size": dd.world_size}
     if dd.is_main and tc.final_eval and step == tc.steps:
         model.eval()
         with ema.swapped_in() if ema is not None else contextlib.nullcontext(), autocast:

@@ -1,0 +1,134 @@
+"""Training throughput against the machine's matmul ceiling, with a per-phase breakdown.
+
+    python bench/train_throughput.py --config-name exp/life_smoke_ref [--threads 1] [--steps 8]
+        [--path fast|hooked] [--autocast none|bf16] [--out bench/results/...json]
+
+Prints and writes: median seconds per optimizer step (after warm-up), target cells/s, tokens/s,
+the share of each phase (data, forward, backward, optimizer), the model FLOPs per step (counted:
+matmuls and the attention a query may actually use, x3 for forward + backward), the achieved
+GFLOP/s and the measured ceiling of a 2048^2 ``torch.mm`` in the same dtype and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from interfere.config import compose, layout_of, sections
+from interfere.data.layout import SequenceLayout
+from interfere.data.stream import BatchStream
+from interfere.model.life_model import LifeTransformer, ModelConfig
+from interfere.train.loop import TargetLogits, make_optimizer, target_loss
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def forward_flops(cfg: ModelConfig, layout: SequenceLayout, useful: bool) -> float:
+    """FLOPs of one forward pass of one sequence. ``useful``: only allowed (query, key) pairs, and
+    in the last layer only the target queries (what the loss needs); else the full T x T model."""
+    cfg = cfg.resolved()
+    t, d, hd = layout.seq_len, cfg.d_model, cfg.n_heads * cfg.d_head
+    n_targets = len(layout.target_index)
+    pairs = int(layout.attention_mask().sum()) if useful else t * t
+    target_pairs = int(layout.attention_mask()[layout.target_index].sum()) if useful else n_targets * t
+    total = 0.0
+    for layer in range(cfg.n_layers):
+        last = useful and layer == cfg.n_layers - 1
+        q_rows = n_targets if last else t
+        total += 2 * t * d * 2 * hd  # K and V projections
+        total += 2 * q_rows * d * hd  # Q projection
+        total += 2 * 2 * (target_pairs if last else pairs) * cfg.d_head * cfg.n_heads  # QK^T and AV
+        total += 2 * q_rows * hd * d  # output projection
+        total += 2 * 2 * q_rows * d * cfg.d_mlp  # MLP in and out
+    total += 2 * (n_targets if useful else t) * d * 2  # unembed to the two outputs
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config-name", default="exp/life_smoke_ref")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=8, help="timed steps (after 2 warm-up steps)")
+    ap.add_argument("--path", choices=["fast", "hooked"], default="fast")
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data, model_cfg, tc = sections(compose(args.config_name))
+    layout = layout_of(data)
+    torch.manual_seed(0)
+    model = LifeTransformer(model_cfg, layout)
+    net = TargetLogits(model, fast=args.path == "fast")
+    stream = BatchStream(data, seed=0)
+    opt = make_optimizer(model, tc)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16")
+    phases: dict[str, list[float]] = {"data": [], "forward": [], "backward": [], "optimizer": []}
+    for i in range(args.steps + 2):
+        t0 = time.perf_counter()
+        batch = stream.next()
+        t1 = time.perf_counter()
+        with autocast:
+            logits = net(batch.tokens)
+        loss, _ = target_loss(logits, batch.labels[:, model.target_index])
+        t2 = time.perf_counter()
+        loss.backward()
+        t3 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        t4 = time.perf_counter()
+        if i >= 2:
+            for k, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                phases[k].append(seconds)
+    step_times = [sum(p[i] for p in phases.values()) for i in range(args.steps)]
+    step = statistics.median(step_times)
+    med = {k: statistics.median(v) for k, v in phases.items()}
+    b = data.batch_size
+    useful = 3 * b * forward_flops(model_cfg, layout, useful=True)
+    full = 3 * b * forward_flops(model_cfg, layout, useful=False)
+    dtype = torch.bfloat16 if args.autocast == "bf16" else torch.float32
+    ceiling = matmul_gflops(dtype)
+    cells = b * len(layout.target_index)
+    res = {
+        "config": args.config_name, "threads": args.threads, "path": args.path, "autocast": args.autocast,
+        "median_step_s": step, "target_cells_per_s": cells / step, "tokens_per_s": b * layout.seq_len / step,
+        "phase_share": {k: v / step for k, v in med.items()}, "phase_median_s": med,
+        "useful_flops_per_step": useful, "full_tt_flops_per_step": full,
+        "achieved_gflops": useful / step / 1e9, "matmul_ceiling_gflops": ceiling,
+        "achieved_over_ceiling": useful / step / 1e9 / ceiling,
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    print(f"{args.config_name}  path={args.path}  autocast={args.autocast}  threads={args.threads}")
+    print(f"  median step           {step:.3f} s   ({args.steps} steps after warm-up)")
+    print(f"  target cells/s        {res['target_cells_per_s']:,.0f}")
+    print(f"  tokens/s              {res['tokens_per_s']:,.0f}")
+    print("  phases                " + "  ".join(f"{k} {100 * v:.0f}%" for k, v in res["phase_share"].items()))
+    print(f"  FLOPs/step (useful)   {useful:.3e}   (full T x T model: {full:.3e})")
+    print(f"  achieved              {res['achieved_gflops']:.1f} GFLOP/s")
+    print(f"  {str(dtype).split('.')[-1]} mm ceiling      {ceiling:.1f} GFLOP/s  ->  achieved/ceiling "
+          f"{100 * res['achieved_over_ceiling']:.0f}%")
+    out = Path(args.out or f"bench/results/train_throughput_{args.config_name.split('/')[-1]}_{args.path}"
+               f"_{args.autocast}_t{args.threads}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    print(f"  wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

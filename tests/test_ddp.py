@@ -1,0 +1,78 @@
+"""Multi-process training on CPU (gloo): torchrun end to end, and DDP's gradient averaging."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from interfere.config import compose, layout_of, sections
+from interfere.data.stream import BatchStream
+from interfere.model.checkpoint import read_checkpoint
+from interfere.model.life_model import LifeTransformer
+from interfere.train.loop import TargetLogits, accumulate_gradients, make_optimizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_one_checkpoint_identical_weights(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "train.py"), "--config-name", "exp/life_smoke", "train.steps=6", "train.run_id=ddp",
+           f"train.ckpt_dir={tmp_path}/checkpoints", f"train.log_dir={tmp_path}/runs", "train.final_eval=false",
+           "train.threads=1", "train.save_every=3", "train.dump_rank_weights=true"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["ddp", "latest.pt"]
+    assert [p.name for p in (tmp_path / "checkpoints/ddp").iterdir()] == ["latest.pt"]
+    ckpt = read_checkpoint(tmp_path / "checkpoints/ddp/latest.pt")
+    assert ckpt["step"] == 6 and ckpt["world_size"] == 2 and len(ckpt["rng"]["stream"]) == 2
+    ranks = [torch.load(tmp_path / f"runs/ddp/weights_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+
+
+def _ddp_step(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    model, full = _model_and_batch()
+    half = len(full.tokens) // 2
+    mine = type(full).__new__(type(full))
+    mine.tokens, mine.labels = full.tokens[rank * half:(rank + 1) * half], full.labels[rank * half:(rank + 1) * half]
+    net = torch.nn.parallel.DistributedDataParallel(TargetLogits(model, fast=True))
+    opt = make_optimizer(model, sections(compose("exp/life_smoke"))[2])
+    accumulate_gradients(net, [mine], model.target_index, torch.autocast("cpu", enabled=False))
+    opt.step()
+    if rank == 0:
+        torch.save(model.state_dict(), out)
+    dist.destroy_process_group()
+
+
+def _model_and_batch():
+    data, model_cfg, _ = sections(compose("exp/life_smoke"))
+    torch.manual_seed(0)
+    model = LifeTransformer(model_cfg, layout_of(data))
+    return model, BatchStream(data, seed=5).next(8)
+
+
+def test_two_ranks_step_equals_one_process_on_the_concatenated_batch(tmp_path):
+    out = tmp_path / "ddp.pt"
+    mp.spawn(_ddp_step, args=(_free_port(), str(out)), nprocs=2, join=True)
+    model, full = _model_and_batch()
+    opt = make_optimizer(model, sections(compose("exp/life_smoke"))[2])
+    accumulate_gradients(TargetLogits(model, fast=True), [full], model.target_index, torch.autocast("cpu", enabled=False))
+    opt.step()
+    ddp = torch.load(out, weights_only=True)
+    for key, value in model.state_dict().items():
+        assert torch.allclose(ddp[key], value, atol=1e-6), key

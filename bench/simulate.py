@@ -54,8 +54,8 @@ def main() -> None:
         rules = torch.rand(n, 18, generator=g) < 0.5
         b_np, r_np = boards.numpy().astype(np.int64), rules.numpy()
         assert np.array_equal(step(boards, rules).numpy(), numpy_step(b_np, r_np))
-        t_torch = median_seconds(lambda: step(boards, rules), args.repeats)
-        t_np = median_seconds(lambda: numpy_step(b_np, r_np), args.repeats)
+        t_torch = median_seconds(lambda b=boards, r=rules: step(b, r), args.repeats)
+        t_np = median_seconds(lambda b=b_np, r=r_np: numpy_step(b, r), args.repeats)
         cells = n * h * w
         rows.append({
             "boards": n, "height": h, "width": w,

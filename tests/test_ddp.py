@@ -71,7 +71,8 @@ def test_two_ranks_step_equals_one_process_on_the_concatenated_batch(tmp_path):
     mp.spawn(_ddp_step, args=(_free_port(), str(out)), nprocs=2, join=True)
     model, full = _model_and_batch()
     opt = make_optimizer(model, sections(compose("exp/life_smoke"))[2])
-    accumulate_gradients(TargetLogits(model, fast=True), [full], model.target_index, torch.autocast("cpu", enabled=False))
+    no_autocast = torch.autocast("cpu", enabled=False)
+    accumulate_gradients(TargetLogits(model, fast=True), [full], model.target_index, no_autocast)
     opt.step()
     ddp = torch.load(out, weights_only=True)
     for key, value in model.state_dict().items():

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,11 +7,20 @@ import torch
 from interfere.ca.simulate import moore_neighbourhood, step
 from interfere.data.layout import SequenceLayout
 from interfere.explore import (
-    attn_contrib_vector, attn_maps, embed_scatter, physics_bits, probes, rule_vectors,
+    attn_contrib_vector,
+    attn_maps,
+    embed_scatter,
+    physics_bits,
+    probes,
+    rule_vectors,
 )
 from interfere.explore.attn_maps import relative_maps, stencil_shares
 from interfere.explore.physics_bits import (
-    flip_bits, flip_scores, governed_metric, head_patching, patch_heads,
+    flip_bits,
+    flip_scores,
+    governed_metric,
+    head_patching,
+    patch_heads,
 )
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
 

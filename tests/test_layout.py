@@ -3,7 +3,13 @@ import torch
 
 from interfere.ca import step
 from interfere.data.layout import (
-    IGNORE, MASK, SEG_BOARD, SEG_PHYSICS, SEG_TARGET, VOCAB, SequenceLayout,
+    IGNORE,
+    MASK,
+    SEG_BOARD,
+    SEG_PHYSICS,
+    SEG_TARGET,
+    VOCAB,
+    SequenceLayout,
 )
 
 

@@ -6,7 +6,14 @@ import pytest
 
 from interfere import report
 from interfere.report import (
-    INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, combine, load_thresholds, verdict_h1, verdict_h2, verdict_h3,
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    combine,
+    load_thresholds,
+    verdict_h1,
+    verdict_h2,
+    verdict_h3,
     verdict_h4,
 )
 

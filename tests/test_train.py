@@ -9,7 +9,11 @@ import torch
 from interfere.config import compose, sections
 from interfere.data.stream import BatchStream
 from interfere.model.checkpoint import (
-    CheckpointError, find_checkpoint, load_checkpoint, model_from_checkpoint, read_checkpoint,
+    CheckpointError,
+    find_checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+    read_checkpoint,
 )
 from interfere.train.loop import TrainingError, lr_factor, train
 

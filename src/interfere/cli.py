@@ -13,7 +13,10 @@ import torch
 
 from interfere.config import compose, resolve_device, to_plain
 from interfere.model.checkpoint import (
-    CheckpointError, config_mismatches, load_checkpoint, model_from_checkpoint,
+    CheckpointError,
+    config_mismatches,
+    load_checkpoint,
+    model_from_checkpoint,
 )
 from interfere.model.life_model import LifeTransformer
 

@@ -148,7 +148,8 @@ def layer_roles_figure(ctx: Context, out: dict) -> Path:
     pts = out["h2"]["points"]
     axes[0].plot(pts, [r["count_r2"] for r in res["trained"]], "-o", color=ACCENT, label="count R² (trained)")
     axes[0].plot(pts, [r["next_auc"] for r in res["trained"]], "-s", color="#2a9d8f", label="next AUC (trained)")
-    axes[0].plot(pts, [r["count_r2"] for r in res["random_init"]], "--o", color=CONTROL_COLOR, label="count R² (random init)")
+    axes[0].plot(pts, [r["count_r2"] for r in res["random_init"]], "--o", color=CONTROL_COLOR,
+                 label="count R² (random init)")
     axes[0].set_title("probes at targets, by layer")
     axes[0].set_xlabel("residual before layer")
     axes[0].set_ylim(-0.05, 1.02)
@@ -201,59 +202,60 @@ def _img(path: Path, embed: bool, root: Path) -> str:
 def write_report(out: Path, summary: dict, figures: dict[str, list[Path]], card: dict, eval_table: str) -> None:
     """``report.html`` (self-contained), ``report.md`` and ``summary.json`` into ``out``."""
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    for fmt in ("html", "md"):
-        embed = fmt == "html"
-        parts: list[str] = []
-        esc = html.escape if embed else (lambda s: s)
+    body = render(summary, figures, card, eval_table, out, embed=True)
+    (out / "report.html").write_text(f'<!doctype html><html><head><meta charset="utf-8"><title>interfere report'
+                                     f"</title><style>{STYLE}</style></head><body>{body}</body></html>")
+    (out / "report.md").write_text(render(summary, figures, card, eval_table, out, embed=False))
 
-        def heading(level: int, text: str) -> None:
-            parts.append(f"<h{level}>{esc(text)}</h{level}>" if embed else f"{'#' * level} {text}\n")
 
-        def para(text: str, cls: str = "") -> None:
-            parts.append(f'<p class="{cls}">{esc(text)}</p>' if embed else f"{text}\n")
+def render(summary: dict, figures: dict[str, list[Path]], card: dict, eval_table: str, out: Path,
+           embed: bool) -> str:
+    """The report body as HTML (images embedded) or Markdown (images linked)."""
+    parts: list[str] = []
+    esc = html.escape if embed else (lambda s: s)
 
-        heading(1, "interfere: hypothesis report")
-        para(f"checkpoint {summary['checkpoint']} (run {summary['run_id']}, step {summary['step']}), "
-             f"data seeds {summary['seeds']}, {summary['date']}", "muted")
-        acc = summary["heldout"]["cell_acc"]
-        if acc < summary["thresholds"]["min_heldout_acc"]:
-            msg = (f"Warning: held-out cell accuracy is {100 * acc:.2f}%, below "
-                   f"{100 * summary['thresholds']['min_heldout_acc']:.0f}%: the model has not learned the task, "
-                   "so these analyses describe a model that does not compute the rule.")
-            parts.append(f'<p class="warn">{esc(msg)}</p>' if embed else f"> **{msg}**\n")
-        heading(2, "Verdicts")
-        rows = [(h, HYPOTHESES[h], v["verdict"], v["reasons"][0]) for h, v in summary["verdicts"].items()]
-        if embed:
-            parts.append("<table><tr><th></th><th>hypothesis</th><th>verdict</th><th>key numbers (seed 0)</th></tr>"
-                         + "".join(f'<tr><td>{h}</td><td>{esc(t)}</td><td class="{v.replace(" ", "-")}">{v}</td>'
-                                   f"<td>{esc(w.split(': ', 1)[1])}</td></tr>" for h, t, v, w in rows) + "</table>")
-        else:
-            parts.append("| | hypothesis | verdict | key numbers (seed 0) |\n|---|---|---|---|\n" + "".join(
-                f"| {h} | {t} | **{v}** | {w.split(': ', 1)[1]} |\n" for h, t, v, w in rows))
-        para(f"Held-out cell accuracy {100 * acc:.3f}% on {summary['heldout']['cells']:,} cells "
-             f"({summary['heldout']['n_rules']} random rules never trained on).")
-        for h, v in summary["verdicts"].items():
-            heading(2, f"{h}: {v['verdict']}")
-            para(HYPOTHESES[h])
-            para("Measured: " + " | ".join(v["reasons"]))
-            para("Threshold: " + ", ".join(f"{k} = {x}" for k, x in summary["thresholds"][h.lower()].items()))
-            para(READINGS[h], "muted")
-            for fig in figures[h]:
-                parts.append(_img(fig, embed, out))
-        heading(2, "Model card")
-        parts.append(("<pre>" + esc(card["text"]) + "</pre>") if embed else f"```\n{card['text']}\n```\n")
-        parts.append(("<pre>" + esc(eval_table) + "</pre>") if embed else f"```\n{eval_table}\n```\n")
-        for fig in card["animations"]:
+    def heading(level: int, text: str) -> None:
+        parts.append(f"<h{level}>{esc(text)}</h{level}>" if embed else f"{'#' * level} {text}\n")
+
+    def para(text: str, cls: str = "") -> None:
+        parts.append(f'<p class="{cls}">{esc(text)}</p>' if embed else f"{text}\n")
+
+    heading(1, "interfere: hypothesis report")
+    para(f"checkpoint {summary['checkpoint']} (run {summary['run_id']}, step {summary['step']}), "
+         f"data seeds {summary['seeds']}, {summary['date']}", "muted")
+    acc = summary["heldout"]["cell_acc"]
+    if acc < summary["thresholds"]["min_heldout_acc"]:
+        msg = (f"Warning: held-out cell accuracy is {100 * acc:.2f}%, below "
+               f"{100 * summary['thresholds']['min_heldout_acc']:.0f}%: the model has not learned the task, "
+               "so these analyses describe a model that does not compute the rule.")
+        parts.append(f'<p class="warn">{esc(msg)}</p>' if embed else f"> **{msg}**\n")
+    heading(2, "Verdicts")
+    rows = [(h, HYPOTHESES[h], v["verdict"], v["reasons"][0]) for h, v in summary["verdicts"].items()]
+    if embed:
+        parts.append("<table><tr><th></th><th>hypothesis</th><th>verdict</th><th>key numbers (seed 0)</th></tr>"
+                     + "".join(f'<tr><td>{h}</td><td>{esc(t)}</td><td class="{v.replace(" ", "-")}">{v}</td>'
+                               f"<td>{esc(w.split(': ', 1)[1])}</td></tr>" for h, t, v, w in rows) + "</table>")
+    else:
+        parts.append("| | hypothesis | verdict | key numbers (seed 0) |\n|---|---|---|---|\n" + "".join(
+            f"| {h} | {t} | **{v}** | {w.split(': ', 1)[1]} |\n" for h, t, v, w in rows))
+    para(f"Held-out cell accuracy {100 * acc:.3f}% on {summary['heldout']['cells']:,} cells "
+         f"({summary['heldout']['n_rules']} random rules never trained on).")
+    for h, v in summary["verdicts"].items():
+        heading(2, f"{h}: {v['verdict']}")
+        para(HYPOTHESES[h])
+        para("Measured: " + " | ".join(v["reasons"]))
+        para("Threshold: " + ", ".join(f"{k} = {x}" for k, x in summary["thresholds"][h.lower()].items()))
+        para(READINGS[h], "muted")
+        for fig in figures[h]:
             parts.append(_img(fig, embed, out))
-        heading(2, "Reproduce")
-        parts.append(("<pre>" + esc(card["reproduce"]) + "</pre>") if embed else f"```\n{card['reproduce']}\n```\n")
-        body = "\n".join(parts)
-        if embed:
-            page = (f'<!doctype html><html><head><meta charset="utf-8"><title>interfere report</title>'
-                    f"<style>{STYLE}</style></head><body>{body}</body></html>")
-            (out / "report.html").write_text(page)
-        else:
-            (out / "report.md").write_text(body)
+    heading(2, "Model card")
+    parts.append(("<pre>" + esc(card["text"]) + "</pre>") if embed else f"```\n{card['text']}\n```\n")
+    parts.append(("<pre>" + esc(eval_table) + "</pre>") if embed else f"```\n{eval_table}\n```\n")
+    for fig in card["animations"]:
+        parts.append(_img(fig, embed, out))
+    heading(2, "Reproduce")
+    parts.append(("<pre>" + esc(card["reproduce"]) + "</pre>") if embed else f"```\n{card['reproduce']}\n```\n")
+    return "\n".join(parts)
 
 
 READINGS = {

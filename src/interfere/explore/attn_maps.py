@@ -22,7 +22,7 @@ from interfere.ca.simulate import moore_neighbourhood
 from interfere.data.layout import SequenceLayout
 from interfere.explore.common import Context, parse_cell, parser, run_main
 from interfere.viz.animate import figure_to_array, write_frames
-from interfere.viz.boards import draw_field
+from interfere.viz.boards import draw_field, head_grid
 from interfere.viz.style import SEQ_CMAP, caption, save
 
 NAME = "attn_maps"
@@ -110,20 +110,8 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
 
     fig, axes = plt.subplots(1, 2, figsize=(4.4 + 2.0 * cfg.n_heads, 1.6 + 0.55 * cfg.n_layers),
                              layout="constrained")
-    for ax, values, title, label in [
-        (axes[0], stencil, f"H1 stencil share (uniform baseline {uniform:.3f})", "3x3 mass / board mass"),
-        (axes[1], board, "board share", "attention mass on the board"),
-    ]:
-        im = ax.imshow(values.numpy(), cmap=SEQ_CMAP, vmin=0, vmax=1, aspect="auto")
-        for (i, j), v in zip(torch.cartesian_prod(torch.arange(cfg.n_layers), torch.arange(cfg.n_heads)).tolist(),
-                             values.flatten().tolist()):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
-        ax.set_xticks(range(cfg.n_heads))
-        ax.set_yticks(range(cfg.n_layers))
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        ax.set_title(title)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(label)
+    head_grid(axes[0], stencil, f"H1 stencil share (uniform baseline {uniform:.3f})", "3x3 mass / board mass")
+    head_grid(axes[1], board, "board share", "attention mass on the board")
     caption(fig, ctx.caption(samples=args.samples))
     files.append(save(fig, ctx.out / "h1_stencil_share.png"))
 

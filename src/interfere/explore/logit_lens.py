@@ -13,7 +13,6 @@ import argparse
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import torch
 from sklearn.metrics import roc_auc_score
 
 from interfere.explore.common import Context, Examples, parser, run_main

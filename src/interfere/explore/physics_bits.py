@@ -30,6 +30,7 @@ from interfere.ca.simulate import step
 from interfere.data.layout import SequenceLayout
 from interfere.explore.common import Context, parser, run_main
 from interfere.model.life_model import LifeTransformer
+from interfere.viz.boards import head_grid
 from interfere.viz.style import ACCENT, DIV_CMAP, SEQ_CMAP, WRONG_COLOR, caption, save
 
 NAME = "physics_bits"
@@ -139,13 +140,8 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     fig, axes = plt.subplots(1, 2, figsize=(13, 1.5 + 0.3 * cfg.n_layers * cfg.n_heads),
                              gridspec_kw={"width_ratios": [1, 3]}, layout="constrained")
     total = rule_mass.sum(-1)
-    im = axes[0].imshow(total.numpy(), cmap=SEQ_CMAP, vmin=0, vmax=max(1e-6, float(total.max())), aspect="auto")
-    axes[0].set_xlabel("head")
-    axes[0].set_ylabel("layer")
-    axes[0].set_xticks(range(cfg.n_heads))
-    axes[0].set_yticks(range(cfg.n_layers))
-    axes[0].set_title("attention mass on the 18 rule tokens")
-    fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04).set_label("share of all attention")
+    head_grid(axes[0], total, "attention mass on the 18 rule tokens", "share of all attention",
+              vmax=max(1e-6, float(total.max())))
     per_bit = rule_mass.reshape(-1, N_RULE_BITS)
     im = axes[1].imshow(per_bit.numpy(), cmap=SEQ_CMAP, vmin=0, aspect="auto")
     axes[1].set_xticks(range(N_RULE_BITS), BIT_NAMES)
@@ -173,16 +169,8 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
 
     fig, ax = plt.subplots(figsize=(1.6 + 0.9 * cfg.n_heads, 1.4 + 0.6 * cfg.n_layers))
     lim = max(1.0, float(restored.abs().max()))
-    im = ax.imshow(restored.numpy(), cmap=DIV_CMAP, vmin=-lim, vmax=lim, aspect="auto")
-    for i in range(cfg.n_layers):
-        for j in range(cfg.n_heads):
-            ax.text(j, i, f"{restored[i, j]:.2f}", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(cfg.n_heads))
-    ax.set_yticks(range(cfg.n_layers))
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
-    ax.set_title(f"share of the flip effect restored by patching one head\n(all heads: {restored_all:.2f})")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("restored share")
+    head_grid(ax, restored, f"share of the flip effect restored by patching one head\n(all heads: {restored_all:.2f})",
+              "restored share", DIV_CMAP, -lim, lim)
     caption(fig, ctx.caption(samples=args.samples))
     files.append(save(fig, ctx.out / "head_patching.png"))
 
@@ -191,7 +179,8 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
         "samples": args.samples,
         "rule_attention_mass": total.tolist(), "rule_attention_per_bit": rule_mass.tolist(),
         "flip": scores,
-        "flip_mean": {k: float(np.nanmean(v)) for k, v in scores.items() if k not in ("governed_cells", "changed_cells")},
+        "flip_mean": {k: float(np.nanmean(scores[k]))
+                      for k in ("precision", "recall", "false_flip_rate", "flipped_acc")},
         "patching": {"restored_share": restored.tolist(), "all_heads": restored_all, "effect_logit": effect,
                      "best_head": {"layer": best[0], "head": best[1], "share": float(restored.max())}},
     }

@@ -25,8 +25,14 @@ from interfere.data.layout import VOCAB
 from interfere.data.stream import BatchStream
 from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
 from interfere.model.checkpoint import (
-    FORMAT_VERSION, LATEST, CheckpointError, atomic_save, config_mismatches, load_weights,
-    point_latest_link, read_checkpoint,
+    FORMAT_VERSION,
+    LATEST,
+    CheckpointError,
+    atomic_save,
+    config_mismatches,
+    load_weights,
+    point_latest_link,
+    read_checkpoint,
 )
 from interfere.model.life_model import LifeTransformer, n_params
 from interfere.train.distributed import Dist, init_distributed, shutdown

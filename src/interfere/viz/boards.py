@@ -57,3 +57,22 @@ def draw_field(ax: Axes, field: torch.Tensor | np.ndarray, title: str = "", cmap
         cbar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         cbar.set_label(cbar_label)
     return im
+
+
+def head_grid(ax: Axes, values: torch.Tensor | np.ndarray, title: str, cbar_label: str, cmap: str = "magma",
+              vmin: float | None = 0.0, vmax: float | None = 1.0, annotate: bool = True):
+    """A layer x head heatmap with every cell's value written in it, for per-head numbers."""
+    values = np.asarray(values, dtype=np.float32)
+    im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    lo, hi = im.get_clim()
+    if annotate:
+        for (i, j), v in np.ndenumerate(values):
+            dark = (v - lo) / max(hi - lo, 1e-12) < 0.6 if cmap == "magma" else False
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    ax.set_xticks(range(values.shape[1]))
+    ax.set_yticks(range(values.shape[0]))
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(cbar_label)
+    return im

@@ -186,6 +186,10 @@ def _train(cfg, data_cfg, model_cfg, tc, device, dd: Dist) -> dict:
     seed = int(cfg.get("seed", 0))
     plain_cfg = to_plain(cfg)
     run_id, resume_from = resolve_run(tc, exp_name)
+    if dd.enabled:  # every rank uses rank 0's run id (timestamps may differ by a second)
+        shared = [run_id, resume_from]
+        dist.broadcast_object_list(shared, src=0)
+        run_id, resume_from = shared
     ckpt_dir, log_dir = Path(tc.ckpt_dir), Path(tc.log_dir) / run_id
 
     torch.manual_seed(seed)

@@ -25,21 +25,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_two_processes_one_checkpoint_identical_weights(tmp_path):
+def _torchrun(tmp_path, *overrides):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(REPO / "train.py"), "--config-name", "exp/life_smoke", "train.steps=6", "train.run_id=ddp",
            f"train.ckpt_dir={tmp_path}/checkpoints", f"train.log_dir={tmp_path}/runs", "train.final_eval=false",
-           "train.threads=1", "train.save_every=3", "train.dump_rank_weights=true"]
+           "train.threads=1", "train.save_every=3", "train.dump_rank_weights=true", *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["ddp", "latest.pt"]
-    assert [p.name for p in (tmp_path / "checkpoints/ddp").iterdir()] == ["latest.pt"]
-    ckpt = read_checkpoint(tmp_path / "checkpoints/ddp/latest.pt")
+
+
+def _rank_weights(tmp_path):
+    return [torch.load(tmp_path / f"runs/ddp/weights_rank{r}.pt", weights_only=True) for r in (0, 1)]
+
+
+def test_torchrun_two_processes_one_checkpoint_identical_weights_and_resume(tmp_path):
+    _torchrun(tmp_path / "straight")
+    root = tmp_path / "straight"
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["ddp", "latest.pt"]
+    assert [p.name for p in (root / "checkpoints/ddp").iterdir()] == ["latest.pt"]
+    ckpt = read_checkpoint(root / "checkpoints/ddp/latest.pt")
     assert ckpt["step"] == 6 and ckpt["world_size"] == 2 and len(ckpt["rng"]["stream"]) == 2
-    ranks = [torch.load(tmp_path / f"runs/ddp/weights_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    ranks = _rank_weights(root)
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key
+    # interrupted at step 3 and resumed under DDP: the same weights as the straight run
+    _torchrun(tmp_path / "resumed", "train.stop_at=3")
+    _torchrun(tmp_path / "resumed", "train.resume=true")
+    resumed = read_checkpoint(tmp_path / "resumed/checkpoints/ddp/latest.pt")
+    assert resumed["step"] == 6
+    for key, value in ckpt["model"].items():
+        assert torch.allclose(resumed["model"][key], value, atol=1e-6), key
 
 
 def _ddp_step(rank: int, port: int, out: str) -> None:

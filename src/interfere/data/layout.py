@@ -113,10 +113,10 @@ class SequenceLayout:
         """All target positions in order (step, row, col): ``[multi_steps * H * W]`` int64."""
         return torch.cat([torch.arange(s.start, s.stop) for s in self.targets])
 
-    def cell_of(self, position: int) -> tuple[int, int]:
-        """(row, col) of a board or target position."""
-        row, col = self.pos2d()[position].tolist()
-        return row, col
+    @cached_property
+    def context_index(self) -> torch.Tensor:
+        """All non-target positions (prefix, board, separators) in order: ``[T - K*H*W]`` int64."""
+        return torch.nonzero(~self.is_target()).flatten()
 
     def target_position(self, row: int, col: int, step: int = 0) -> int:
         """Sequence position of the target for cell (row, col) at t+1+step."""

@@ -100,13 +100,9 @@ class LifeTransformer(HookedTransformer):
         self.register_buffer("rope_cos", angles.cos(), persistent=False)
         self.register_buffer("rope_sin", angles.sin(), persistent=False)
         self.register_buffer("target_index", layout.target_index.clone(), persistent=False)
-        context = torch.nonzero(~layout.is_target()).flatten()
-        self.n_context = len(context)
-        self.register_buffer("context_first", torch.cat([context, layout.target_index]), persistent=False)
-        expected = torch.zeros(layout.seq_len, layout.seq_len, dtype=torch.bool)
-        expected[:, context] = True
-        if not torch.equal(layout.attention_mask(), expected | torch.eye(layout.seq_len, dtype=torch.bool)):
-            raise ValueError("fast_target_logits assumes context-sees-context, target-sees-context-and-self")
+        self.n_context = len(layout.context_index)
+        self.register_buffer("context_first", torch.cat([layout.context_index, layout.target_index]),
+                             persistent=False)
         self.setup()  # register hook_seg_embed with TransformerLens' hook dictionary
         self._add_layout_hooks()
         self.to(device, print_details=False)

@@ -196,7 +196,7 @@ def _img(path: Path, embed: bool, root: Path) -> str:
         mime = "image/gif" if path.suffix == ".gif" else "image/png"
         data = base64.b64encode(path.read_bytes()).decode()
         return f'<img src="data:{mime};base64,{data}" alt="{html.escape(path.name)}">'
-    return f"![{path.name}]({path.relative_to(root)})"
+    return f"![{path.name}]({path.relative_to(root)})\n"
 
 
 def write_report(out: Path, summary: dict, figures: dict[str, list[Path]], card: dict, eval_table: str) -> None:

@@ -314,7 +314,9 @@ def _train(cfg, data_cfg, model_cfg, tc, device, dd: Dist) -> dict:
             correct_sum.zero_()
             window_start, window_steps = time.perf_counter(), 0
         if dd.is_main and (step % tc.eval_every == 0 or step == tc.steps):
+            eval_start = time.perf_counter()
             last_eval = held_out_eval()
+            window_start += time.perf_counter() - eval_start  # cells/s counts training only
             log({"step": step, "eval": last_eval})
             bar.set_postfix(heldout=f"{last_eval['cell_acc']:.5f}", refresh=True)
         if step % tc.save_every == 0 or step == tc.steps or step == stop_at:

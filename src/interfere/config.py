@@ -105,7 +105,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda was asked for but no CUDA GPU is visible; use device=cpu")
+        raise ValueError("device=cuda was asked for but no CUDA GPU is visible; use device=cpu")
     if device.split(":")[0] not in ("cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     return torch.device(device)

@@ -41,9 +41,14 @@ def key_contributions(model: LifeTransformer, tokens: torch.Tensor, layer: int, 
 
 
 def quiver(ax, field: np.ndarray) -> None:
+    """Arrows of the field's spatial gradient, the longest one 0.45 of a cell."""
     gy, gx = np.gradient(field)
+    longest = float(np.hypot(gx, gy).max())
+    if longest == 0:
+        return
     rows, cols = np.mgrid[0 : field.shape[0], 0 : field.shape[1]]
-    ax.quiver(cols, rows, gx, gy, angles="xy", color="#222222", alpha=0.7, width=0.006, pivot="mid")
+    ax.quiver(cols, rows, gx, gy, angles="xy", scale_units="xy", scale=longest / 0.45, color="#222222",
+              alpha=0.75, width=0.006, pivot="mid")
 
 
 def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
@@ -56,13 +61,14 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     example, mean = board_field[0].numpy(), board_field.mean(0).numpy()
     lim = float(max(np.abs(example).max(), np.abs(mean).max(), 1e-6))
 
-    fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.9))
-    draw_board(axes[0], ex.boards[0].numpy(), f"board at t (example 0), query {cell}")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
+    draw_board(axes[0], ex.boards[0].numpy(), "board at t (example 0)")
     mark_cell(axes[0], *cell)
     for ax, field, title in ((axes[1], example, "example 0"), (axes[2], mean, f"mean over {args.samples} boards")):
-        draw_field(ax, field, f"L{args.layer}H{args.head} → logit(alive) − logit(dead): {title}", DIV_CMAP,
-                   -lim, lim, cell, "direct logit contribution")
+        draw_field(ax, field, title, DIV_CMAP, -lim, lim, cell, "direct logit contribution")
         quiver(ax, field)
+    fig.suptitle(f"L{args.layer}H{args.head}: each board cell's direct contribution to target {cell}'s "
+                 "logit(alive) − logit(dead)")
     caption(fig, ctx.caption(layer=args.layer, head=args.head, query=cell)
             + " · arrows: spatial gradient of the field")
     files = [save(fig, ctx.out / f"contrib_L{args.layer}H{args.head}_q{cell[0]}_{cell[1]}.png")]

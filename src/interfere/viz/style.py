@@ -33,6 +33,7 @@ plt.rcParams.update({
     "axes.spines.right": False,
     "figure.facecolor": "white",
     "savefig.bbox": "tight",
+    "figure.constrained_layout.use": True,  # titles, colour bars and captions never overlap
 })
 
 

@@ -3,7 +3,7 @@
     python -m interfere.report [--run-id ID | --ckpt PATH] [--seeds 2]      (or: make report)
 
 Runs the explorations on a checkpoint for each data seed, decides each hypothesis against the
-thresholds in ``cfg/report/thresholds.yaml`` (fixed before looking at results), and writes
+thresholds in ``cfg/report/thresholds.yaml`` (printed in the report with each verdict), and writes
 ``report.html`` (images embedded, no network), ``report.md`` and ``summary.json`` into
 ``assets/explorations/<timestamp>/``. A verdict that differs between seeds is ``inconclusive``.
 """

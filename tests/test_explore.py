@@ -161,3 +161,14 @@ def test_patching_every_head_restores_everything_and_tl_agrees(tiny_run):
     for head in range(2):
         mine = (metric(patch_heads(model, clean_tokens, cache, [(0, head)])) - clean_m) / effect
         assert per_head[0, head].item() == pytest.approx(mine.item(), abs=1e-4)
+
+
+def test_a_failed_analysis_leaves_no_folder(tiny_run, tmp_path, monkeypatch):
+    def broken(ctx, args):
+        (ctx.out / "half.png").write_bytes(b"")  # something was written before the failure
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(attn_maps, "run", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        attn_maps.main(["--ckpt", tiny_run["checkpoint"], "--out", str(tmp_path / "x")])
+    assert list(tmp_path.iterdir()) == []

@@ -29,7 +29,7 @@ from interfere.config import config_dir
 from interfere.data.stream import DataConfig
 from interfere.evaluate import evaluate, format_report, save_rollout_animation
 from interfere.explore import attn_maps, logit_lens, physics_bits, probes
-from interfere.explore.common import Context, fresh_dir
+from interfere.explore.common import Context, staged_dir
 from interfere.model.life_model import n_params
 from interfere.viz.style import ACCENT, CONTROL_COLOR, caption, save
 
@@ -137,7 +137,7 @@ def analyse(ctx: Context, samples: dict[str, int]) -> dict:
         seconds[key] = round(time.perf_counter() - t0, 1)
     out["seconds"] = seconds
     files["h4"] = [layer_roles_figure(ctx, out)]
-    out["files"] = {k: [str(p) for p in v] for k, v in files.items()}
+    out["files"] = {k: [str(p.relative_to(ctx.out.parent)) for p in v] for k, v in files.items()}
     return out
 
 
@@ -286,63 +286,70 @@ def main(argv: list[str] | None = None) -> dict:
         data = DataConfig(**ckpt["config"]["data"])
         samples = ({"attn": 16, "probes": 24, "physics": 36, "lens": 32} if args.quick
                    else {"attn": 64, "probes": 128, "physics": 144, "lens": 256})
-        out = fresh_dir(args.out)
-        t0 = time.time()
-        runs = []
-        for seed in range(args.seed, args.seed + args.seeds):
-            ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=data, out=out / f"seed{seed}",
-                          seed=seed, rule=None, command=command_line())
-            print(f"report: analysing seed {seed} ...", flush=True)
-            runs.append(analyse(ctx, samples))
-        verdicts = {
-            "H1": combine([verdict_h1(r["h1"], th["h1"]) for r in runs]),
-            "H2": combine([verdict_h2(r["h2"], th["h2"]) for r in runs]),
-            "H3": combine([verdict_h3(r["h3"], th["h3"]) for r in runs]),
-            "H4": combine([verdict_h4(r["h1"], r["h2"], r["lens"], th["h4"]) for r in runs]),
-        }
-        print("report: evaluating the checkpoint for the model card ...", flush=True)
-        n_boards = 256 if args.quick else 2048
-        ev = evaluate(model, data, n_boards=n_boards, seed=args.seed, boards_per_named_rule=64 if args.quick else 256,
-                      rollouts=not args.quick)
-        animations = save_rollout_animation(model, "B3/S23", "glider", out / "rollout_glider")
-        first = runs[0]["files"]
-        figures = {
-            "H1": [Path(p) for p in first["h1"] if p.endswith(".png")],
-            "H2": [Path(p) for p in first["h2"]],
-            "H3": [Path(p) for p in first["h3"]],
-            "H4": [Path(p) for p in first["h4"] + first["lens"]],
-        }
-        cfg = ckpt["config"]
-        reproduce = "\n".join([
-            f"# checkpoint {ckpt['path']} (run {ckpt.get('run_id')}, step {ckpt['step']}), git {git_commit()}",
-            f"python train.py --config-name exp/{cfg.get('exp_name')} seed={cfg.get('seed', 0)}",
-            f"python -m interfere.report --ckpt {ckpt['path']} --seeds {args.seeds} --seed {args.seed}",
-            f"# this report: {command_line()}",
-        ])
-        card_text = "\n".join([
-            f"run {ckpt.get('run_id')}  step {ckpt['step']}  training time {ckpt.get('train_time_s', 0):.0f} s",
-            f"parameters {n_params(model):,}  layers {model.cfg.n_layers}  d_model {model.cfg.d_model}  "
-            f"heads {model.cfg.n_heads}  board {data.height}x{data.width}  rope {model.life_cfg.rope} "
-            f"(rotary_dim {model.life_cfg.rotary_dim})",
-            "config:", OmegaConf.to_yaml(OmegaConf.create({k: cfg[k] for k in ("data", "model", "train")})),
-        ])
-        summary = {
-            "checkpoint": ckpt["path"], "run_id": ckpt.get("run_id"), "step": ckpt["step"],
-            "seeds": list(range(args.seed, args.seed + args.seeds)), "date": time.strftime("%Y-%m-%d %H:%M"),
-            "git_commit": git_commit(), "command": command_line(), "thresholds": th,
-            "heldout": ev["heldout"],
-            "verdicts": {h: {"verdict": v, "reasons": why} for h, (v, why) in verdicts.items()},
-            "per_seed": runs, "eval": ev, "seconds": round(time.time() - t0, 1),
-        }
-        write_report(out, summary, figures, {"text": card_text, "reproduce": reproduce, "animations": animations},
-                     format_report(ev))
-        width = max(len(h) for h in HYPOTHESES)
-        print(f"\n{'':<{width}}  verdict         key numbers (seed {args.seed})")
-        for h, (v, why) in verdicts.items():
-            print(f"{h:<{width}}  {v:<14}  {why[0].split(': ', 1)[1]}")
-        print(f"\nheld-out cell accuracy {100 * ev['heldout']['cell_acc']:.3f}%  ({summary['seconds']} s)")
-        print(f"report: {out / 'report.html'}")
+        with staged_dir(args.out) as (out, final):
+            summary = _write(args, th, model, ckpt, data, samples, out)
+        print(f"report: {final / 'report.html'}")
         return summary
+
+
+def _write(args: argparse.Namespace, th: dict, model, ckpt: dict, data: DataConfig, samples: dict[str, int],
+           out: Path) -> dict:
+    """Run every analysis and write the report into ``out`` (a staging folder)."""
+    t0 = time.time()
+    runs = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=data, out=out / f"seed{seed}",
+                      seed=seed, rule=None, command=command_line())
+        print(f"report: analysing seed {seed} ...", flush=True)
+        runs.append(analyse(ctx, samples))
+    verdicts = {
+        "H1": combine([verdict_h1(r["h1"], th["h1"]) for r in runs]),
+        "H2": combine([verdict_h2(r["h2"], th["h2"]) for r in runs]),
+        "H3": combine([verdict_h3(r["h3"], th["h3"]) for r in runs]),
+        "H4": combine([verdict_h4(r["h1"], r["h2"], r["lens"], th["h4"]) for r in runs]),
+    }
+    print("report: evaluating the checkpoint for the model card ...", flush=True)
+    n_boards = 256 if args.quick else 2048
+    ev = evaluate(model, data, n_boards=n_boards, seed=args.seed, boards_per_named_rule=64 if args.quick else 256,
+                  rollouts=not args.quick)
+    animations = save_rollout_animation(model, "B3/S23", "glider", out / "rollout_glider")
+    first = runs[0]["files"]
+    figures = {
+        "H1": [out / p for p in first["h1"] if p.endswith(".png")],
+        "H2": [out / p for p in first["h2"]],
+        "H3": [out / p for p in first["h3"]],
+        "H4": [out / p for p in first["h4"] + first["lens"]],
+    }
+    cfg = ckpt["config"]
+    reproduce = "\n".join([
+        f"# checkpoint {ckpt['path']} (run {ckpt.get('run_id')}, step {ckpt['step']}), git {git_commit()}",
+        f"python train.py --config-name exp/{cfg.get('exp_name')} seed={cfg.get('seed', 0)}",
+        f"python -m interfere.report --ckpt {ckpt['path']} --seeds {args.seeds} --seed {args.seed}",
+        f"# this report: {command_line()}",
+    ])
+    card_text = "\n".join([
+        f"run {ckpt.get('run_id')}  step {ckpt['step']}  training time {ckpt.get('train_time_s', 0):.0f} s",
+        f"parameters {n_params(model):,}  layers {model.cfg.n_layers}  d_model {model.cfg.d_model}  "
+        f"heads {model.cfg.n_heads}  board {data.height}x{data.width}  rope {model.life_cfg.rope} "
+        f"(rotary_dim {model.life_cfg.rotary_dim})",
+        "config:", OmegaConf.to_yaml(OmegaConf.create({k: cfg[k] for k in ("data", "model", "train")})),
+    ])
+    summary = {
+        "checkpoint": ckpt["path"], "run_id": ckpt.get("run_id"), "step": ckpt["step"],
+        "seeds": list(range(args.seed, args.seed + args.seeds)), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "git_commit": git_commit(), "command": command_line(), "thresholds": th,
+        "heldout": ev["heldout"],
+        "verdicts": {h: {"verdict": v, "reasons": why} for h, (v, why) in verdicts.items()},
+        "per_seed": runs, "eval": ev, "seconds": round(time.time() - t0, 1),
+    }
+    write_report(out, summary, figures, {"text": card_text, "reproduce": reproduce, "animations": animations},
+                 format_report(ev))
+    width = max(len(h) for h in HYPOTHESES)
+    print(f"\n{'':<{width}}  verdict         key numbers (seed {args.seed})")
+    for h, (v, why) in verdicts.items():
+        print(f"{h:<{width}}  {v:<14}  {why[0].split(': ', 1)[1]}")
+    print(f"\nheld-out cell accuracy {100 * ev['heldout']['cell_acc']:.3f}%  ({summary['seconds']} s)")
+    return summary
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ a fresh output folder) and writes ``summary.json`` with provenance.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,22 +82,33 @@ class Context:
 
 
 def _jsonable(x: object) -> object:
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    return str(x)
+    return x.tolist() if hasattr(x, "tolist") else str(x)  # tensors and NumPy values
 
 
-def fresh_dir(out: str | None, root: Path = DEFAULT_OUT_ROOT) -> Path:
-    """``--out`` or ``assets/explorations/<timestamp>/``; never reuses an existing folder."""
+def unused_path(out: str | None, root: Path = DEFAULT_OUT_ROOT) -> Path:
+    """``--out`` or ``assets/explorations/<timestamp>/``, suffixed ``-1``, ``-2``... if it exists."""
     base = Path(out) if out else root / time.strftime("%Y%m%d-%H%M%S")
     path, i = base, 1
     while path.exists():
         path = base.with_name(f"{base.name}-{i}")
         i += 1
-    path.mkdir(parents=True)
     return path
+
+
+@contextlib.contextmanager
+def staged_dir(out: str | None) -> Iterator[tuple[Path, Path]]:
+    """(work folder, final folder): outputs are written to a hidden work folder that is renamed
+    into place only when everything succeeded, so a failed run leaves no half-written folder."""
+    final = unused_path(out)
+    work = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        yield work, final
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    work.rename(final)
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -133,11 +146,11 @@ def run_main(name: str, build_parser: Callable[[], argparse.ArgumentParser],
         ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),
                       out=Path(), seed=args.seed, rule=args.rule, command=command_line())
         _validate_common(ctx, args)
-        ctx.out = fresh_dir(args.out)
-        with torch.no_grad():
+        with staged_dir(args.out) as (work, final), torch.no_grad():
+            ctx.out = work
             numbers, files = run(ctx, args)
-        ctx.write_summary(name, numbers, files)
-        print(f"{name}: wrote {len(files)} figure(s) and summary.json to {ctx.out}")
+            ctx.write_summary(name, numbers, files)
+        print(f"{name}: wrote {len(files)} figure(s) and summary.json to {final}")
         return numbers
 
 

@@ -30,7 +30,7 @@ from interfere.data.stream import DataConfig
 from interfere.evaluate import evaluate, format_report, save_rollout_animation
 from interfere.explore import attn_maps, logit_lens, physics_bits, probes
 from interfere.explore.common import Context, staged_dir
-from interfere.model.life_model import n_params
+from interfere.model.life_model import LifeTransformer, n_params
 from interfere.viz.style import ACCENT, CONTROL_COLOR, caption, save
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
@@ -292,8 +292,8 @@ def main(argv: list[str] | None = None) -> dict:
         return summary
 
 
-def _write(args: argparse.Namespace, th: dict, model, ckpt: dict, data: DataConfig, samples: dict[str, int],
-           out: Path) -> dict:
+def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict, data: DataConfig,
+           samples: dict[str, int], out: Path) -> dict:
     """Run every analysis and write the report into ``out`` (a staging folder)."""
     t0 = time.time()
     runs = []

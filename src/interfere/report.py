@@ -31,7 +31,7 @@ from interfere.evaluate import evaluate, format_report, save_rollout_animation
 from interfere.explore import attn_maps, logit_lens, physics_bits, probes
 from interfere.explore.common import Context, staged_dir
 from interfere.model.life_model import LifeTransformer, n_params
-from interfere.viz.style import ACCENT, CONTROL_COLOR, caption, save
+from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, GUIDE_COLOR, caption, save
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
 HYPOTHESES = {
@@ -147,7 +147,7 @@ def layer_roles_figure(ctx: Context, out: dict) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.3), layout="constrained")
     pts = out["h2"]["points"]
     axes[0].plot(pts, [r["count_r2"] for r in res["trained"]], "-o", color=ACCENT, label="count R² (trained)")
-    axes[0].plot(pts, [r["next_auc"] for r in res["trained"]], "-s", color="#2a9d8f", label="next AUC (trained)")
+    axes[0].plot(pts, [r["next_auc"] for r in res["trained"]], "-s", color=ACCENT_2, label="next AUC (trained)")
     axes[0].plot(pts, [r["count_r2"] for r in res["random_init"]], "--o", color=CONTROL_COLOR,
                  label="count R² (random init)")
     axes[0].set_title("probes at targets, by layer")
@@ -167,7 +167,7 @@ def layer_roles_figure(ctx: Context, out: dict) -> Path:
     axes[2].set_title("logit lens: next-state accuracy")
     axes[2].set_xlabel("residual read out")
     for ax in axes[[0, 2]]:
-        ax.axhline(0.5, color="#dddddd", lw=0.8, zorder=0)
+        ax.axhline(0.5, color=GUIDE_COLOR, lw=0.8, zorder=0)
     fig.suptitle("H4: layer roles")
     caption(fig, ctx.caption())
     return save(fig, ctx.out / "layer_roles.png")

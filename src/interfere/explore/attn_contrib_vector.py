@@ -21,7 +21,7 @@ import torch
 from interfere.explore.common import Context, parse_cell, parser, run_main
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.boards import draw_board, draw_field, mark_cell
-from interfere.viz.style import DIV_CMAP, caption, save
+from interfere.viz.style import DIV_CMAP, INK, caption, save
 
 NAME = "attn_contrib_vector"
 
@@ -47,7 +47,7 @@ def quiver(ax, field: np.ndarray) -> None:
     if longest == 0:
         return
     rows, cols = np.mgrid[0 : field.shape[0], 0 : field.shape[1]]
-    ax.quiver(cols, rows, gx, gy, angles="xy", scale_units="xy", scale=longest / 0.45, color="#222222",
+    ax.quiver(cols, rows, gx, gy, angles="xy", scale_units="xy", scale=longest / 0.45, color=INK,
               alpha=0.75, width=0.006, pivot="mid")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from interfere.explore.common import Context, check_range, parser, run_main
-from interfere.viz.style import ACCENT, COUNT_PALETTE, DEAD_COLOR, caption, save
+from interfere.viz.style import ACCENT, COUNT_PALETTE, DEAD_COLOR, DEAD_POINT_COLOR, caption, save
 
 NAME = "embed_scatter"
 MAX_POINTS = 6000
@@ -51,7 +51,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
         ax.legend(title="neighbours", markerscale=3, frameon=False, fontsize=7, title_fontsize=7,
                   loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:
-        for v, color, label in ((0, "#b8b2a6", "dead at t+1"), (1, ACCENT, "alive at t+1")):
+        for v, color, label in ((0, DEAD_POINT_COLOR, "dead at t+1"), (1, ACCENT, "alive at t+1")):
             sel = nxt[keep] == v
             ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=color, label=label, alpha=0.7, lw=0,
                        edgecolors=DEAD_COLOR)

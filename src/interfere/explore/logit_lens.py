@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from interfere.explore.common import Context, Examples, parser, run_main
 from interfere.model.life_model import LifeTransformer
-from interfere.viz.style import ACCENT, caption, save
+from interfere.viz.style import ACCENT, ACCENT_2, GUIDE_COLOR, caption, save
 
 NAME = "logit_lens"
 
@@ -46,8 +46,8 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     fig, ax = plt.subplots(figsize=(5.0, 3.4))
     x = range(len(lens["points"]))
     ax.plot(x, lens["acc"], "-o", color=ACCENT, label="accuracy")
-    ax.plot(x, lens["auc"], "--s", color="#2a9d8f", label="ROC-AUC")
-    ax.axhline(0.5, color="#cccccc", lw=0.8, zorder=0)
+    ax.plot(x, lens["auc"], "--s", color=ACCENT_2, label="ROC-AUC")
+    ax.axhline(0.5, color=GUIDE_COLOR, lw=0.8, zorder=0)
     ax.set_xticks(list(x), lens["points"])
     ax.set_ylim(0.4, 1.02)
     ax.set_xlabel("residual stream read out")

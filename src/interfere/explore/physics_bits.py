@@ -31,7 +31,7 @@ from interfere.data.layout import SequenceLayout
 from interfere.explore.common import Context, parser, run_main
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.boards import head_grid
-from interfere.viz.style import ACCENT, DIV_CMAP, SEQ_CMAP, WRONG_COLOR, caption, save
+from interfere.viz.style import ACCENT, ACCENT_2, DIV_CMAP, SEQ_CMAP, WRONG_COLOR, caption, save
 
 NAME = "physics_bits"
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (rules, boards) -> next boards
@@ -156,7 +156,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     fig, ax = plt.subplots(figsize=(9, 3.4))
     x = np.arange(N_RULE_BITS)
     ax.bar(x - 0.2, scores["precision"], 0.4, color=ACCENT, label="precision |C∩G|/|C|")
-    ax.bar(x + 0.2, scores["recall"], 0.4, color="#2a9d8f", label="recall |C∩G|/|G|")
+    ax.bar(x + 0.2, scores["recall"], 0.4, color=ACCENT_2, label="recall |C∩G|/|G|")
     ax.plot(x, scores["false_flip_rate"], "x", color=WRONG_COLOR, label="false-flip rate |C−G|/|¬G|")
     ax.set_xticks(x, BIT_NAMES)
     ax.set_ylim(0, 1.05)

@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from interfere.data.layout import SequenceLayout
 from interfere.explore.common import Context, Examples, parser, run_main
 from interfere.model.life_model import LifeTransformer
-from interfere.viz.style import ACCENT, CONTROL_COLOR, caption, save
+from interfere.viz.style import ACCENT, CONTROL_COLOR, GUIDE_COLOR, SHUFFLED_COLOR, caption, save
 
 NAME = "probes"
 TARGETS = ("count_r2", "count_acc", "prior_auc", "next_auc")
@@ -127,7 +127,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
         fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
         for ax, key in zip(axes, TARGETS):
             for run_name, color, style in (("trained", ACCENT, "-o"), ("random_init", CONTROL_COLOR, "--s"),
-                                           ("shuffled_labels", "#e9c46a", ":^")):
+                                           ("shuffled_labels", SHUFFLED_COLOR, ":^")):
                 ax.plot(range(len(points)), [r[key] for r in res[run_name]], style, color=color,
                         label=run_name.replace("_", " "), ms=4)
             ax.set_xticks(range(len(points)), points)
@@ -135,7 +135,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
             ax.set_ylabel(LABELS[key])
             ax.set_title(LABELS[key])
             ax.set_ylim(-0.05 if key == "count_r2" else 0.0, 1.02)
-            ax.axhline(0.5 if key.endswith("auc") else 0.0, color="#cccccc", lw=0.8, zorder=0)
+            ax.axhline(0.5 if key.endswith("auc") else 0.0, color=GUIDE_COLOR, lw=0.8, zorder=0)
         axes[0].legend(frameon=False, fontsize=7)
         fig.suptitle(f"H2: linear probes at {pos_name} positions (held-out boards)")
         caption(fig, ctx.caption(samples=args.samples))

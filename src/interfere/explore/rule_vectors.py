@@ -21,10 +21,10 @@ from sklearn.decomposition import PCA
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
 from interfere.data.layout import rule_token
 from interfere.explore.common import Context, parser, run_main
-from interfere.viz.style import ACCENT, DIV_CMAP, caption, save
+from interfere.viz.style import ACCENT, BIRTH_COLOR, DIV_CMAP, caption, save
 
 NAME = "rule_vectors"
-SURVIVE_COLOR, BIRTH_COLOR = ACCENT, "#e76f51"
+SURVIVE_COLOR = ACCENT
 
 
 def token_vectors(ctx: Context, source: str, samples: int) -> torch.Tensor:

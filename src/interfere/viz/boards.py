@@ -7,7 +7,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
-from interfere.viz.style import BOARD_CMAP, GRID_COLOR, WRONG_COLOR
+from interfere.viz.style import ACCENT_2, BOARD_CMAP, GRID_COLOR, SEQ_CMAP, WRONG_COLOR
 
 
 def grid_lines(ax: Axes, height: int, width: int) -> None:
@@ -21,7 +21,7 @@ def grid_lines(ax: Axes, height: int, width: int) -> None:
         spine.set_color(GRID_COLOR)
 
 
-def mark_cell(ax: Axes, row: int, col: int, color: str = "#2a9d8f", lw: float = 2.0) -> None:
+def mark_cell(ax: Axes, row: int, col: int, color: str = ACCENT_2, lw: float = 2.0) -> None:
     ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=lw))
 
 
@@ -39,7 +39,7 @@ def draw_board(ax: Axes, board: torch.Tensor | np.ndarray, title: str = "",
         ax.set_title(title)
 
 
-def draw_field(ax: Axes, field: torch.Tensor | np.ndarray, title: str = "", cmap: str = "magma",
+def draw_field(ax: Axes, field: torch.Tensor | np.ndarray, title: str = "", cmap: str = SEQ_CMAP,
                vmin: float | None = None, vmax: float | None = None, query: tuple[int, int] | None = None,
                cbar_label: str | None = None, extent_labels: bool = True):
     """A scalar field over the board (attention, contribution, ...) with a colour bar."""
@@ -59,7 +59,7 @@ def draw_field(ax: Axes, field: torch.Tensor | np.ndarray, title: str = "", cmap
     return im
 
 
-def head_grid(ax: Axes, values: torch.Tensor | np.ndarray, title: str, cbar_label: str, cmap: str = "magma",
+def head_grid(ax: Axes, values: torch.Tensor | np.ndarray, title: str, cbar_label: str, cmap: str = SEQ_CMAP,
               vmin: float | None = 0.0, vmax: float | None = 1.0, annotate: bool = True):
     """A layer x head heatmap with every cell's value written in it, for per-head numbers."""
     values = np.asarray(values, dtype=np.float32)
@@ -67,7 +67,7 @@ def head_grid(ax: Axes, values: torch.Tensor | np.ndarray, title: str, cbar_labe
     lo, hi = im.get_clim()
     if annotate:
         for (i, j), v in np.ndenumerate(values):
-            dark = (v - lo) / max(hi - lo, 1e-12) < 0.6 if cmap == "magma" else False
+            dark = (v - lo) / max(hi - lo, 1e-12) < 0.6 if cmap == SEQ_CMAP else False
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
     ax.set_xticks(range(values.shape[1]))
     ax.set_yticks(range(values.shape[0]))

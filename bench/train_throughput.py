@@ -1,7 +1,7 @@
 """Training throughput against the machine's matmul ceiling, with a per-phase breakdown.
 
     python bench/train_throughput.py --config-name exp/life_smoke_ref [--threads 1] [--steps 8]
-        [--path fast|hooked] [--autocast none|bf16] [--out bench/results/...json]
+        [--path fast|hooked] [--autocast none|bf16] [--no-keep-memory] [--out bench/results/...json]
 
 Prints and writes: median seconds per optimizer step (after warm-up), target cells/s, tokens/s,
 the share of each phase (data, forward, backward, optimizer), the model FLOPs per step (counted:
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from interfere.config import compose, layout_of, sections
+from interfere.cpu import configure_cpu
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import BatchStream
 from interfere.model.life_model import LifeTransformer, ModelConfig
@@ -39,22 +40,29 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
 
 
 def forward_flops(cfg: ModelConfig, layout: SequenceLayout, useful: bool) -> float:
-    """FLOPs of one forward pass of one sequence. ``useful``: only allowed (query, key) pairs, and
-    in the last layer only the target queries (what the loss needs); else the full T x T model."""
+    """FLOPs of one forward pass of one sequence.
+
+    ``useful``: what the loss mathematically needs: only allowed (query, key) pairs; in the last
+    layer only the target queries; in the first layer no target queries, keys or values (every
+    target's input is ``<MASK>`` plus its segment, the same in every sequence, so they are computed
+    once per step, a negligible cost not counted here). Else the full T x T model.
+    """
     cfg = cfg.resolved()
     t, d, hd = layout.seq_len, cfg.d_model, cfg.n_heads * cfg.d_head
     n_targets = len(layout.target_index)
+    n_context = t - n_targets
     pairs = int(layout.attention_mask().sum()) if useful else t * t
     target_pairs = int(layout.attention_mask()[layout.target_index].sum()) if useful else n_targets * t
     total = 0.0
     for layer in range(cfg.n_layers):
-        last = useful and layer == cfg.n_layers - 1
-        q_rows = n_targets if last else t
-        total += 2 * t * d * 2 * hd  # K and V projections
-        total += 2 * q_rows * d * hd  # Q projection
+        first, last = useful and layer == 0, useful and layer == cfg.n_layers - 1
+        ctx_queries = 0 if last else n_context  # the last layer's context queries reach no target
+        tgt_qkv = 0 if first else n_targets
+        rows = ctx_queries + n_targets  # rows that go on past attention
+        total += 2 * d * hd * (ctx_queries + 2 * n_context + 3 * tgt_qkv)  # Q, K, V projections
         total += 2 * 2 * (target_pairs if last else pairs) * cfg.d_head * cfg.n_heads  # QK^T and AV
-        total += 2 * q_rows * hd * d  # output projection
-        total += 2 * 2 * q_rows * d * cfg.d_mlp  # MLP in and out
+        total += 2 * rows * hd * d  # output projection
+        total += 2 * 2 * rows * d * cfg.d_mlp  # MLP in and out
     total += 2 * (n_targets if useful else t) * d * 2  # unembed to the two outputs
     return total
 
@@ -66,9 +74,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="timed steps (after 2 warm-up steps)")
     ap.add_argument("--path", choices=["fast", "hooked"], default="fast")
     ap.add_argument("--autocast", choices=["none", "bf16"], default="none")
+    ap.add_argument("--keep-memory", action=argparse.BooleanOptionalAction, default=True,
+                    help="glibc malloc keeps freed large blocks (interfere.cpu.keep_freed_memory), as training does")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    configure_cpu(args.threads, keep_memory=args.keep_memory)
     data, model_cfg, tc = sections(compose(args.config_name))
     layout = layout_of(data)
     torch.manual_seed(0)
@@ -106,6 +116,7 @@ def main() -> None:
     cells = b * len(layout.target_index)
     res = {
         "config": args.config_name, "threads": args.threads, "path": args.path, "autocast": args.autocast,
+        "keep_memory": args.keep_memory,
         "median_step_s": step, "target_cells_per_s": cells / step, "tokens_per_s": b * layout.seq_len / step,
         "phase_share": {k: v / step for k, v in med.items()}, "phase_median_s": med,
         "useful_flops_per_step": useful, "full_tt_flops_per_step": full,
@@ -114,7 +125,8 @@ def main() -> None:
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
     }
-    print(f"{args.config_name}  path={args.path}  autocast={args.autocast}  threads={args.threads}")
+    print(f"{args.config_name}  path={args.path}  autocast={args.autocast}  threads={args.threads}  "
+          f"keep_memory={args.keep_memory}")
     print(f"  median step           {step:.3f} s   ({args.steps} steps after warm-up)")
     print(f"  target cells/s        {res['target_cells_per_s']:,.0f}")
     print(f"  tokens/s              {res['tokens_per_s']:,.0f}")

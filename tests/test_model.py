@@ -6,6 +6,7 @@ import torch
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import BatchStream, DataConfig
 from interfere.model import LifeTransformer, ModelConfig
+from interfere.model.fast_path import TargetAttention
 from interfere.model.rope2d import apply_rope, rope_angles
 
 
@@ -104,12 +105,27 @@ def test_labels_do_not_reach_the_model():
     assert torch.equal(model(a.tokens), model(b.tokens))
 
 
-@pytest.mark.parametrize("k,kw", [(1, {}), (2, {"rope": "standard", "rotary_dim": 8}), (3, {"n_heads": 4})])
-def test_fast_path_equals_hooked_forward(k, kw):
+@pytest.mark.parametrize("k,kw", [
+    (1, {}), (2, {"rope": "standard", "rotary_dim": 8}), (3, {"n_heads": 4}),
+    (1, {"n_layers": 1}), (2, {"n_layers": 3}),
+])
+def test_fast_path_equals_hooked_forward_and_gradients(k, kw):
     model, _, batch = _model(k=k, **kw)
-    hooked = model.target_logits(model(batch.tokens))
-    fast = model.fast_target_logits(batch.tokens)
-    assert torch.allclose(hooked, fast, atol=1e-5)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # every parameter away from its initial value (biases start at zero)
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    grads = []
+    for logits in (model.target_logits(model(batch.tokens)), model.fast_target_logits(batch.tokens)):
+        model.zero_grad(set_to_none=True)
+        (logits * torch.randn(logits.shape, generator=torch.Generator().manual_seed(2))).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+        grads[-1]["logits"] = logits.detach()
+    hooked, fast = grads
+    assert hooked.keys() == fast.keys()
+    for name in hooked:
+        assert torch.allclose(hooked[name], fast[name], atol=1e-4, rtol=1e-4), name
 
 
 def test_predict_and_rollout_shapes():
@@ -126,3 +142,33 @@ def test_bad_model_config():
     with pytest.raises(ValueError, match="rope"):
         LifeTransformer(ModelConfig(rope="spiral"), SequenceLayout(4, 4))
     assert math.isclose(ModelConfig(d_model=64, n_heads=4).resolved().d_head, 16)
+
+
+@pytest.mark.parametrize("batched_targets", [True, False])
+def test_target_attention_gradcheck(batched_targets):
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+
+    t_shape = (2, 3, 5, 4) if batched_targets else (3, 5, 4)
+    q, k_t, v_t = rand(*t_shape), rand(*t_shape), rand(*t_shape)
+    k_c, v_c = rand(2, 3, 6, 4), rand(2, 3, 6, 4)
+    assert torch.autograd.gradcheck(lambda *a: TargetAttention.apply(*a, 0.5), (q, k_c, v_c, k_t, v_t))
+    scores = torch.cat([q @ k_c.transpose(-1, -2), (q * k_t).sum(-1, keepdim=True).expand(2, 3, 5, 1)], -1) * 0.5
+    p = scores.softmax(-1)
+    reference = p[..., :-1] @ v_c + p[..., -1:] * v_t
+    assert torch.allclose(TargetAttention.apply(q, k_c, v_c, k_t, v_t, 0.5), reference)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_apply_rope_is_a_rotation_of_each_pair(dtype):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 7, 3, 10, generator=g)
+    angles = torch.rand(7, 2, generator=g) * 6  # 2 pairs rotated, 6 dims pass through
+    out = apply_rope(x.to(dtype), angles.cos(), angles.sin())
+    assert out.dtype == dtype and out.shape == x.shape
+    c, s = angles.cos()[None, :, None], angles.sin()[None, :, None]
+    a, b = x[..., 0:4:2], x[..., 1:4:2]
+    expected = torch.cat([torch.stack([a * c - b * s, a * s + b * c], -1).flatten(-2), x[..., 4:]], -1)
+    assert torch.allclose(out.float(), expected, atol=1e-5 if dtype == torch.float32 else 5e-2)

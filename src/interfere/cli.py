@@ -9,9 +9,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-
 from interfere.config import compose, resolve_device, to_plain
+from interfere.cpu import configure_cpu
 from interfere.model.checkpoint import (
     CheckpointError,
     config_mismatches,
@@ -55,7 +54,7 @@ def load_model_from_args(args: argparse.Namespace) -> tuple[LifeTransformer, dic
     """
     device = resolve_device(args.device)
     if device.type == "cpu":
-        torch.set_num_threads(args.threads)
+        configure_cpu(args.threads)
     ckpt = load_checkpoint(run_id=args.run_id, ckpt=args.ckpt, ckpt_dir=args.ckpt_dir, map_location=device)
     if args.config_name:
         wanted = to_plain(compose(args.config_name))

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.hook_points import HookPoint
@@ -29,6 +28,7 @@ from transformer_lens.hook_points import HookPoint
 from interfere.ca.rules import Rule
 from interfere.ca.simulate import as_rule_bits
 from interfere.data.layout import VOCAB, SequenceLayout
+from interfere.model import fast_path
 from interfere.model.rope2d import ROPE_KINDS, apply_rope, rope_angles
 
 
@@ -100,9 +100,7 @@ class LifeTransformer(HookedTransformer):
         self.register_buffer("rope_cos", angles.cos(), persistent=False)
         self.register_buffer("rope_sin", angles.sin(), persistent=False)
         self.register_buffer("target_index", layout.target_index.clone(), persistent=False)
-        self.n_context = len(layout.context_index)
-        self.register_buffer("context_first", torch.cat([layout.context_index, layout.target_index]),
-                             persistent=False)
+        self.register_buffer("context_index", layout.context_index.clone(), persistent=False)
         self.setup()  # register hook_seg_embed with TransformerLens' hook dictionary
         self._add_layout_hooks()
         self.to(device, print_details=False)
@@ -130,45 +128,8 @@ class LifeTransformer(HookedTransformer):
 
     # --- the training fast path ---------------------------------------------------------------
     def fast_target_logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``[batch, K*H*W, 2]`` target logits: the same function as ``target_logits(self(tokens))``.
-
-        A training-only fast path over the same parameters. It uses the shape of the layout's
-        mask instead of applying it: positions are reordered context-first, the context attends
-        to the context with unmasked fused attention, and each target attends to the context
-        plus itself (one extra score), so blocked pairs are never computed. In the last layer
-        only the target queries are computed (nothing else reaches the loss).
-        ``tests/test_model.py`` asserts that its logits equal the hooked forward's. Every
-        analysis uses the hooked forward (``forward``, ``run_with_cache``, ``run_with_hooks``).
-        """
-        cfg, n_ctx = self.cfg, self.n_context
-        order = self.context_first
-        cos, sin = self.rope_cos[order], self.rope_sin[order]
-        x = self.embed.W_E[tokens[:, order]] + self.W_seg[self.segment_ids[order]]  # W_pos is zero
-        scale = cfg.d_head**-0.5
-        for i, block in enumerate(self.blocks):
-            last = i == cfg.n_layers - 1
-            attn = block.attn
-            h = F.layer_norm(x, (cfg.d_model,), block.ln1.w, block.ln1.b, cfg.eps)
-            w_qkv = torch.cat([attn.W_Q, attn.W_K, attn.W_V]).permute(1, 0, 2).flatten(1)  # [d_model, 3*h*d]
-            b_qkv = torch.cat([attn.b_Q, attn.b_K, attn.b_V]).flatten()
-            qkv = (h @ w_qkv + b_qkv).unflatten(-1, (3 * cfg.n_heads, cfg.d_head))  # [b, p, 3*head, d]
-            q, k, v = qkv.split(cfg.n_heads, dim=2)
-            q = apply_rope(q, cos, sin).transpose(1, 2)  # [b, head, p, d]
-            k = apply_rope(k, cos, sin).transpose(1, 2)
-            v = v.transpose(1, 2)
-            kc, vc, qt, kt, vt = k[:, :, :n_ctx], v[:, :, :n_ctx], q[:, :, n_ctx:], k[:, :, n_ctx:], v[:, :, n_ctx:]
-            scores = torch.cat([qt @ kc.transpose(-1, -2), (qt * kt).sum(-1, keepdim=True)], -1) * scale
-            p = scores.softmax(-1)
-            z = p[..., :n_ctx] @ vc + p[..., n_ctx:] * vt  # targets: context + self
-            if last:  # only target queries matter from here on
-                x = x[:, n_ctx:]
-            else:
-                z = torch.cat([F.scaled_dot_product_attention(q[:, :, :n_ctx], kc, vc), z], dim=2)
-            x = x + z.transpose(1, 2).flatten(2) @ attn.W_O.flatten(0, 1) + attn.b_O
-            h = F.layer_norm(x, (cfg.d_model,), block.ln2.w, block.ln2.b, cfg.eps)
-            x = x + block.mlp.act_fn(h @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out + block.mlp.b_out
-        x = F.layer_norm(x, (cfg.d_model,), self.ln_final.w, self.ln_final.b, cfg.eps)
-        return x @ self.unembed.W_U + self.unembed.b_U
+        """``target_logits(self(tokens))`` computed by :mod:`interfere.model.fast_path` (training only)."""
+        return fast_path.target_logits(self, tokens)
 
     # --- convenience on top of forward ---------------------------------------------------------
     def target_logits(self, logits: torch.Tensor) -> torch.Tensor:

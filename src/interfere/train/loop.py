@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from interfere.config import TrainConfig, layout_of, resolve_device, sections, to_plain
+from interfere.cpu import configure_cpu
 from interfere.data.layout import VOCAB
 from interfere.data.stream import BatchStream
 from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
@@ -174,7 +175,7 @@ def train(cfg: DictConfig) -> dict:
     if device.type == "cuda":
         device = torch.device("cuda", dd.local_rank)
     else:
-        torch.set_num_threads(tc.threads)
+        configure_cpu(tc.threads)
     try:
         return _train(cfg, data_cfg, model_cfg, tc, device, dd)
     finally:

@@ -1,0 +1,129 @@
+"""The training forward: target logits of a :class:`LifeTransformer` without its hooks (DESIGN §9).
+
+It computes the same function as ``model.target_logits(model(tokens))`` over the same parameters
+(``tests/test_model.py`` asserts equal logits and equal gradients), but only what the loss needs.
+It uses the *shape* of the layout's attention mask instead of applying it:
+
+* the context (prefix, board, separators) and the targets are two separate streams; the context
+  attends to itself with fused attention, and each target attends to the context plus itself, so
+  blocked (query, key) pairs are never computed;
+* every target's input is ``<MASK>`` plus its segment embedding, the same in every sequence, so the
+  first layer's target queries, keys and values are computed once, not once per sequence;
+* in the last layer the context contributes only keys and values (nothing else reaches a target).
+
+Every analysis uses the hooked forward (``forward``, ``run_with_cache``, ``run_with_hooks``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from interfere.data.layout import MASK
+from interfere.model.rope2d import apply_rope
+
+if TYPE_CHECKING:
+    from interfere.model.life_model import LifeTransformer
+
+
+def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """``[..., pos, n_heads * d_head]`` -> ``[..., n_heads, pos, d_head]``."""
+    return x.unflatten(-1, (n_heads, -1)).transpose(-3, -2)
+
+
+def _merge_heads(z: torch.Tensor) -> torch.Tensor:
+    """``[..., n_heads, pos, d_head]`` -> ``[..., pos, n_heads * d_head]``."""
+    return z.transpose(-3, -2).flatten(-2)
+
+
+class TargetAttention(torch.autograd.Function):
+    """Each target query attends to the context keys plus its own key: ``z = softmax([q.K_c, q.k_t]) @ [V_c; v_t]``.
+
+    Shapes ``q, k_t, v_t``: ``[(batch,) head, targets, d_head]`` (no batch dim where they are the
+    same in every sequence); ``k_c, v_c``: ``[batch, head, context, d_head]``. Written out by hand
+    with its backward because autograd's version concatenates the self score onto the
+    ``[batch, head, targets, context]`` scores and slices it off again, which costs several extra
+    passes over that, the largest tensor of a step (``bench/README.md``).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k_c, v_c, k_t, v_t, scale: float):  # noqa: ANN001, ANN205
+        p = torch.matmul(q, k_c.transpose(-1, -2)).mul_(scale)  # scores, then probabilities in place
+        p_self = (q * k_t).sum(-1, keepdim=True).mul_(scale)
+        top = torch.maximum(p.amax(-1, keepdim=True), p_self)
+        p = p.sub_(top).exp_()
+        p_self = (p_self - top).exp_()
+        total = p.sum(-1, keepdim=True).add_(p_self)
+        p, p_self = p.div_(total), p_self.div_(total)
+        z = torch.matmul(p, v_c).add_(p_self * v_t)
+        ctx.save_for_backward(q, k_c, v_c, k_t, v_t, p, p_self, z)
+        ctx.scale = scale
+        return z
+
+    @staticmethod
+    def backward(ctx, dz):  # noqa: ANN001, ANN205
+        q, k_c, v_c, k_t, v_t, p, p_self, z = ctx.saved_tensors
+        scale = ctx.scale
+        row = (dz * z).sum(-1, keepdim=True)  # sum over keys of p * dp, = dz . z
+        ds = torch.matmul(dz, v_c.transpose(-1, -2)).sub_(row).mul_(p).mul_(scale)
+        ds_self = p_self * ((dz * v_t).sum(-1, keepdim=True) - row) * scale
+        dq = torch.matmul(ds, k_c).add_(ds_self * k_t)
+        dk_c = torch.matmul(ds.transpose(-1, -2), q)
+        dv_c = torch.matmul(p.transpose(-1, -2), dz)
+        dk_t, dv_t = ds_self * q, p_self * dz
+        return (dq.sum_to_size(q.shape), dk_c, dv_c, dk_t.sum_to_size(k_t.shape), dv_t.sum_to_size(v_t.shape), None)
+
+
+def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
+    """``[batch, K*H*W, 2]`` logits at the target positions, in layout order.
+
+    Target tokens are not read: the layout defines every target input as ``<MASK>``.
+    """
+    cfg, n_heads = model.cfg, model.cfg.n_heads
+    ctx, tgt = model.context_index, model.target_index
+    rope_c = model.rope_cos[ctx], model.rope_sin[ctx]
+    rope_t = model.rope_cos[tgt], model.rope_sin[tgt]
+    scale = cfg.d_head**-0.5
+
+    def layer_norm(x: torch.Tensor, ln: torch.nn.Module) -> torch.Tensor:
+        return F.layer_norm(x, (cfg.d_model,), ln.w, ln.b, cfg.eps)
+
+    def project(h: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``h @ W + b`` for several ``[head, d_model, d_head]`` weights in one matmul, split back."""
+        w = torch.cat([w.permute(1, 0, 2).flatten(1) for w in weights], dim=1)
+        b = torch.cat([b.flatten() for b in biases])
+        return list((h @ w + b).chunk(len(weights), dim=-1))
+
+    def rotate(x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """2D RoPE on ``[(b,) pos, head * d_head]``, returned heads-first."""
+        x = x.unflatten(-1, (n_heads, -1))
+        batched = x.dim() == 4
+        x = apply_rope(x if batched else x[None], *cos_sin)
+        return (x if batched else x[0]).transpose(-3, -2)
+
+    def mlp(x: torch.Tensor, block: torch.nn.Module) -> torch.Tensor:
+        h = layer_norm(x, block.ln2)
+        return x + block.mlp.act_fn(h @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out + block.mlp.b_out
+
+    x_c = model.embed.W_E[tokens[:, ctx]] + model.W_seg[model.segment_ids[ctx]]  # W_pos is zero
+    x_t = model.embed.W_E[MASK] + model.W_seg[model.segment_ids[tgt]]  # [targets, d]: same in every sequence
+    for i, block in enumerate(model.blocks):
+        attn, last = block.attn, i == cfg.n_layers - 1
+        h_c, h_t = layer_norm(x_c, block.ln1), layer_norm(x_t, block.ln1)
+        if last:
+            k_c, v_c = project(h_c, [attn.W_K, attn.W_V], [attn.b_K, attn.b_V])
+        else:
+            q_c, k_c, v_c = project(h_c, [attn.W_Q, attn.W_K, attn.W_V], [attn.b_Q, attn.b_K, attn.b_V])
+        q_t, k_t, v_t = project(h_t, [attn.W_Q, attn.W_K, attn.W_V], [attn.b_Q, attn.b_K, attn.b_V])
+        k_c, v_c = rotate(k_c, rope_c), _heads(v_c, n_heads)  # [b, head, ctx, d_head]
+        q_t, k_t, v_t = rotate(q_t, rope_t), rotate(k_t, rope_t), _heads(v_t, n_heads)  # [(b,) head, tgt, d_head]
+
+        z_t = TargetAttention.apply(q_t, k_c, v_c, k_t, v_t, scale)
+        x_t = x_t + _merge_heads(z_t) @ attn.W_O.flatten(0, 1) + attn.b_O
+        x_t = mlp(x_t, block)
+        if not last:
+            z_c = F.scaled_dot_product_attention(rotate(q_c, rope_c), k_c, v_c)
+            x_c = mlp(x_c + _merge_heads(z_c) @ attn.W_O.flatten(0, 1) + attn.b_O, block)
+    return layer_norm(x_t, model.ln_final) @ model.unembed.W_U + model.unembed.b_U

@@ -76,6 +76,11 @@ class TargetAttention(torch.autograd.Function):
         return (dq.sum_to_size(q.shape), dk_c, dv_c, dk_t.sum_to_size(k_t.shape), dv_t.sum_to_size(v_t.shape), None)
 
 
+def affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``x @ w + b`` for TransformerLens' ``[in, out]`` weights, the bias added inside the matmul."""
+    return F.linear(x, w.t(), b)
+
+
 def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
     """``[batch, K*H*W, 2]`` logits at the target positions, in layout order.
 
@@ -94,7 +99,7 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
         """``h @ W + b`` for several ``[head, d_model, d_head]`` weights in one matmul, split back."""
         w = torch.cat([w.permute(1, 0, 2).flatten(1) for w in weights], dim=1)
         b = torch.cat([b.flatten() for b in biases])
-        return list((h @ w + b).chunk(len(weights), dim=-1))
+        return list(affine(h, w, b).chunk(len(weights), dim=-1))
 
     def rotate(x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """2D RoPE on ``[(b,) pos, head * d_head]``, returned heads-first."""
@@ -104,8 +109,8 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
         return (x if batched else x[0]).transpose(-3, -2)
 
     def mlp(x: torch.Tensor, block: torch.nn.Module) -> torch.Tensor:
-        h = layer_norm(x, block.ln2)
-        return x + block.mlp.act_fn(h @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out + block.mlp.b_out
+        hidden = block.mlp.act_fn(affine(layer_norm(x, block.ln2), block.mlp.W_in, block.mlp.b_in))
+        return x + affine(hidden, block.mlp.W_out, block.mlp.b_out)
 
     x_c = model.embed.W_E[tokens[:, ctx]] + model.W_seg[model.segment_ids[ctx]]  # W_pos is zero
     x_t = model.embed.W_E[MASK] + model.W_seg[model.segment_ids[tgt]]  # [targets, d]: same in every sequence
@@ -121,9 +126,9 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
         q_t, k_t, v_t = rotate(q_t, rope_t), rotate(k_t, rope_t), _heads(v_t, n_heads)  # [(b,) head, tgt, d_head]
 
         z_t = TargetAttention.apply(q_t, k_c, v_c, k_t, v_t, scale)
-        x_t = x_t + _merge_heads(z_t) @ attn.W_O.flatten(0, 1) + attn.b_O
+        x_t = x_t + affine(_merge_heads(z_t), attn.W_O.flatten(0, 1), attn.b_O)
         x_t = mlp(x_t, block)
         if not last:
             z_c = F.scaled_dot_product_attention(rotate(q_c, rope_c), k_c, v_c)
-            x_c = mlp(x_c + _merge_heads(z_c) @ attn.W_O.flatten(0, 1) + attn.b_O, block)
-    return layer_norm(x_t, model.ln_final) @ model.unembed.W_U + model.unembed.b_U
+            x_c = mlp(x_c + affine(_merge_heads(z_c), attn.W_O.flatten(0, 1), attn.b_O), block)
+    return affine(layer_norm(x_t, model.ln_final), model.unembed.W_U, model.unembed.b_U)

@@ -172,3 +172,15 @@ def test_apply_rope_is_a_rotation_of_each_pair(dtype):
     a, b = x[..., 0:4:2], x[..., 1:4:2]
     expected = torch.cat([torch.stack([a * c - b * s, a * s + b * c], -1).flatten(-2), x[..., 4:]], -1)
     assert torch.allclose(out.float(), expected, atol=1e-5 if dtype == torch.float32 else 5e-2)
+
+
+def test_fast_path_under_bf16_autocast_matches_the_hooked_forward():
+    """Training on CUDA runs under bf16 autocast; CPU autocast exercises the same dtype handling."""
+    model, _, batch = _model(k=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hooked = model.target_logits(model(batch.tokens)).float()
+        fast = model.fast_target_logits(batch.tokens)
+    fast.float().square().sum().backward()  # backward runs outside autocast, as in training
+    assert torch.allclose(hooked, fast.float(), atol=0.05)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)

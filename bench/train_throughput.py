@@ -1,7 +1,9 @@
 """Training throughput against the machine's matmul ceiling, with a per-phase breakdown.
 
     python bench/train_throughput.py --config-name exp/life_smoke_ref [--threads 1] [--steps 8]
-        [--path fast|hooked] [--autocast none|bf16] [--no-keep-memory] [--out bench/results/...json]
+        [--path fast|hooked] [--autocast none|bf16] [--no-keep-memory] [--device cpu|cuda]
+        [--out bench/results/...json]
+    python bench/train_throughput.py --config-name exp/life32 --device cuda --autocast bf16   # on a GPU
 
 Prints and writes: median seconds per optimizer step (after warm-up), target cells/s, tokens/s,
 the share of each phase (data, forward, backward, optimizer), the model FLOPs per step (counted:
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from interfere.config import compose, layout_of, sections
+from interfere.config import compose, layout_of, resolve_device, sections
 from interfere.cpu import configure_cpu
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import BatchStream
@@ -29,16 +31,26 @@ from interfere.model.life_model import LifeTransformer, ModelConfig
 from interfere.train.loop import TargetLogits, make_optimizer, target_loss
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 7) -> float:
-    """The machine's matmul ceiling: the best of ``repeats`` timed ``n x n`` products (GFLOP/s)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_gflops(dtype: torch.dtype, device: torch.device, repeats: int = 7) -> float:
+    """The machine's matmul ceiling: the best of ``repeats`` timed square products (GFLOP/s);
+    2048^2 on CPU, 8192^2 on a GPU (large enough to saturate it)."""
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     torch.mm(a, b)
     best = math.inf
     for _ in range(repeats):
+        synchronize(device)
         t0 = time.perf_counter()
         torch.mm(a, b)
+        synchronize(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that wall-clock phases are real (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def forward_flops(cfg: ModelConfig, layout: SequenceLayout, useful: bool) -> float:
@@ -78,34 +90,42 @@ def main() -> None:
     ap.add_argument("--autocast", choices=["none", "bf16"], default="none")
     ap.add_argument("--keep-memory", action=argparse.BooleanOptionalAction, default=True,
                     help="glibc malloc keeps freed large blocks (interfere.cpu.keep_freed_memory), as training does")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu | cuda | auto (on a GPU, pass --autocast bf16: training does)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    configure_cpu(args.threads, keep_memory=args.keep_memory)
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        configure_cpu(args.threads, keep_memory=args.keep_memory)
     data, model_cfg, tc = sections(compose(args.config_name))
     layout = layout_of(data)
     torch.manual_seed(0)
-    model = LifeTransformer(model_cfg, layout)
+    model = LifeTransformer(model_cfg, layout, device)
     net = TargetLogits(model, fast=args.path == "fast")
-    stream = BatchStream(data, seed=0)
+    stream = BatchStream(data, seed=0, device=device)
     opt = make_optimizer(model, tc)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast == "bf16")
     dtype = torch.bfloat16 if args.autocast == "bf16" else torch.float32
-    ceiling_before = matmul_gflops(dtype)
+    ceiling_before = matmul_gflops(dtype, device)
     phases: dict[str, list[float]] = {"data": [], "forward": [], "backward": [], "optimizer": []}
+    def now() -> float:
+        synchronize(device)
+        return time.perf_counter()
+
     for i in range(args.steps + 2):
-        t0 = time.perf_counter()
+        t0 = now()
         batch = stream.next()
-        t1 = time.perf_counter()
+        t1 = now()
         with autocast:
             logits = net(batch.tokens)
         loss, _ = target_loss(logits, batch.labels[:, model.target_index])
-        t2 = time.perf_counter()
+        t2 = now()
         loss.backward()
-        t3 = time.perf_counter()
+        t3 = now()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        t4 = time.perf_counter()
+        t4 = now()
         if i >= 2:
             for k, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 phases[k].append(seconds)
@@ -115,7 +135,7 @@ def main() -> None:
     b = data.batch_size
     useful = 3 * b * forward_flops(model_cfg, layout, useful=True)
     full = 3 * b * forward_flops(model_cfg, layout, useful=False)
-    ceiling = max(ceiling_before, matmul_gflops(dtype))  # the higher of before and after: a conservative ratio
+    ceiling = max(ceiling_before, matmul_gflops(dtype, device))  # the higher of before and after: a conservative ratio
     cells = b * len(layout.target_index)
     res = {
         "config": args.config_name, "threads": args.threads, "path": args.path, "autocast": args.autocast,
@@ -125,11 +145,12 @@ def main() -> None:
         "useful_flops_per_step": useful, "full_tt_flops_per_step": full,
         "achieved_gflops": useful / step / 1e9, "matmul_ceiling_gflops": ceiling,
         "achieved_over_ceiling": useful / step / 1e9 / ceiling,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
     }
-    print(f"{args.config_name}  path={args.path}  autocast={args.autocast}  threads={args.threads}  "
-          f"keep_memory={args.keep_memory}")
+    print(f"{args.config_name}  device={res['device']}  path={args.path}  autocast={args.autocast}  "
+          f"threads={args.threads}  keep_memory={args.keep_memory}")
     print(f"  median step           {step:.3f} s   ({args.steps} steps after warm-up)")
     print(f"  target cells/s        {res['target_cells_per_s']:,.0f}")
     print(f"  tokens/s              {res['tokens_per_s']:,.0f}")
@@ -139,7 +160,7 @@ def main() -> None:
     print(f"  {str(dtype).split('.')[-1]} mm ceiling      {ceiling:.1f} GFLOP/s  ->  achieved/ceiling "
           f"{100 * res['achieved_over_ceiling']:.0f}%")
     out = Path(args.out or f"bench/results/train_throughput_{args.config_name.split('/')[-1]}_{args.path}"
-               f"_{args.autocast}_t{args.threads}.json")
+               f"_{args.autocast}_{device.type}_t{args.threads}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
     print(f"  wrote {out}")

@@ -105,6 +105,14 @@ def test_labels_do_not_reach_the_model():
     assert torch.equal(model(a.tokens), model(b.tokens))
 
 
+@pytest.mark.parametrize("k,kw", [(1, {}), (2, {"rope": "standard", "rotary_dim": 8}), (3, {"n_heads": 4})])
+def test_fast_path_equals_hooked_forward(k, kw):
+    model, _, batch = _model(k=k, **kw)
+    hooked = model.target_logits(model(batch.tokens))
+    fast = model.fast_target_logits(batch.tokens)
+    assert torch.allclose(hooked, fast, atol=1e-5)
+
+
 @pytest.mark.parametrize("k,kw", [
     (1, {}), (2, {"rope": "standard", "rotary_dim": 8}), (3, {"n_heads": 4}),
     (1, {"n_layers": 1}), (2, {"n_layers": 3}),

@@ -72,6 +72,7 @@ def test_pos2d_and_segments():
         for c in range(5):
             b = layout.board_position(r, c)
             assert pos[b].tolist() == [r, c] and seg[b] == SEG_BOARD
+            assert b == layout.board.start + layout.cell_index(r, c)
             for k in range(2):
                 t = layout.target_position(r, c, k)
                 assert torch.equal(pos[t], pos[b]) and seg[t] == SEG_TARGET + k
@@ -79,6 +80,8 @@ def test_pos2d_and_segments():
     assert all(seg[s] == SEG_PHYSICS for s in layout.target_seps)
     with pytest.raises(ValueError, match="outside the 3x5 board"):
         layout.target_position(3, 0)
+    with pytest.raises(ValueError, match="outside the 3x5 board"):
+        layout.cell_index(0, 5)
 
 
 def test_bad_layouts_and_shapes():

@@ -118,15 +118,18 @@ class SequenceLayout:
         """All non-target positions (prefix, board, separators) in order: ``[T - K*H*W]`` int64."""
         return torch.nonzero(~self.is_target()).flatten()
 
+    def cell_index(self, row: int, col: int) -> int:
+        """Row-major index of cell (row, col) within a board block (and within ``[H*W]`` maps)."""
+        self._check_cell(row, col)
+        return row * self.width + col
+
     def target_position(self, row: int, col: int, step: int = 0) -> int:
         """Sequence position of the target for cell (row, col) at t+1+step."""
-        self._check_cell(row, col)
-        return self.targets[step].start + row * self.width + col
+        return self.targets[step].start + self.cell_index(row, col)
 
     def board_position(self, row: int, col: int) -> int:
         """Sequence position of board cell (row, col) at t."""
-        self._check_cell(row, col)
-        return self.board.start + row * self.width + col
+        return self.board.start + self.cell_index(row, col)
 
     def _check_cell(self, row: int, col: int) -> None:
         if not (0 <= row < self.height and 0 <= col < self.width):

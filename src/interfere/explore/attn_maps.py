@@ -69,7 +69,7 @@ def all_patterns(ctx: Context, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def query_map(patterns: torch.Tensor, layout: SequenceLayout, layer: int, head: int, cell: tuple[int, int]):
-    q = cell[0] * layout.width + cell[1]
+    q = layout.cell_index(*cell)
     return board_attention(patterns[layer], layout)[:, head, q].mean(0).reshape(layout.height, layout.width)
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from interfere.data.layout import MASK
+from interfere.model.precision import at_least_fp32
 from interfere.model.rope2d import apply_rope
 
 if TYPE_CHECKING:
@@ -38,11 +39,6 @@ def _merge_heads(z: torch.Tensor) -> torch.Tensor:
     return z.transpose(-3, -2).flatten(-2)
 
 
-def _wide(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in at least fp32 (bf16/fp16 -> fp32; fp32 and fp64 unchanged, without a copy)."""
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
 class TargetAttention(torch.autograd.Function):
     """Each target query attends to the context keys plus its own key: ``z = softmax([q.K_c, q.k_t]) @ [V_c; v_t]``.
 
@@ -57,14 +53,14 @@ class TargetAttention(torch.autograd.Function):
     def forward(ctx, q, k_c, v_c, k_t, v_t, scale: float):  # noqa: ANN001, ANN205
         # Matmuls run in the inputs' dtype (bf16 under autocast); the softmax and the saved
         # probabilities at least fp32, as autocast does for softmax. In fp32 every cast is a no-op.
-        p = _wide(torch.matmul(q, k_c.transpose(-1, -2))).mul_(scale)  # scores, then probabilities
-        p_self = (_wide(q) * _wide(k_t)).sum(-1, keepdim=True).mul_(scale)
+        p = at_least_fp32(torch.matmul(q, k_c.transpose(-1, -2))).mul_(scale)  # scores, then probabilities
+        p_self = (at_least_fp32(q) * at_least_fp32(k_t)).sum(-1, keepdim=True).mul_(scale)
         top = torch.maximum(p.amax(-1, keepdim=True), p_self)
         p = p.sub_(top).exp_()
         p_self = (p_self - top).exp_()
         total = p.sum(-1, keepdim=True).add_(p_self)
         p, p_self = p.div_(total), p_self.div_(total)
-        z = _wide(torch.matmul(p.to(v_c.dtype), v_c)).add_(p_self * _wide(v_t))
+        z = at_least_fp32(torch.matmul(p.to(v_c.dtype), v_c)).add_(p_self * at_least_fp32(v_t))
         ctx.save_for_backward(q, k_c, v_c, k_t, v_t, p, p_self, z)
         ctx.scale = scale
         return z.to(q.dtype)
@@ -73,14 +69,14 @@ class TargetAttention(torch.autograd.Function):
     def backward(ctx, dz):  # noqa: ANN001, ANN205
         q, k_c, v_c, k_t, v_t, p, p_self, z = ctx.saved_tensors
         scale, low = ctx.scale, v_c.dtype  # backward runs outside autocast: cast explicitly
-        dz32, dz = _wide(dz), dz.to(low)
+        dz32, dz = at_least_fp32(dz), dz.to(low)
         row = (dz32 * z).sum(-1, keepdim=True)  # sum over keys of p * dp, = dz . z
-        ds = _wide(torch.matmul(dz, v_c.transpose(-1, -2))).sub_(row).mul_(p).mul_(scale)
-        ds_self = p_self * ((dz32 * _wide(v_t)).sum(-1, keepdim=True) - row) * scale
-        dq = _wide(torch.matmul(ds.to(low), k_c.to(low))).add_(ds_self * _wide(k_t))
+        ds = at_least_fp32(torch.matmul(dz, v_c.transpose(-1, -2))).sub_(row).mul_(p).mul_(scale)
+        ds_self = p_self * ((dz32 * at_least_fp32(v_t)).sum(-1, keepdim=True) - row) * scale
+        dq = at_least_fp32(torch.matmul(ds.to(low), k_c.to(low))).add_(ds_self * at_least_fp32(k_t))
         dk_c = torch.matmul(ds.to(low).transpose(-1, -2), q.to(low))
         dv_c = torch.matmul(p.to(low).transpose(-1, -2), dz)
-        dk_t, dv_t = ds_self * _wide(q), p_self * dz32
+        dk_t, dv_t = ds_self * at_least_fp32(q), p_self * dz32
         return (dq.sum_to_size(q.shape).to(q.dtype), dk_c.to(k_c.dtype), dv_c,
                 dk_t.sum_to_size(k_t.shape).to(k_t.dtype), dv_t.sum_to_size(v_t.shape).to(v_t.dtype), None)
 

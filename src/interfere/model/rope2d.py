@@ -19,6 +19,8 @@ import math
 
 import torch
 
+from interfere.model.precision import at_least_fp32
+
 ROPE_KINDS = ("toroidal", "standard")
 
 
@@ -58,7 +60,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     n_pos, n_pairs = x.shape[1], cos.shape[-1]
     if n_pairs == 0:
         return x
-    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    work = at_least_fp32(x)
     pairs = work[..., : 2 * n_pairs].unflatten(-1, (n_pairs, 2))
     if pairs.stride(-1) != 1 or pairs.storage_offset() % 2 or any(s % 2 for s in pairs.stride()[:-1]):
         pairs = pairs.contiguous()  # view_as_complex needs (re, im) adjacent and complex-aligned

@@ -108,10 +108,7 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
 
     def rotate(x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """2D RoPE on ``[(b,) pos, head * d_head]``, returned heads-first."""
-        x = x.unflatten(-1, (n_heads, -1))
-        batched = x.dim() == 4
-        x = apply_rope(x if batched else x[None], *cos_sin)
-        return (x if batched else x[0]).transpose(-3, -2)
+        return apply_rope(x.unflatten(-1, (n_heads, -1)), *cos_sin).transpose(-3, -2)
 
     def mlp(x: torch.Tensor, block: torch.nn.Module) -> torch.Tensor:
         hidden = block.mlp.act_fn(affine(layer_norm(x, block.ln2), block.mlp.W_in, block.mlp.b_in))

@@ -50,14 +50,14 @@ def rope_angles(
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` ``[batch, pos, head, d_head]`` by per-position angles (``cos``/``sin``: ``[T, P]``).
+    """Rotate ``x`` ``[(batch,) pos, head, d_head]`` by per-position angles (``cos``/``sin``: ``[T, P]``).
 
     Pairs are adjacent dims (2i, 2i + 1) among the first ``2P`` dims; the rest pass through.
     Each pair is multiplied as a complex number by ``cos + i sin``: one kernel forward and back,
     several times faster on CPU than the four real products (``bench/README.md``). Dtypes without
     a complex counterpart (bf16) are rotated in fp32 and cast back.
     """
-    n_pos, n_pairs = x.shape[1], cos.shape[-1]
+    n_pos, n_pairs = x.shape[-3], cos.shape[-1]
     if n_pairs == 0:
         return x
     work = at_least_fp32(x)

@@ -1,7 +1,7 @@
 """Training throughput against the machine's matmul ceiling, with a per-phase breakdown.
 
     python bench/train_throughput.py --config-name exp/life_smoke_ref [--threads 1] [--steps 8]
-        [--path fast|hooked] [--autocast none|bf16] [--no-keep-memory] [--device cpu|cuda]
+        [--path fast|hooked] [--autocast none|bf16] [--no-keep-memory] [--no-deterministic] [--device cpu|cuda]
         [--out bench/results/...json]
     python bench/train_throughput.py --config-name exp/life32 --device cuda --autocast bf16   # on a GPU
 
@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--autocast", choices=["none", "bf16"], default="none")
     ap.add_argument("--keep-memory", action=argparse.BooleanOptionalAction, default=True,
                     help="glibc malloc keeps freed large blocks (interfere.cpu.keep_freed_memory), as training does")
+    ap.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
+                    help="torch deterministic algorithms, as training does (train.deterministic)")
     ap.add_argument("--device", default="cpu",
                     help="cpu | cuda | auto (on a GPU, pass --autocast bf16: training does)")
     ap.add_argument("--out", default=None)
@@ -97,6 +99,7 @@ def main() -> None:
     device = resolve_device(args.device)
     if device.type == "cpu":
         configure_cpu(args.threads, keep_memory=args.keep_memory)
+    torch.use_deterministic_algorithms(args.deterministic, warn_only=device.type == "cuda")
     data, model_cfg, tc = sections(compose(args.config_name))
     layout = layout_of(data)
     torch.manual_seed(0)
@@ -139,7 +142,7 @@ def main() -> None:
     cells = b * len(layout.target_index)
     res = {
         "config": args.config_name, "threads": args.threads, "path": args.path, "autocast": args.autocast,
-        "keep_memory": args.keep_memory,
+        "keep_memory": args.keep_memory, "deterministic": args.deterministic,
         "median_step_s": step, "target_cells_per_s": cells / step, "tokens_per_s": b * layout.seq_len / step,
         "phase_share": {k: v / step for k, v in med.items()}, "phase_median_s": med,
         "useful_flops_per_step": useful, "full_tt_flops_per_step": full,
@@ -150,7 +153,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
     }
     print(f"{args.config_name}  device={res['device']}  path={args.path}  autocast={args.autocast}  "
-          f"threads={args.threads}  keep_memory={args.keep_memory}")
+          f"threads={args.threads}  keep_memory={args.keep_memory}  deterministic={args.deterministic}")
     print(f"  median step           {step:.3f} s   ({args.steps} steps after warm-up)")
     print(f"  target cells/s        {res['target_cells_per_s']:,.0f}")
     print(f"  tokens/s              {res['tokens_per_s']:,.0f}")

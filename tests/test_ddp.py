@@ -4,17 +4,20 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from interfere.config import compose, layout_of, sections
 from interfere.data.stream import BatchStream
 from interfere.model.checkpoint import read_checkpoint
 from interfere.model.life_model import LifeTransformer
+from interfere.train.distributed import session
 from interfere.train.loop import TargetLogits, accumulate_gradients, make_optimizer
+from interfere.train.teardown_check import stress
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +46,7 @@ def test_torchrun_two_processes_one_checkpoint_identical_weights_and_resume(tmp_
     _torchrun(tmp_path / "straight")
     root = tmp_path / "straight"
     assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["ddp", "latest.pt"]
-    assert [p.name for p in (root / "checkpoints/ddp").iterdir()] == ["latest.pt"]
+    assert sorted(p.name for p in (root / "checkpoints/ddp").iterdir()) == [".lock", "latest.pt"]  # no temp files
     ckpt = read_checkpoint(root / "checkpoints/ddp/latest.pt")
     assert ckpt["step"] == 6 and ckpt["world_size"] == 2 and len(ckpt["rng"]["stream"]) == 2
     ranks = _rank_weights(root)
@@ -59,9 +62,13 @@ def test_torchrun_two_processes_one_checkpoint_identical_weights_and_resume(tmp_
 
 
 def _ddp_step(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    with session("cpu"):  # the teardown training uses: the wrapper dies with _step_and_save's frame
+        _step_and_save(rank, out)
+
+
+def _step_and_save(rank: int, out: str) -> None:
     model, full = _model_and_batch()
     half = len(full.tokens) // 2
     mine = type(full).__new__(type(full))
@@ -72,7 +79,6 @@ def _ddp_step(rank: int, port: int, out: str) -> None:
     opt.step()
     if rank == 0:
         torch.save(model.state_dict(), out)
-    dist.destroy_process_group()
 
 
 def _model_and_batch():
@@ -82,9 +88,20 @@ def _model_and_batch():
     return model, BatchStream(data, seed=5).next(8)
 
 
+def _spawn(fn, args: tuple, nprocs: int, seconds: float) -> None:
+    """``mp.spawn`` that fails (and kills its processes) after ``seconds`` instead of hanging."""
+    ctx = mp.spawn(fn, args=args, nprocs=nprocs, join=False)
+    deadline = time.monotonic() + seconds
+    while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"spawned processes still running after {seconds} s: a hang")
+
+
 def test_two_ranks_step_equals_one_process_on_the_concatenated_batch(tmp_path):
     out = tmp_path / "ddp.pt"
-    mp.spawn(_ddp_step, args=(_free_port(), str(out)), nprocs=2, join=True)
+    _spawn(_ddp_step, (_free_port(), str(out)), nprocs=2, seconds=240)
     model, full = _model_and_batch()
     opt = make_optimizer(model, sections(compose("exp/life_smoke"))[2])
     no_autocast = torch.autocast("cpu", enabled=False)
@@ -93,3 +110,9 @@ def test_two_ranks_step_equals_one_process_on_the_concatenated_batch(tmp_path):
     ddp = torch.load(out, weights_only=True)
     for key, value in model.state_dict().items():
         assert torch.allclose(ddp[key], value, atol=1e-6), key
+
+
+def test_teardown_never_hangs_under_stress():
+    """The create-step-destroy cycle, repeated: the old teardown order hung within 6-9 cycles here."""
+    result = stress(iters=25, nprocs=2, teardown="session", hang_after=45)
+    assert not result.hung and result.done == [25, 25], result.line()

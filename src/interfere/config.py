@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig
 from interfere.model.life_model import ModelConfig
+from interfere.validate import at_least, one_of, within
 
 
 @dataclass
@@ -48,6 +49,22 @@ class TrainConfig:
     rollout_gif: bool = True
     final_eval: bool = True
     dump_rank_weights: bool = False
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        at_least("train.steps", self.steps, 0)
+        if self.stop_at is not None:
+            at_least("train.stop_at", self.stop_at, 1)
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr!r}")
+        within("train.min_lr_frac", self.min_lr_frac, 0.0, 1.0)
+        for name in ("warmup_steps", "weight_decay", "grad_clip"):
+            at_least(f"train.{name}", getattr(self, name), 0)
+        for name in ("beta1", "beta2", "ema_decay"):
+            within(f"train.{name}", getattr(self, name), 0.0, 1.0, high_open=True)
+        for name in ("grad_accum", "threads", "log_every", "eval_every", "eval_boards", "save_every"):
+            at_least(f"train.{name}", getattr(self, name), 1)
+        one_of("train.autocast", self.autocast, ("none", "bf16"))
 
 
 def config_dir() -> Path:

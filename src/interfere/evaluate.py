@@ -51,12 +51,12 @@ class CellScores:
 
 @torch.no_grad()
 def target_probs(model: LifeTransformer, rules: torch.Tensor, boards: torch.Tensor,
-                 batch_size: int = 512) -> torch.Tensor:
-    """``P(alive)`` at every target: ``[N, K, H, W]`` float32 on the CPU, in batches."""
+                 batch_size: int = 4096) -> torch.Tensor:
+    """``P(alive)`` at every target: ``[N, K, H, W]`` float32 on the CPU (memory-bounded chunks)."""
     out = []
     for i in range(0, len(boards), batch_size):
         tokens = model.encode_prompt(rules[i : i + batch_size], boards[i : i + batch_size])
-        logits = model.target_logits(model(tokens)).float()
+        logits = model.inference_target_logits(tokens).float()
         out.append(logits.softmax(-1)[..., 1].cpu())
     return model.layout.labels_to_boards(torch.cat(out))
 
@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error():
         if args.boards < 1:
             raise ValueError(f"--boards must be >= 1, got {args.boards}")
+        if args.gif is not None:
+            get_rule(args.gif)  # a bad rule fails before any work
         model, ckpt = load_model_from_args(args)
         data = DataConfig(**ckpt["config"]["data"])
         report = evaluate(model, data, n_boards=args.boards, seed=args.seed, rollouts=not args.no_rollouts)
@@ -209,6 +211,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"checkpoint {ckpt['path']} (step {ckpt['step']})")
         print(format_report(report))
         print(f"wrote {out}")
-        if args.gif:
+        if args.gif is not None:
             files = save_rollout_animation(model, args.gif, "glider", out.parent / "rollout_glider")
             print("rollout animation: " + ", ".join(str(f) for f in files))

@@ -124,6 +124,8 @@ def get_rule(name_or_rule: str | Rule) -> Rule:
     """A named rule (case, spaces and punctuation ignored: ``"day and night"``) or a rule string."""
     if isinstance(name_or_rule, Rule):
         return name_or_rule
+    if not isinstance(name_or_rule, str) or not name_or_rule.strip():
+        raise ValueError(f"Empty rule {name_or_rule!r}: give a rule string like 'B3/S23' or a named rule")
     slug = _slug(name_or_rule)
     if slug in _RULE_BY_SLUG:
         return _RULE_BY_SLUG[slug]

@@ -15,7 +15,8 @@ import torch
 from interfere.ca.patterns import PATTERNS, stamp
 from interfere.ca.rules import N_RULE_BITS, bits_from_codes, named_rule_bits, rule_codes
 from interfere.ca.simulate import step
-from interfere.data.layout import Encoded, SequenceLayout
+from interfere.data.layout import MAX_STEPS, Encoded, SequenceLayout
+from interfere.validate import at_least, ordered, within
 
 
 @dataclass
@@ -34,6 +35,17 @@ class DataConfig:
     augment_shift: bool = False
     n_heldout: int = 64  # held-out random rules, for evaluation only
     heldout_seed: int = 1234
+
+    def __post_init__(self) -> None:
+        at_least("data.height", self.height, 1)
+        at_least("data.width", self.width, 1)
+        within("data.multi_steps", self.multi_steps, 1, MAX_STEPS)
+        at_least("data.batch_size", self.batch_size, 1)
+        at_least("data.n_heldout", self.n_heldout, 1)
+        for name in ("named_frac", "pattern_frac", "bit_p_min", "bit_p_max", "density_min", "density_max"):
+            within(f"data.{name}", getattr(self, name), 0.0, 1.0)
+        ordered("data.bit_p_min", self.bit_p_min, "data.bit_p_max", self.bit_p_max)
+        ordered("data.density_min", self.density_min, "data.density_max", self.density_max)
 
 
 class Batch:

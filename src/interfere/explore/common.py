@@ -140,7 +140,7 @@ def run_main(name: str, build_parser: Callable[[], argparse.ArgumentParser],
     """Parse flags, load the model, run the analysis into a fresh folder, write summary.json."""
     args = build_parser().parse_args(argv)
     with exit_on_user_error():
-        if args.rule:
+        if args.rule is not None:
             get_rule(args.rule)  # fail before the (slower) checkpoint load
         model, ckpt = load_model_from_args(args)
         ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),

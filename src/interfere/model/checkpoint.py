@@ -20,18 +20,35 @@ from interfere.model.life_model import LifeTransformer, ModelConfig
 
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
+TEMP_SUFFIX = ".tmp"  # a file being written: ``.<name>.<random>.tmp`` next to its destination
+REQUIRED_KEYS = ("format_version", "config", "vocab", "model", "step")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit what it is being loaded into."""
 
 
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file under this process's umask (``mkstemp`` would give 0600)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        umask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError):  # not Linux: read it by setting it (and back)
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: never a half-written file."""
+    """Write to a temporary file in the same folder, fsync, then rename: never a half-written file.
+
+    The file gets the umask's default mode, so teammates on a shared machine can read it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
@@ -45,7 +62,7 @@ def atomic_save(obj: Any, path: Path) -> None:
 def point_latest_link(ckpt_dir: Path, target: Path) -> None:
     """Atomically make ``ckpt_dir/latest.pt`` a relative symlink to ``target``."""
     link = Path(ckpt_dir) / LATEST
-    tmp = link.with_name(f".{LATEST}.{os.getpid()}.tmp")
+    tmp = link.with_name(f".{LATEST}.{os.getpid()}{TEMP_SUFFIX}")
     tmp.unlink(missing_ok=True)
     os.symlink(os.path.relpath(target, link.parent), tmp)
     os.replace(tmp, link)
@@ -83,15 +100,22 @@ def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load and validate a checkpoint file; a truncated or foreign file is a CheckpointError."""
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise CheckpointError(f"Checkpoint {str(path)!r} is empty (0 bytes); delete it and retrain or resume "
+                              "from another")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
+        first_line = (str(err).splitlines() or [""])[0][:120]
         raise CheckpointError(
-            f"Checkpoint {str(path)!r} is truncated or not a checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:120]}); delete it and retrain or resume from another"
+            f"Checkpoint {str(path)!r} is truncated or not a checkpoint ({type(err).__name__}"
+            f"{': ' + first_line if first_line else ''}); delete it and retrain or resume from another"
         ) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"{str(path)!r} is not an interfere checkpoint (no format_version)")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{str(path)!r} is not a complete interfere checkpoint: it lacks {missing}")
     if ckpt["format_version"] != FORMAT_VERSION:
         raise CheckpointError(
             f"{str(path)!r} has checkpoint format {ckpt['format_version']}, this code reads {FORMAT_VERSION}"

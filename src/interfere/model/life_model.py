@@ -29,7 +29,9 @@ from interfere.ca.rules import Rule
 from interfere.ca.simulate import as_rule_bits
 from interfere.data.layout import VOCAB, SequenceLayout
 from interfere.model import fast_path
+from interfere.model.memory import inference_batch
 from interfere.model.rope2d import ROPE_KINDS, apply_rope, rope_angles
+from interfere.validate import at_least, one_of
 
 
 @dataclass
@@ -44,6 +46,23 @@ class ModelConfig:
     rope_base: float = 10000.0
     rotary_dim: int | None = None  # head dims rotated by 2D RoPE; default: all of them
     seed: int = 0  # initialisation seed
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "d_model", "n_heads"):
+            at_least(f"model.{name}", getattr(self, name), 1)
+        one_of("model.rope", self.rope, ROPE_KINDS)
+        if self.d_head is None and self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model {self.d_model} is not divisible by model.n_heads {self.n_heads}: "
+                             "choose n_heads that divides d_model, or set model.d_head")
+        d_head = self.d_head or self.d_model // self.n_heads
+        at_least("model.d_head", d_head, 1)
+        if self.d_mlp is not None:
+            at_least("model.d_mlp", self.d_mlp, 1)
+        if self.rotary_dim is None and d_head % 4:
+            raise ValueError(f"d_head {d_head} (model.d_model / model.n_heads) is not a multiple of 4, which 2D RoPE "
+                             "rotates in row and column pairs: choose other sizes or set model.rotary_dim")
+        if self.rotary_dim is not None and (not 0 <= self.rotary_dim <= d_head or self.rotary_dim % 4):
+            raise ValueError(f"model.rotary_dim must be a multiple of 4 in 0..d_head={d_head}, got {self.rotary_dim}")
 
     def resolved(self) -> ModelConfig:
         d_head = self.d_head or self.d_model // self.n_heads
@@ -60,12 +79,6 @@ class LifeTransformer(HookedTransformer):
 
     def __init__(self, cfg: ModelConfig, layout: SequenceLayout, device: str | torch.device = "cpu"):
         cfg = cfg.resolved()
-        if cfg.rope not in ROPE_KINDS:
-            raise ValueError(f"model.rope must be one of {ROPE_KINDS}, got {cfg.rope!r}")
-        if not 0 <= cfg.rotary_dim <= cfg.d_head or cfg.rotary_dim % 4:
-            raise ValueError(
-                f"model.rotary_dim must be a multiple of 4 in 0..d_head={cfg.d_head}, got {cfg.rotary_dim}"
-            )
         tl_cfg = HookedTransformerConfig(
             n_layers=cfg.n_layers,
             d_model=cfg.d_model,
@@ -131,6 +144,14 @@ class LifeTransformer(HookedTransformer):
         """``target_logits(self(tokens))`` computed by :mod:`interfere.model.fast_path` (training only)."""
         return fast_path.target_logits(self, tokens)
 
+    @torch.no_grad()
+    def inference_target_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[N, K*H*W, 2]`` target logits for any number of sequences, by the fast path in chunks
+        sized to the free memory (:mod:`interfere.model.memory`): evaluation and rollouts at any
+        board size, never a ``T x T`` tensor. Analyses that need activations use the hooked forward."""
+        chunk = inference_batch(self.life_cfg, self.layout, len(tokens), tokens.device)
+        return torch.cat([fast_path.target_logits(self, tokens[i : i + chunk]) for i in range(0, len(tokens), chunk)])
+
     # --- convenience on top of forward ---------------------------------------------------------
     def target_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """``[batch, T, 2]`` logits -> ``[batch, K*H*W, 2]`` at the target positions, in order."""
@@ -154,7 +175,7 @@ class LifeTransformer(HookedTransformer):
         """``[N, steps + 1, H, W]``: the given boards, then the model's own predictions fed back."""
         states = [boards.to(self.cfg.device).long()]
         for _ in range(steps):
-            logits = self.target_logits(self(self.encode_prompt(rules, states[-1])))
+            logits = self.inference_target_logits(self.encode_prompt(rules, states[-1]))
             first = logits[:, : self.layout.n_cells]  # the t+1 targets
             states.append(first.argmax(-1).view_as(states[-1]))
         return torch.stack(states, dim=1)

@@ -3,13 +3,17 @@
 AdamW on fp32 master weights, linear warm-up then cosine decay (in optimizer steps), gradient
 clipping, optional EMA, optional bf16 autocast (always on CUDA), cross-entropy over the two
 outputs at target positions only. Rank 0 alone evaluates, logs and writes checkpoints.
+
+A run is reproducible bit for bit for a given seed, device and thread count
+(``train.deterministic``); it never writes a checkpoint with non-finite weights, and says which
+step its last good checkpoint is when it stops on a non-finite loss.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
+import os
 import time
 from pathlib import Path
 
@@ -23,81 +27,32 @@ from tqdm.auto import tqdm
 from interfere.config import TrainConfig, layout_of, resolve_device, sections, to_plain
 from interfere.cpu import configure_cpu
 from interfere.data.layout import VOCAB
-from interfere.data.stream import BatchStream
+from interfere.data.stream import BatchStream, DataConfig
 from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
 from interfere.model.checkpoint import (
     FORMAT_VERSION,
     LATEST,
     CheckpointError,
     atomic_save,
-    config_mismatches,
     load_weights,
     point_latest_link,
     read_checkpoint,
 )
-from interfere.model.life_model import LifeTransformer, n_params
-from interfere.train.distributed import Dist, init_distributed, shutdown
+from interfere.model.life_model import LifeTransformer, ModelConfig, n_params
+from interfere.model.memory import check_training_fits
+from interfere.train.distributed import Dist, session
+from interfere.train.optim import EMA, all_finite, lr_factor, make_optimizer, make_scheduler, maybe_ema
+from interfere.train.runs import (
+    RunClaim,
+    TrainingError,
+    refuse_existing,
+    remove_stale_link_temps,
+    resolve_run,
+    resume_mismatches,
+)
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, a run id clash, a resume that does not fit)."""
-
-
-# --- small pieces ----------------------------------------------------------------------------
-def lr_factor(step: int, tc: TrainConfig) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_lr_frac`` at ``tc.steps``."""
-    if step < tc.warmup_steps:
-        return (step + 1) / tc.warmup_steps
-    progress = min(1.0, (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps))
-    return tc.min_lr_frac + (1 - tc.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only (not on biases, norms or embeddings)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        is_embedding = name in ("embed.W_E", "W_seg")
-        (decay if p.dim() >= 2 and not is_embedding else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), fused=False)
-
-
-class EMA:
-    """Exponential moving average of the trainable weights, kept as a shadow state dict."""
-
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.shadow = [p.detach().clone() for p in self.params]
-
-    @torch.no_grad()
-    def update(self) -> None:
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - self.decay)
-
-    def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-        """The model's state dict with the averaged weights in place of the live ones."""
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        state.update({n: s.clone() for n, s in zip(self.names, self.shadow)})
-        return state
-
-    def load(self, state: dict[str, torch.Tensor]) -> None:
-        for n, s in zip(self.names, self.shadow):
-            s.copy_(state[n])
-
-    @contextlib.contextmanager
-    def swapped_in(self):
-        """Temporarily put the averaged weights into the model (for evaluation)."""
-        with torch.no_grad():
-            live = [p.detach().clone() for p in self.params]
-            torch._foreach_copy_(self.params, self.shadow)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_(self.params, live)
+__all__ = ["TargetLogits", "TrainingError", "accumulate_gradients", "lr_factor", "make_optimizer", "target_loss",
+           "train"]
 
 
 class TargetLogits(torch.nn.Module):
@@ -139,209 +94,291 @@ def accumulate_gradients(net: torch.nn.Module, batches: list, target_index: torc
     return loss_sum, correct_sum
 
 
-def new_run_id(exp_name: str) -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}_{exp_name}"
-
-
-def resolve_run(tc: TrainConfig, exp_name: str) -> tuple[str, Path | None]:
-    """(run id, checkpoint to resume from or None), refusing to overwrite an existing run."""
-    ckpt_dir = Path(tc.ckpt_dir)
-    if tc.resume not in (False, None, "false", "False"):
-        run_id = tc.resume if isinstance(tc.resume, str) and tc.resume not in ("true", "True") else tc.run_id
-        if run_id is None:
-            runs = sorted(ckpt_dir.glob(f"*_{exp_name}/{LATEST}"), key=lambda p: p.stat().st_mtime)
-            if not runs:
-                raise TrainingError(f"train.resume: no run of {exp_name!r} under {ckpt_dir}/ to resume")
-            return runs[-1].parent.name, runs[-1]
-        path = ckpt_dir / run_id / LATEST
-        if not path.is_file():
-            raise TrainingError(f"train.resume: no checkpoint at {path}")
-        return run_id, path
-    run_id = tc.run_id or new_run_id(exp_name)
-    if (ckpt_dir / run_id / LATEST).exists():
-        raise TrainingError(
-            f"Run {run_id!r} already has a checkpoint; pass train.resume=true to continue it "
-            "or choose another train.run_id"
-        )
-    return run_id, None
-
-
-# --- the loop --------------------------------------------------------------------------------
+# --- the run ---------------------------------------------------------------------------------
 def train(cfg: DictConfig) -> dict:
     """Train the model described by ``cfg``; returns the final metrics and the checkpoint path."""
-    data_cfg, model_cfg, tc = sections(cfg)
+    data_cfg, model_cfg, tc = sections(cfg)  # validates every value before any work
     device = resolve_device(cfg.get("device", "auto"))
-    dd = init_distributed(device.type)
-    if device.type == "cuda":
-        device = torch.device("cuda", dd.local_rank)
-    else:
-        configure_cpu(tc.threads)
-    try:
-        return _train(cfg, data_cfg, model_cfg, tc, device, dd)
-    finally:
-        shutdown(dd)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    with session(device.type) as dd:
+        if device.type == "cuda":
+            device = torch.device("cuda", dd.local_rank)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+        else:
+            configure_cpu(tc.threads)
+        # On CPU the only non-deterministic op of a step is the embedding backward (atomic adds);
+        # its deterministic version is no slower (bench/README.md). CUDA warns where it cannot.
+        torch.use_deterministic_algorithms(tc.deterministic, warn_only=device.type == "cuda")
+        try:
+            return Run(cfg, data_cfg, model_cfg, tc, device, dd).train()
+        finally:
+            torch.use_deterministic_algorithms(was_deterministic)
 
 
-def _train(cfg, data_cfg, model_cfg, tc, device, dd: Dist) -> dict:
-    exp_name = cfg.get("exp_name", "run")
-    seed = int(cfg.get("seed", 0))
-    plain_cfg = to_plain(cfg)
-    run_id, resume_from = resolve_run(tc, exp_name)
-    if dd.enabled:  # every rank uses rank 0's run id (timestamps may differ by a second)
-        shared = [run_id, resume_from]
-        dist.broadcast_object_list(shared, src=0)
-        run_id, resume_from = shared
-    ckpt_dir, log_dir = Path(tc.ckpt_dir), Path(tc.log_dir) / run_id
+class Run:
+    """One training run: its state (model, optimizer, data stream, step) and what it writes."""
 
-    torch.manual_seed(seed)
-    layout = layout_of(data_cfg)
-    model = LifeTransformer(model_cfg, layout, device)
-    stream = BatchStream(data_cfg, seed=seed * 1000 + dd.rank, device=device)
-    optimizer = make_optimizer(model, tc)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
-    ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
-    step, train_time = 0, 0.0
+    def __init__(self, cfg: DictConfig, data_cfg: DataConfig, model_cfg: ModelConfig, tc: TrainConfig,
+                 device: torch.device, dd: Dist) -> None:
+        self.cfg, self.data_cfg, self.tc, self.device, self.dd = to_plain(cfg), data_cfg, tc, device, dd
+        self.exp_name, self.seed = cfg.get("exp_name", "run"), int(cfg.get("seed", 0))
+        self.layout = layout_of(data_cfg)
+        check_training_fits(model_cfg, self.layout, data_cfg.batch_size, device)  # per micro-batch
+        self.ckpt_dir = Path(tc.ckpt_dir)
+        self.claim: RunClaim | None = None
+        self.run_id, resume_from = self._open_run()
+        self.log_dir = Path(tc.log_dir) / self.run_id
+        try:
+            self._build(model_cfg, resume_from)
+        except BaseException:
+            self.release()
+            raise
 
-    if resume_from is not None:
-        ckpt = read_checkpoint(resume_from, map_location=device)
-        problems = config_mismatches(ckpt["config"], plain_cfg)
+    def _build(self, model_cfg: ModelConfig, resume_from: Path | None) -> None:
+        tc, device, dd = self.tc, self.device, self.dd
+        torch.manual_seed(self.seed)
+        self.model = LifeTransformer(model_cfg, self.layout, device)
+        self.stream = BatchStream(self.data_cfg, seed=self.seed * 1000 + dd.rank, device=device)
+        self.optimizer = make_optimizer(self.model, tc)
+        self.scheduler = make_scheduler(self.optimizer, tc)
+        self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay > 0 else None
+        self.step, self.train_time, self.last_eval = 0, 0.0, {}
+        self.saved: tuple[int, Path] | None = None  # (step, path) of the last good checkpoint
+        if resume_from is not None:
+            self._restore(resume_from)
+        use_bf16 = device.type == "cuda" or tc.autocast == "bf16"
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        self.cells_per_step = (tc.grad_accum * self.data_cfg.batch_size * len(self.layout.target_index)
+                               * dd.world_size)
+        self.first_bad_step = torch.full((), -1, device=device, dtype=torch.long)
+        self.bad_loss = torch.zeros((), device=device)
+
+    def release(self) -> None:
+        """Give up the claim on the run folder (at the end of the run, or when it fails)."""
+        if self.claim is not None:
+            self.claim.release()
+
+    # --- opening and restoring --------------------------------------------------------------
+    def _open_run(self) -> tuple[str, Path | None]:
+        """Rank 0 resolves the run id and claims its folder; every rank gets the outcome."""
+        outcome: tuple = (None, None, None)
+        if self.dd.is_main:
+            try:
+                run_id, resume_from = resolve_run(self.ckpt_dir, self.tc.run_id, self.tc.resume, self.exp_name)
+                self.claim = RunClaim(self.ckpt_dir / run_id)
+                if resume_from is None:
+                    refuse_existing(self.ckpt_dir, run_id)  # again, now that the folder is ours
+                stale = self.claim.removed_temp_files + remove_stale_link_temps(self.ckpt_dir)
+                if stale:
+                    print(f"removed {len(stale)} temporary file(s) left by a killed run: {', '.join(stale)}")
+                outcome = (run_id, resume_from, None)
+            except TrainingError as err:
+                outcome = (None, None, str(err))
+        run_id, resume_from, error = self.dd.broadcast(outcome)
+        if error:
+            raise TrainingError(error)
+        return run_id, resume_from
+
+    def _restore(self, path: Path) -> None:
+        ckpt = read_checkpoint(path, map_location=self.device)
+        problems = resume_mismatches(ckpt["config"], self.cfg)
         if problems:
-            raise CheckpointError(f"Cannot resume {resume_from}: " + "; ".join(problems))
-        load_weights(model, ckpt["model"], str(resume_from))
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ema is not None and ckpt.get("ema") is not None:
-            ema.load(ckpt["ema"])
+            raise CheckpointError(f"Cannot resume {path} with a changed setting: " + "; ".join(problems)
+                                  + " (start a new run to change these)")
+        load_weights(self.model, ckpt["model"], str(path))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.load(ckpt["ema"])
         states = ckpt["rng"]["stream"]
-        if len(states) == dd.world_size:
-            stream.generator.set_state(states[dd.rank].cpu())
+        if len(states) == self.dd.world_size:
+            self.stream.generator.set_state(states[self.dd.rank].cpu())
         else:  # another world size: a fresh, still deterministic, data order
-            stream.generator.manual_seed(seed * 1000 + dd.rank + 7919 * ckpt["step"])
+            self.stream.generator.manual_seed(self.seed * 1000 + self.dd.rank + 7919 * ckpt["step"])
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        step, train_time = int(ckpt["step"]), float(ckpt.get("train_time_s", 0.0))
+        self.step, self.train_time = int(ckpt["step"]), float(ckpt.get("train_time_s", 0.0))
+        self.last_eval = ckpt.get("metrics", {})
+        self.saved = (self.step, path)
 
-    forward = TargetLogits(model, fast=tc.fast_path)
-    net = DistributedDataParallel(forward) if dd.enabled else forward
-    use_bf16 = device.type == "cuda" or tc.autocast == "bf16"
-    if tc.autocast not in ("none", "bf16"):
-        raise ValueError(f"train.autocast must be 'none' or 'bf16', got {tc.autocast!r}")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
-    target_index = model.target_index
-    cells_per_step = tc.grad_accum * data_cfg.batch_size * len(target_index) * dd.world_size
-    last_eval: dict = {}
+    # --- the loop ---------------------------------------------------------------------------
+    def train(self) -> dict:
+        try:
+            net = TargetLogits(self.model, fast=self.tc.fast_path)
+            if self.dd.enabled:
+                net = DistributedDataParallel(net)
+            self._announce()
+            self._loop(net)
+            del net  # the DDP wrapper must be gone before the process group (distributed.py)
+            if self.saved is None or self.saved[0] != self.step:
+                self.save()  # e.g. train.steps=0: the initial weights, a random-init control
+            return self._finish()
+        finally:
+            self.release()
 
-    def save() -> Path:
-        stream_states = [stream.generator.get_state()]
-        if dd.enabled:
-            gathered: list = [None] * dd.world_size
-            dist.all_gather_object(gathered, stream_states[0])
-            stream_states = gathered
-        path = ckpt_dir / run_id / LATEST
-        if dd.is_main:
-            atomic_save({
-                "format_version": FORMAT_VERSION, "config": plain_cfg, "vocab": list(VOCAB),
-                "run_id": run_id, "step": step, "train_time_s": train_time,
-                "world_size": dd.world_size, "model": model.state_dict(),
-                "ema": ema.state_dict(model) if ema is not None else None,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": {"stream": stream_states, "torch": torch.get_rng_state()},
-                "metrics": last_eval,
-            }, path)
-            point_latest_link(ckpt_dir, path)
-        dd.barrier()
-        return path
+    def _announce(self) -> None:
+        if self.dd.is_main:
+            print(f"run {self.run_id}: {n_params(self.model):,} parameters, {self.layout.seq_len} tokens per "
+                  f"sequence, {self.cells_per_step:,} target cells per step, device {self.device}"
+                  + (f", {self.dd.world_size} processes" if self.dd.enabled else "")
+                  + (f", resuming at step {self.step}" if self.step else ""))
 
-    def log(record: dict) -> None:
-        if dd.is_main:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            with open(log_dir / "log.jsonl", "a") as f:
+    def _loop(self, net: torch.nn.Module) -> None:
+        tc = self.tc
+        end = min(tc.steps, tc.stop_at or tc.steps)
+        bar = tqdm(total=tc.steps, initial=self.step, disable=not self.dd.is_main, dynamic_ncols=True,
+                   desc=self.exp_name)
+        self.model.train()
+        window = Window(self.device)
+        while self.step < end:
+            t0 = time.perf_counter()
+            loss, correct = self._train_step(net)
+            window.add(loss, correct)
+            self.train_time += time.perf_counter() - t0
+            bar.update(1)
+            if self.step % tc.log_every == 0 or self.step == tc.steps:
+                record = self._log_window(window)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['acc']:.4f}",
+                                heldout=f"{self.last_eval.get('cell_acc', float('nan')):.4f}",
+                                cells_s=f"{record['cells_per_s']:.3g}", refresh=False)
+            if self.dd.is_main and (self.step % tc.eval_every == 0 or self.step == tc.steps):
+                eval_start = time.perf_counter()
+                self.last_eval = self._held_out_eval()
+                window.start += time.perf_counter() - eval_start  # cells/s counts training only
+                self._log({"step": self.step, "eval": self.last_eval})
+                bar.set_postfix(heldout=f"{self.last_eval['cell_acc']:.5f}", refresh=True)
+            if self.step % tc.save_every == 0 or self.step == tc.steps or self.step == end:
+                self.save()
+        bar.close()
+
+    def _train_step(self, net: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        batches = [self.stream.next() for _ in range(self.tc.grad_accum)]
+        loss, correct = accumulate_gradients(net, batches, self.model.target_index, self.autocast)
+        if self.tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
+        self.step += 1
+        newly_bad = (self.first_bad_step < 0) & ~torch.isfinite(loss)  # tracked on device: no sync
+        self.first_bad_step.masked_fill_(newly_bad, self.step)
+        self.bad_loss.masked_fill_(newly_bad, loss.detach().float())
+        return loss, correct
+
+    # --- logging, evaluation, checkpoints ---------------------------------------------------
+    def _log_window(self, window: Window) -> dict:
+        self.check_finite(weights=False)
+        elapsed = time.perf_counter() - window.start
+        record = {
+            "step": self.step, "loss": window.loss.item() / window.steps,
+            "acc": window.correct.item() / (window.steps * self.cells_per_step / self.dd.world_size),
+            "lr": self.scheduler.get_last_lr()[0], "cells_per_s": window.steps * self.cells_per_step / elapsed,
+            "train_time_s": self.train_time,
+        }
+        self._log(record)
+        window.reset()
+        return record
+
+    def _log(self, record: dict) -> None:
+        if self.dd.is_main:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.log_dir / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def held_out_eval() -> dict:
-        model.eval()
-        with ema.swapped_in() if ema is not None else contextlib.nullcontext(), autocast:
-            metrics = heldout_metrics(model, data_cfg, tc.eval_boards, seed=seed)
-        model.train()
+    def _held_out_eval(self) -> dict:
+        self.model.eval()
+        with maybe_ema(self.ema), self.autocast:
+            metrics = heldout_metrics(self.model, self.data_cfg, self.tc.eval_boards, seed=self.seed)
+        self.model.train()
         return metrics
 
-    stop_at = tc.stop_at or tc.steps
-    if dd.is_main:
-        print(f"run {run_id}: {n_params(model):,} parameters, {layout.seq_len} tokens per sequence, "
-              f"{cells_per_step:,} target cells per step, device {device}"
-              + (f", {dd.world_size} processes" if dd.enabled else "")
-              + (f", resuming at step {step}" if step else ""))
-    bar = tqdm(total=tc.steps, initial=step, disable=not dd.is_main, dynamic_ncols=True, desc=exp_name)
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct_sum = torch.zeros((), device=device, dtype=torch.long)
-    window_start, window_steps = time.perf_counter(), 0
-    while step < min(tc.steps, stop_at):
-        t0 = time.perf_counter()
-        loss, correct = accumulate_gradients(net, [stream.next() for _ in range(tc.grad_accum)], target_index,
-                                             autocast)
-        loss_sum += loss
-        correct_sum += correct
-        if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update()
-        step += 1
-        window_steps += 1
-        train_time += time.perf_counter() - t0
-        bar.update(1)
+    def check_finite(self, weights: bool) -> None:
+        """Stop with a truthful message if the loss (or, with ``weights``, a weight) is not finite."""
+        first_bad = self.first_bad_step.clone()
+        if self.dd.enabled:  # every rank must reach the same decision
+            first_bad[first_bad < 0] = torch.iinfo(torch.long).max
+            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
+            first_bad[first_bad == torch.iinfo(torch.long).max] = -1
+        bad_step = int(first_bad)
+        if bad_step >= 0:
+            what = f"loss became {self.bad_loss.item()} at step {bad_step}"
+        elif weights and not all_finite(list(self.model.parameters())):
+            what = f"weights became non-finite at step {self.step}"
+        else:
+            return
+        last = (f"the last good checkpoint is step {self.saved[0]}: {self.saved[1]}" if self.saved
+                else "no checkpoint of this run was written")
+        raise TrainingError(f"{what}; lower train.lr or set train.grad_clip ({last})")
 
-        if step % tc.log_every == 0 or step == tc.steps:
-            loss_val = loss_sum.item() / window_steps
-            if not math.isfinite(loss_val):
-                raise TrainingError(
-                    f"loss became {loss_val} at step {step}; lower train.lr or set train.grad_clip "
-                    "(no checkpoint was written for this step)"
-                )
-            elapsed = time.perf_counter() - window_start
-            record = {
-                "step": step, "loss": loss_val,
-                "acc": correct_sum.item() / (window_steps * cells_per_step / dd.world_size),
-                "lr": scheduler.get_last_lr()[0], "cells_per_s": window_steps * cells_per_step / elapsed,
-                "train_time_s": train_time,
-            }
-            log(record)
-            bar.set_postfix(loss=f"{loss_val:.4f}", acc=f"{record['acc']:.4f}",
-                            heldout=f"{last_eval.get('cell_acc', float('nan')):.4f}",
-                            cells_s=f"{record['cells_per_s']:.3g}", refresh=False)
-            loss_sum.zero_()
-            correct_sum.zero_()
-            window_start, window_steps = time.perf_counter(), 0
-        if dd.is_main and (step % tc.eval_every == 0 or step == tc.steps):
-            eval_start = time.perf_counter()
-            last_eval = held_out_eval()
-            window_start += time.perf_counter() - eval_start  # cells/s counts training only
-            log({"step": step, "eval": last_eval})
-            bar.set_postfix(heldout=f"{last_eval['cell_acc']:.5f}", refresh=True)
-        if step % tc.save_every == 0 or step == tc.steps or step == stop_at:
-            save()
-    bar.close()
-    if tc.dump_rank_weights:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), log_dir / f"weights_rank{dd.rank}.pt")
-    ckpt_path = ckpt_dir / run_id / LATEST
-    result = {"run_id": run_id, "checkpoint": str(ckpt_path), "step": step, "train_time_s": train_time,
-              "model": model, "rank": dd.rank, "world_size": dd.world_size}
-    if dd.is_main and tc.final_eval and step == tc.steps:
-        model.eval()
-        with ema.swapped_in() if ema is not None else contextlib.nullcontext(), autocast:
-            report = evaluate(model, data_cfg, n_boards=max(tc.eval_boards, 1024), seed=seed)
-            report.update({"run_id": run_id, "checkpoint": str(ckpt_path), "step": step,
-                           "train_time_s": train_time, "seed": seed})
-            log_dir.mkdir(parents=True, exist_ok=True)
-            (log_dir / "eval.json").write_text(json.dumps(report, indent=2))
+    def save(self) -> Path:
+        """Write ``latest.pt`` (rank 0) after checking that nothing in it is non-finite."""
+        self.check_finite(weights=True)
+        stream_states = [self.stream.generator.get_state()]
+        if self.dd.enabled:
+            gathered: list = [None] * self.dd.world_size
+            dist.all_gather_object(gathered, stream_states[0])
+            stream_states = gathered
+        path = self.ckpt_dir / self.run_id / LATEST
+        if self.dd.is_main:
+            atomic_save({
+                "format_version": FORMAT_VERSION, "config": self.cfg, "vocab": list(VOCAB),
+                "run_id": self.run_id, "step": self.step, "train_time_s": self.train_time,
+                "world_size": self.dd.world_size, "model": self.model.state_dict(),
+                "ema": self.ema.state_dict(self.model) if self.ema is not None else None,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "rng": {"stream": stream_states, "torch": torch.get_rng_state()},
+                "metrics": self.last_eval,
+            }, path)
+            point_latest_link(self.ckpt_dir, path)
+        self.dd.barrier()
+        self.saved = (self.step, path)
+        return path
+
+    def _finish(self) -> dict:
+        """Rank-weight dumps, the final evaluation (rank 0) and the result dict."""
+        tc, path = self.tc, self.ckpt_dir / self.run_id / LATEST
+        if tc.dump_rank_weights:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(self.model.state_dict(), self.log_dir / f"weights_rank{self.dd.rank}.pt")
+        result = {"run_id": self.run_id, "checkpoint": str(path), "step": self.step,
+                  "train_time_s": self.train_time, "model": self.model, "rank": self.dd.rank,
+                  "world_size": self.dd.world_size}
+        if self.dd.is_main and tc.final_eval and self.step == tc.steps:
+            result["eval"] = self._final_eval(path)
+        self.dd.barrier()
+        return result
+
+    def _final_eval(self, path: Path) -> dict:
+        self.model.eval()
+        with maybe_ema(self.ema), self.autocast:
+            report = evaluate(self.model, self.data_cfg, n_boards=max(self.tc.eval_boards, 1024), seed=self.seed)
+            report.update({"run_id": self.run_id, "checkpoint": str(path), "step": self.step,
+                           "train_time_s": self.train_time, "seed": self.seed})
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            (self.log_dir / "eval.json").write_text(json.dumps(report, indent=2))
             print(format_report(report))
-            if tc.rollout_gif:
-                files = save_rollout_animation(model, "B3/S23", "glider", log_dir / "rollout_glider")
+            if self.tc.rollout_gif:
+                files = save_rollout_animation(self.model, "B3/S23", "glider", self.log_dir / "rollout_glider")
                 print("rollout animation: " + ", ".join(str(f) for f in files))
-        print(f"checkpoint: {ckpt_path}\neval: {log_dir / 'eval.json'}")
-        result["eval"] = report
-    dd.barrier()
-    return result
+        print(f"checkpoint: {path}\neval: {self.log_dir / 'eval.json'}")
+        return report
+
+
+class Window:
+    """Loss and correct-cell sums over the steps since the last log line (kept on the device)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.reset()
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor) -> None:
+        self.loss += loss
+        self.correct += correct
+        self.steps += 1
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.correct.zero_()
+        self.steps, self.start = 0, time.perf_counter()

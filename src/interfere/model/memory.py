@@ -1,0 +1,116 @@
+"""Memory estimates, so that a board or batch that cannot fit is refused before any work starts.
+
+The estimates count the tensors that dominate, in bytes, at fp32:
+
+* a training step (the fast path): per layer the saved target-to-context attention probabilities
+  ``[batch, head, targets, context]`` and the activations of both streams, plus two transient
+  attention-sized buffers in the backward, plus the weights, gradients and AdamW/EMA state;
+* a forward of the hooked model (analyses): per layer up to three ``[batch, head, T, T]`` tensors
+  (scores, masked scores, pattern) alive at once, plus the residual stream;
+* an inference forward of the fast path (evaluation, rollouts): one layer's target-to-context
+  scores and probabilities, plus the residual streams.
+
+Checked against the peak resident memory of real steps (``bench/README.md``); they are meant to
+be within a factor of about two, which is enough to tell 8x8 from 512x512.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from interfere.data.layout import SequenceLayout
+
+if TYPE_CHECKING:
+    from interfere.model.life_model import ModelConfig
+
+FP32 = 4
+GB = 1e9
+INFERENCE_SHARE = 0.25  # of the free memory, for one inference chunk
+
+
+def _n_params(cfg: ModelConfig, vocab: int = 64) -> int:
+    d, m = cfg.d_model, cfg.d_mlp
+    per_layer = 4 * d * cfg.n_heads * cfg.d_head + 2 * d * m + 6 * d + m
+    return cfg.n_layers * per_layer + 2 * vocab * d
+
+
+def train_step_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int:
+    """Peak bytes of one fast-path training step on ``batch`` sequences (module docstring)."""
+    cfg = cfg.resolved()
+    context, targets = layout.seq_len - len(layout.target_index), len(layout.target_index)
+    attention = batch * cfg.n_heads * targets * context * FP32
+    per_token = (11 * cfg.d_model + 2 * cfg.d_mlp) * FP32
+    activations = cfg.n_layers * batch * (context + targets) * per_token
+    return int((cfg.n_layers + 2) * attention + activations + 6 * _n_params(cfg) * FP32)
+
+
+def forward_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int:
+    """Peak bytes of one hooked forward (no gradients) on ``batch`` sequences (module docstring)."""
+    cfg = cfg.resolved()
+    t = layout.seq_len
+    attention = 3 * batch * cfg.n_heads * t * t * FP32
+    residual = 4 * batch * t * max(cfg.d_model * 3, cfg.d_mlp) * FP32
+    return int(attention + residual + _n_params(cfg) * FP32)
+
+
+def inference_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int:
+    """Peak bytes of one fast-path forward without gradients on ``batch`` sequences."""
+    cfg = cfg.resolved()
+    context, targets = layout.seq_len - len(layout.target_index), len(layout.target_index)
+    attention = 2 * batch * cfg.n_heads * targets * context * FP32
+    streams = 3 * batch * (context + targets) * max(3 * cfg.d_model, cfg.d_mlp) * FP32
+    return int(attention + streams)
+
+
+def inference_batch(cfg: ModelConfig, layout: SequenceLayout, n: int, device: torch.device) -> int:
+    """How many sequences (at most ``n``, at least 1) one inference chunk may hold on ``device``."""
+    free = available_bytes(device)
+    if free is None:
+        return min(n, 512)
+    return max(1, largest_batch(lambda b: inference_bytes(cfg, layout, b), int(INFERENCE_SHARE * free), n))
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory free for this process: CUDA's free memory, or the kernel's MemAvailable; None if unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def largest_batch(bytes_for: Callable[[int], int], budget: int, upper: int) -> int:
+    """The largest batch in ``0..upper`` with ``bytes_for(batch) <= budget`` (0: not even one fits)."""
+    lo, hi = 0, upper
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if bytes_for(mid) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def check_training_fits(cfg: ModelConfig, layout: SequenceLayout, batch: int, device: torch.device) -> None:
+    """Refuse, in one line, a training step that cannot fit in the memory this machine has free."""
+    free = available_bytes(device)
+    need = train_step_bytes(cfg, layout, batch)
+    if free is None or need <= free:
+        return
+    fits = largest_batch(lambda b: train_step_bytes(cfg, layout, b), free, batch)
+    advice = (f"data.batch_size={fits} would fit" if fits else
+              "not even one sequence fits: use smaller boards (data.height, data.width) or a smaller model")
+    raise ValueError(
+        f"{layout.height}x{layout.width} boards with data.batch_size={batch} need about {need / GB:,.1f} GB per "
+        f"training step ({len(layout.target_index):,} targets attending to "
+        f"{layout.seq_len - len(layout.target_index):,} context tokens), but {device.type} has "
+        f"{free / GB:,.1f} GB free; {advice}"
+    )

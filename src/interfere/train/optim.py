@@ -1,0 +1,81 @@
+"""The optimisation pieces of training: AdamW groups, the learning-rate schedule, and EMA weights."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import torch
+
+from interfere.config import TrainConfig
+
+
+def lr_factor(step: int, tc: TrainConfig) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_lr_frac`` at ``tc.steps``."""
+    if step < tc.warmup_steps:
+        return (step + 1) / tc.warmup_steps
+    progress = min(1.0, (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps))
+    return tc.min_lr_frac + (1 - tc.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only (not on biases, norms or embeddings)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_embedding = name in ("embed.W_E", "W_seg")
+        (decay if p.dim() >= 2 and not is_embedding else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), fused=False)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, tc: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
+
+
+class EMA:
+    """Exponential moving average of the trainable weights, kept as a shadow state dict."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - self.decay)
+
+    def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The model's state dict with the averaged weights in place of the live ones."""
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state.update({n: s.clone() for n, s in zip(self.names, self.shadow)})
+        return state
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        for n, s in zip(self.names, self.shadow):
+            s.copy_(state[n])
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """Temporarily put the averaged weights into the model (for evaluation)."""
+        with torch.no_grad():
+            live = [p.detach().clone() for p in self.params]
+            torch._foreach_copy_(self.params, self.shadow)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.params, live)
+
+
+def maybe_ema(ema: EMA | None) -> contextlib.AbstractContextManager:
+    """``ema.swapped_in()``, or nothing when EMA is off."""
+    return ema.swapped_in() if ema is not None else contextlib.nullcontext()
+
+
+def all_finite(tensors: list[torch.Tensor]) -> bool:
+    """True when no tensor holds a NaN or an infinity (one device sync)."""
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())

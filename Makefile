@@ -4,7 +4,7 @@ STAMP   := .venv/.installed
 THREADS ?= 2
 export OMP_NUM_THREADS ?= $(THREADS)
 
-.PHONY: setup test demo report lint bench clean
+.PHONY: setup test demo report controls lint bench clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,17 @@ demo: $(STAMP)
 	$(PY) -m interfere.report
 
 report: $(STAMP)
+	$(PY) -m interfere.report $(if $(RUN_ID),--run-id $(RUN_ID))
+
+# Negative controls for the report: a random-init checkpoint (train.steps=0) and a rule-blind model
+# (the demo recipe on Conway's Life only), each reported alone, then the demo run (or RUN_ID) with both.
+controls: $(STAMP)
+	test -f checkpoints/control_random_init/latest.pt || $(PY) train.py --config-name exp/cpu_demo \
+		train.steps=0 train.run_id=control_random_init train.final_eval=false
+	test -f checkpoints/control_rule_blind/latest.pt || $(PY) train.py --config-name exp/cpu_demo \
+		'data.rules=[B3/S23]' train.run_id=control_rule_blind
+	$(PY) -m interfere.report --run-id control_random_init --no-controls
+	$(PY) -m interfere.report --run-id control_rule_blind --no-controls
 	$(PY) -m interfere.report $(if $(RUN_ID),--run-id $(RUN_ID))
 
 bench: $(STAMP)

@@ -52,7 +52,11 @@ def test_probes_end_to_end(tiny_run, tmp_path):
 def test_physics_bits_end_to_end(tiny_run, tmp_path):
     numbers, _ = _run(physics_bits, tiny_run, tmp_path, "--samples", "18", "--rule", "B3/S23")
     assert len(numbers["flip"]["precision"]) == 18
-    assert numbers["patching"]["all_heads"] == pytest.approx(1.0, abs=1e-3)
+    patching = numbers["patching"]
+    assert patching["no_effect"] == (abs(patching["effect_logit"]) < patching["effect_floor"])
+    if not patching["no_effect"]:
+        assert patching["all_heads"] == pytest.approx(1.0, abs=1e-3)
+    assert set(numbers["rule_path"]) == {"clean_acc", "ablated_acc", "rule_blind_best", "rule_use"}
 
 
 @pytest.mark.parametrize("tool,flags", [
@@ -172,3 +176,70 @@ def test_a_failed_analysis_leaves_no_folder(tiny_run, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="boom"):
         attn_maps.main(["--ckpt", tiny_run["checkpoint"], "--out", str(tmp_path / "x")])
     assert list(tmp_path.iterdir()) == []
+
+
+def _head_from_offsets(layout: SequenceLayout, weights: dict[tuple[int, int], float]) -> torch.Tensor:
+    """[HW, HW] board attention putting ``weights[(dr, dc)]`` on each offset of every query."""
+    h, w = layout.height, layout.width
+    a = torch.zeros(layout.n_cells, layout.n_cells)
+    for q in range(layout.n_cells):
+        r, c = divmod(q, w)
+        for (dr, dc), v in weights.items():
+            a[q, ((r + dr) % h) * w + (c + dc) % w] += v
+    return a
+
+
+def test_constructed_heads_get_the_roles_they_were_built_with():
+    from interfere.thresholds import load_thresholds
+    from interfere.verdicts import AGGREGATES, PARTIAL, SELF_LOOKUP, head_roles
+
+    layout = SequenceLayout(8, 8)
+    offsets = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
+    plus = {(0, 0): 0.44, **{o: 0.11 for o in ((-1, 0), (1, 0), (0, -1), (0, 1))},
+            **{o: 0.03 for o in ((-1, -1), (-1, 1), (1, -1), (1, 1))}}
+    heads = {"own cell only": {(0, 0): 1.0}, "uniform 3x3": {o: 1 / 9 for o in offsets}, "plus-shaped": plus}
+    patterns = torch.cat([_patterns_from_board_weights(layout, _head_from_offsets(layout, w)) for w in heads.values()],
+                         dim=1)  # [1, 3 heads, T, T]
+    profile, board = attn_maps.stencil_profile(patterns, layout)
+    measures = attn_maps.locality_measures(profile)
+    assert measures["own_share"].tolist() == pytest.approx([1.0, 1 / 9, 0.44])
+    assert measures["neighbour_evenness"][1].item() == pytest.approx(1.0)
+    assert measures["effective_cells"][1].item() == pytest.approx(9.0) and measures["effective_cells"][0] < 1.01
+    h1 = {k: [v.tolist()] for k, v in measures.items()}
+    h1.update(board_share=[board.tolist()], uniform_baseline=9 / 64, neighbour_uniform_baseline=8 / 64)
+    roles = [r.role for r in head_roles(h1, load_thresholds()["h1"])]
+    assert roles == [SELF_LOOKUP, AGGREGATES, PARTIAL]
+
+
+def test_a_model_that_cannot_read_the_rule_shows_no_effect(tiny_run, tmp_path):
+    """Both values of every rule token embedded alike: the rule is invisible, so every effect is nil."""
+    from argparse import Namespace
+
+    from interfere.data.layout import rule_token
+    from interfere.data.stream import DataConfig
+    from interfere.explore.common import Context
+
+    ckpt = load_checkpoint(ckpt=tiny_run["checkpoint"])
+    model = model_from_checkpoint(ckpt)
+    with torch.no_grad():
+        for bit in range(18):
+            model.embed.W_E[rule_token(bit, 1)] = model.embed.W_E[rule_token(bit, 0)]
+    ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),
+                  out=tmp_path, seed=0, rule=None, command="test")
+    numbers, _ = physics_bits.run(ctx, Namespace(samples=36))
+    assert numbers["patching"]["no_effect"] and numbers["patching"]["restored_share"] is None
+    path = numbers["rule_path"]
+    assert path["ablated_acc"] == path["clean_acc"]  # nothing to remove
+    assert path["rule_use"] is None or path["rule_use"] == pytest.approx(0.0)
+    assert all(c == 0 for c in numbers["flip"]["changed_cells"])
+
+
+def test_rule_blind_ceiling():
+    g = torch.Generator().manual_seed(0)
+    boards = (torch.rand(64, 8, 8, generator=g) < 0.4).long()
+    conway = torch.zeros(18, dtype=torch.bool)
+    conway[[2, 3, 12]] = True
+    assert physics_bits.rule_blind_ceiling(boards, step(boards, conway)) == 1.0  # one rule: knowable without it
+    rules = torch.rand(64, 18, generator=g) < 0.5
+    ceiling = physics_bits.rule_blind_ceiling(boards, step(boards, rules))
+    assert 0.5 <= ceiling < 0.7  # random rules: little better than a coin

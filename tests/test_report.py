@@ -3,14 +3,22 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import torch
 
 from interfere import report
-from interfere.report import (
+from interfere.explore.attn_maps import locality_measures
+from interfere.explore.physics_bits import rule_use
+from interfere.thresholds import load_thresholds
+from interfere.verdicts import (
+    AGGREGATES,
     INCONCLUSIVE,
+    NON_LOCAL,
     NOT_SUPPORTED,
+    PARTIAL,
+    SELF_LOOKUP,
     SUPPORTED,
     combine,
-    load_thresholds,
+    head_roles,
     verdict_h1,
     verdict_h2,
     verdict_h3,
@@ -36,7 +44,8 @@ class _Collect(HTMLParser):
 
 def test_report_builds_from_tiny_checkpoint(tiny_run, tmp_path):
     out = tmp_path / "rep"
-    summary = report.main(["--ckpt", tiny_run["checkpoint"], "--out", str(out), "--seeds", "2", "--quick"])
+    summary = report.main(["--ckpt", tiny_run["checkpoint"], "--out", str(out), "--seeds", "2", "--quick",
+                           "--no-controls"])
     data = json.loads((out / "summary.json").read_text())
     assert set(data["verdicts"]) == {"H1", "H2", "H3", "H4"}
     for v in data["verdicts"].values():
@@ -53,64 +62,125 @@ def test_report_builds_from_tiny_checkpoint(tiny_run, tmp_path):
         assert (out / link).is_file()
 
 
-def _h1(share, board=0.9, base=9 / 64):
-    return {"stencil_share": [[share, 0.1]], "board_share": [[board, 0.5]], "uniform_baseline": base}
+def _h1(own, neighbours, evenness, board=0.9, cells=64, layers=1):
+    """Per-head H1 numbers for ``layers`` x 2 heads: head 0 as given, head 1 uniform over the board."""
+    head = lambda a, b: [[a, b] for _ in range(layers)]  # noqa: E731
+    profile = [own if i == 4 else neighbours / 8 for i in range(9)]
+    return {"own_share": head(own, 1 / cells), "neighbour_share": head(neighbours, 8 / cells),
+            "neighbour_evenness": head(evenness, 1.0), "board_share": head(board, 0.5),
+            "stencil_share": head(own + neighbours, 9 / cells), "uniform_baseline": 9 / cells,
+            "neighbour_uniform_baseline": 8 / cells, "stencil_profile": head(profile, [1 / cells] * 9)}
 
 
-@pytest.mark.parametrize("share,board,expected", [
-    (0.5, 0.9, SUPPORTED),        # at the threshold
-    (0.49, 0.9, INCONCLUSIVE),    # just below the support share, above 1.5x baseline
-    (0.8, 0.49, INCONCLUSIVE),    # local but hardly looks at the board
-    (1.5 * 9 / 64 - 1e-6, 0.9, NOT_SUPPORTED),
+def _tiled_h1(sides=("top", "right", "bottom", "left")):
+    """One layer whose heads each read one side of the neighbourhood (3 cells), as a rule-blind model did."""
+    cells = {"top": (0, 1, 2), "right": (2, 5, 8), "bottom": (6, 7, 8), "left": (0, 3, 6)}
+    profiles = [[0.3 if i in cells[s] else 0.0 for i in range(9)] for s in sides]
+    m = locality_measures(torch.tensor(profiles))
+    return {"own_share": [m["own_share"].tolist()], "neighbour_share": [m["neighbour_share"].tolist()],
+            "neighbour_evenness": [m["neighbour_evenness"].tolist()], "board_share": [[1.0] * len(sides)],
+            "stencil_share": [[0.9] * len(sides)], "uniform_baseline": 9 / 64, "neighbour_uniform_baseline": 8 / 64,
+            "stencil_profile": [profiles]}
+
+
+def test_heads_that_tile_the_neighbourhood_aggregate_jointly():
+    verdict, why = verdict_h1(_tiled_h1(), TH["h1"])
+    assert verdict == SUPPORTED and "heads L0H0+L0H1+L0H2+L0H3 aggregate jointly" in why
+    verdict, why = verdict_h1(_tiled_h1(("top", "bottom")), TH["h1"])  # the sides are missing: partial
+    assert verdict == INCONCLUSIVE and "no aggregating head" in why
+
+
+@pytest.mark.parametrize("numbers,expected", [
+    ((0.11, 0.89, 0.9), SUPPORTED),            # a uniform 3x3 head
+    ((0.11, 0.5, 0.5), SUPPORTED),             # at the thresholds
+    ((0.11, 0.89, 0.9, 0.49), INCONCLUSIVE),   # aggregates, but hardly looks at the board
+    ((0.996, 0.004, 0.5), NOT_SUPPORTED),      # a self-lookup head is not aggregation, and none looks around
+    ((0.44, 0.52, 0.31), INCONCLUSIVE),        # plus-shaped: partial
+    ((1 / 64, 1.5 * 8 / 64 - 1e-6, 1.0), NOT_SUPPORTED),  # no head beats 1.5x the uniform neighbour share
 ])
-def test_verdict_h1(share, board, expected):
-    assert verdict_h1(_h1(share, board), TH["h1"])[0] == expected
+def test_verdict_h1(numbers, expected):
+    verdict, why = verdict_h1(_h1(*numbers), TH["h1"])
+    assert verdict == expected, why
 
 
-def _h2(r2, auc, r2_rand=0.5, auc_rand=0.6, r2_shuf=0.0):
+def test_head_roles_name_self_lookup_and_partial_heads():
+    roles = {r.name: r.role for r in head_roles(_h1(0.996, 0.004, 0.5), TH["h1"])}
+    assert roles == {"L0H0": SELF_LOOKUP, "L0H1": NON_LOCAL}
+    assert head_roles(_h1(0.44, 0.52, 0.31), TH["h1"])[0].role == PARTIAL
+    assert head_roles(_h1(0.11, 0.89, 0.9), TH["h1"])[0].role == AGGREGATES
+    _, why = verdict_h1(_h1(0.996, 0.004, 0.5), TH["h1"])
+    assert "self-lookup: L0H0" in why
+
+
+def _h2(r2, auc, controls=((0.5, 0.6),), r2_shuf=0.0):
     row = lambda a, b: {"count_r2": a, "next_auc": b}  # noqa: E731
-    return {"results": {"target": {"trained": [row(0.0, 0.5), row(r2, auc)], "random_init": [row(r2_rand, auc_rand)],
-                                   "shuffled_labels": [row(r2_shuf, 0.5)]}}}
+    return {"results": {"target": {
+        "trained": [row(0.0, 0.5), row(r2, auc)],
+        "random_init": [[row(0.0, 0.5), row(a, b)] for a, b in controls],
+        "shuffled_labels": [row(r2_shuf, 0.5)]}}}
 
 
 @pytest.mark.parametrize("args,expected", [
     ((0.9, 0.99), SUPPORTED),
     ((0.89, 0.99), INCONCLUSIVE),
     ((0.9, 0.989), INCONCLUSIVE),
-    ((0.95, 0.999, 0.9), INCONCLUSIVE),           # not 0.1 above random init
-    ((0.95, 0.999, 0.5, 0.6, 0.11), INCONCLUSIVE),  # shuffled control too high
-    ((0.51, 0.61, 0.5, 0.6), NOT_SUPPORTED),
+    ((0.95, 0.999, ((0.5, 0.6), (0.9, 0.6))), INCONCLUSIVE),   # the best of the controls is within the margin
+    ((0.95, 0.999, ((0.5, 0.6),), 0.11), INCONCLUSIVE),         # shuffled control too high
+    ((0.51, 0.61, ((0.5, 0.6), (0.3, 0.55))), NOT_SUPPORTED),   # no better than the best control
 ])
 def test_verdict_h2(args, expected):
-    assert verdict_h2(_h2(*args), TH["h2"])[0] == expected
+    verdict, why = verdict_h2(_h2(*args), TH["h2"])
+    assert verdict == expected, why
 
 
-def _h3(prec, rec, mass=0.5, share=0.5):
-    return {"flip_mean": {"precision": prec, "recall": rec, "false_flip_rate": 0.0},
-            "rule_attention_mass": [[mass, 0.0]], "patching": {"best_head": {"layer": 0, "head": 0, "share": share}}}
+def test_verdict_h2_shows_the_controls_spread():
+    _, why = verdict_h2(_h2(0.95, 0.999, ((0.5, 0.6), (0.7, 0.65), (0.6, 0.7))), TH["h2"])
+    assert "range 0.500-0.700 over 3 inits" in why
 
 
-@pytest.mark.parametrize("args,expected", [
-    ((0.95, 0.95), SUPPORTED),
-    ((0.94, 0.99), INCONCLUSIVE),
-    ((0.99, 0.99, 0.09), INCONCLUSIVE),
-    ((0.99, 0.99, 0.5, 0.29), INCONCLUSIVE),
-    ((0.99, 0.49), NOT_SUPPORTED),
+def _h3(clean=1.0, ablated=0.5, blind=0.52, prec=1.0, rec=1.0, mass=0.8, patch_effect=8.0):
+    floors = TH["effect_floors"]
+    path = {"clean_acc": clean, "ablated_acc": ablated, "rule_blind_best": blind}
+    path["rule_use"] = rule_use(path, floors["rule_use_gain"])
+    no_effect = abs(patch_effect) < floors["patch_effect_logits"]
+    return {"rule_path": path, "flip_mean": {"precision": prec, "recall": rec, "false_flip_rate": 0.0},
+            "rule_attention_mass": [[mass, 0.0]], "rule_attention_uniform": 18 / 86,
+            "patching": {"no_effect": no_effect, "effect_logit": patch_effect,
+                         "best_head": None if no_effect else {"layer": 0, "head": 0, "share": 0.5}}}
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    ({}, SUPPORTED),
+    ({"ablated": 0.62}, INCONCLUSIVE),              # removing the rule path loses only ~80%... just under
+    ({"mass": 0.3}, INCONCLUSIVE),                  # rule tokens attended to less than 2x their uniform share
+    ({"prec": 0.9}, INCONCLUSIVE),                  # the flip test is not consistent
+    ({"prec": float("nan")}, INCONCLUSIVE),         # nothing changed under any flip
+    ({"clean": 0.55, "ablated": 0.55}, NOT_SUPPORTED),  # no better than rule-blind: no effect
+    ({"ablated": 0.95}, NOT_SUPPORTED),             # removing the rule path changes little
 ])
-def test_verdict_h3(args, expected):
-    assert verdict_h3(_h3(*args), TH["h3"])[0] == expected
+def test_verdict_h3(kwargs, expected):
+    verdict, why = verdict_h3(_h3(**kwargs), TH["h3"])
+    assert verdict == expected, why
 
 
-@pytest.mark.parametrize("share,lens,expected", [
-    (0.5, [0.5, 0.9, 0.99], SUPPORTED),
-    (0.49, [0.5, 0.6, 1.0], INCONCLUSIVE),
-    (0.9, [0.5, 0.91, 1.0], INCONCLUSIVE),
-    (0.9, [0.5, 0.6, 0.98], INCONCLUSIVE),
-    (0.9, [0.5, 0.99, 1.0], NOT_SUPPORTED),
+def test_effect_floor_reports_no_effect_instead_of_a_ratio():
+    assert rule_use({"clean_acc": 0.53, "ablated_acc": 0.5, "rule_blind_best": 0.5}, 0.05) is None
+    assert rule_use({"clean_acc": 1.0, "ablated_acc": 0.75, "rule_blind_best": 0.5}, 0.05) == pytest.approx(0.5)
+    _, why = verdict_h3(_h3(clean=0.5, ablated=0.5, blind=0.5, patch_effect=0.01), TH["h3"])
+    assert "rule use no effect" in why and "patching: no effect" in why
+
+
+@pytest.mark.parametrize("h1_numbers,lens,expected", [
+    ((0.11, 0.89, 0.9), [0.5, 0.9, 0.99], SUPPORTED),
+    ((0.996, 0.004, 0.5), [0.5, 0.6, 1.0], INCONCLUSIVE),   # layer 0 has no aggregating head
+    ((0.11, 0.89, 0.9), [0.5, 0.91, 1.0], INCONCLUSIVE),
+    ((0.11, 0.89, 0.9), [0.5, 0.6, 0.98], INCONCLUSIVE),
+    ((0.11, 0.89, 0.9), [0.5, 0.99, 1.0], NOT_SUPPORTED),   # already decided after layer 0
+    ((0.11, 0.89, 0.9), [0.5, 0.5, 0.55], NOT_SUPPORTED),   # nothing classifies: an untrained model
 ])
-def test_verdict_h4(share, lens, expected):
-    h1 = _h1(share)
-    assert verdict_h4(h1, _h2(0.9, 0.99), {"acc": lens}, TH["h4"])[0] == expected
+def test_verdict_h4(h1_numbers, lens, expected):
+    verdict, why = verdict_h4(_h1(*h1_numbers, layers=2), _h2(0.9, 0.99), {"acc": lens}, TH["h1"], TH["h4"])
+    assert verdict == expected, why
 
 
 def test_seeds_that_disagree_are_inconclusive():
@@ -122,3 +192,22 @@ def test_seeds_that_disagree_are_inconclusive():
 def test_thresholds_file_is_the_one_printed():
     assert Path(report.__file__).parents[2].joinpath("cfg/report/thresholds.yaml").is_file()
     assert TH["min_heldout_acc"] == 0.99
+
+
+def test_controls_reach_their_expected_verdicts_on_tiny_models(tiny_run, tmp_path, smoke_cfg):
+    """Random init: no hypothesis supported. Rule-blind (Conway only): H3 not supported. Both appear as
+    control columns of the trained model's report."""
+    from interfere.train.loop import train
+
+    train(smoke_cfg(tmp_path, "train.run_id=control_random_init", "train.steps=0", "train.final_eval=false"))
+    train(smoke_cfg(tmp_path, "train.run_id=control_rule_blind", "data.rules=[B3/S23]", "train.steps=60",
+                    "train.final_eval=false"))
+    out = tmp_path / "rep"
+    summary = report.main(["--ckpt", tiny_run["checkpoint"], "--ckpt-dir", str(tmp_path / "checkpoints"), "--out",
+                           str(out), "--seeds", "1", "--quick"])
+    controls = summary["controls"]
+    assert set(controls) == {"random init", "rule-blind"}
+    assert all(v["verdict"] != SUPPORTED for v in controls["random init"]["verdicts"].values())
+    assert controls["rule-blind"]["verdicts"]["H3"]["verdict"] == NOT_SUPPORTED
+    page = (out / "report.html").read_text()
+    assert "control: random init" in page and "control: rule-blind" in page

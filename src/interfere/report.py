@@ -1,11 +1,16 @@
 """The hypothesis report: one command, four measured verdicts (H1-H4), one self-contained page.
 
-    python -m interfere.report [--run-id ID | --ckpt PATH] [--seeds 2]      (or: make report)
+    python -m interfere.report [--run-id ID | --ckpt PATH] [--seeds 2] [--controls RUN_ID ... | --no-controls]
+                                                                          (or: make report; make controls)
 
-Runs the explorations on a checkpoint for each data seed, decides each hypothesis against the
-thresholds in ``cfg/report/thresholds.yaml`` (printed in the report with each verdict), and writes
-``report.html`` (images embedded, no network), ``report.md`` and ``summary.json`` into
+Runs the explorations on a checkpoint for each data seed, decides each hypothesis
+(:mod:`interfere.verdicts`, thresholds in ``cfg/report/thresholds.yaml``, printed with each verdict),
+and writes ``report.html`` (images embedded, no network), ``report.md`` and ``summary.json`` into
 ``assets/explorations/<timestamp>/``. A verdict that differs between seeds is ``inconclusive``.
+
+Control columns: the same analyses (first data seed) on control checkpoints of the same shape,
+by default the runs ``control_random_init`` (``train.steps=0``) and ``control_rule_blind``
+(trained on Conway's Life only) when they exist; ``make controls`` trains them.
 """
 
 from __future__ import annotations
@@ -25,109 +30,34 @@ import torch
 from omegaconf import OmegaConf
 
 from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error, load_model_from_args
-from interfere.config import config_dir
 from interfere.data.stream import DataConfig
-from interfere.evaluate import evaluate, format_report, save_rollout_animation
+from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
 from interfere.explore import attn_maps, logit_lens, physics_bits, probes
 from interfere.explore.common import Context, staged_dir
+from interfere.model.checkpoint import (
+    CONTROL_PREFIX,
+    CheckpointError,
+    config_mismatches,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 from interfere.model.life_model import LifeTransformer, n_params
+from interfere.thresholds import load_thresholds
+from interfere.verdicts import HYPOTHESES, REFUTATIONS, all_verdicts, headline
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, GUIDE_COLOR, caption, save
 
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
-HYPOTHESES = {
-    "H1": "Locality via attention: target queries aggregate the 3x3 neighbourhood of the board at t.",
-    "H2": "Linear world variables: neighbour count and next state are linearly decodable from the residual.",
-    "H3": "Physics tokens usage: targets read the rule tokens, and flipping one acts exactly on the cells it governs.",
-    "H4": "Layer roles: early layers gather local evidence, later layers classify.",
-}
-
-
-def load_thresholds(path: Path | None = None) -> dict:
-    path = path or config_dir() / "report" / "thresholds.yaml"
-    return OmegaConf.to_container(OmegaConf.load(path))  # type: ignore[return-value]
-
-
-# --- verdicts: pure functions of the measured numbers --------------------------------------
-def verdict_h1(h1: dict, th: dict) -> tuple[str, str]:
-    share = np.array(h1["stencil_share"], dtype=float)
-    board = np.array(h1["board_share"], dtype=float)
-    base = h1["uniform_baseline"]
-    share = np.nan_to_num(share, nan=0.0)
-    l, h = np.unravel_index(np.argmax(share), share.shape)
-    best = share[l, h]
-    why = (f"best head L{l}H{h}: stencil share {best:.3f} = {best / base:.1f}x the uniform baseline "
-           f"{base:.3f}, board share {board[l, h]:.2f}")
-    if best >= th["support_share"] and best >= th["support_ratio"] * base and board[l, h] >= th["support_board_share"]:
-        return SUPPORTED, why
-    if best < th["refute_ratio"] * base:
-        return NOT_SUPPORTED, why
-    return INCONCLUSIVE, why
-
-
-def verdict_h2(h2: dict, th: dict) -> tuple[str, str]:
-    res = h2["results"]["target"]
-    r2 = [r["count_r2"] for r in res["trained"]]
-    auc = [r["next_auc"] for r in res["trained"]]
-    r2_rand = max(r["count_r2"] for r in res["random_init"])
-    auc_rand = max(r["next_auc"] for r in res["random_init"])
-    r2_shuf = max(r["count_r2"] for r in res["shuffled_labels"])
-    why = (f"count R2 best {max(r2):.3f} (random init {r2_rand:.3f}, shuffled {r2_shuf:.3f}); "
-           f"next-state AUC best {max(auc):.4f} (random init {auc_rand:.3f})")
-    if (max(r2) >= th["support_count_r2"] and max(auc) >= th["support_next_auc"]
-            and max(r2) - r2_rand >= th["support_margin"] and max(auc) - auc_rand >= th["support_margin"]
-            and r2_shuf <= th["max_shuffled_r2"]):
-        return SUPPORTED, why
-    if max(r2) - r2_rand < th["refute_margin"] and max(auc) - auc_rand < th["refute_margin"]:
-        return NOT_SUPPORTED, why
-    return INCONCLUSIVE, why
-
-
-def verdict_h3(h3: dict, th: dict) -> tuple[str, str]:
-    prec, rec = h3["flip_mean"]["precision"], h3["flip_mean"]["recall"]
-    mass = float(np.max(h3["rule_attention_mass"]))
-    patch = h3["patching"]["best_head"]
-    why = (f"flip precision {prec:.4f}, recall {rec:.4f}, false-flip rate {h3['flip_mean']['false_flip_rate']:.2e}; "
-           f"max rule-token attention {mass:.2f}; best patched head L{patch['layer']}H{patch['head']} "
-           f"restores {patch['share']:.2f} of the effect")
-    if (prec >= th["support_precision"] and rec >= th["support_recall"] and mass >= th["support_rule_attention"]
-            and patch["share"] >= th["support_patch_share"]):
-        return SUPPORTED, why
-    if rec < th["refute_recall"]:
-        return NOT_SUPPORTED, why
-    return INCONCLUSIVE, why
-
-
-def verdict_h4(h1: dict, h2: dict, lens: dict, th: dict) -> tuple[str, str]:
-    early_share = float(np.nan_to_num(np.array(h1["stencil_share"][0], dtype=float)).max())
-    after0, final = lens["acc"][1], lens["acc"][-1]
-    r2 = [r["count_r2"] for r in h2["results"]["target"]["trained"]]
-    why = (f"layer-0 best stencil share {early_share:.2f}; logit-lens accuracy after L0 {after0:.3f}, "
-           f"final {final:.4f}; count R2 by layer {', '.join(f'{v:.2f}' for v in r2)}")
-    if after0 >= th["refute_early_lens"]:
-        return NOT_SUPPORTED, why
-    if early_share >= th["early_stencil_share"] and final >= th["late_lens_acc"] and after0 <= th["early_lens_max"]:
-        return SUPPORTED, why
-    return INCONCLUSIVE, why
-
-
-def combine(per_seed: list[tuple[str, str]]) -> tuple[str, list[str]]:
-    """One verdict over seeds: the common one, or inconclusive when they disagree."""
-    verdicts = {v for v, _ in per_seed}
-    reasons = [f"seed {i}: {why}" for i, (_, why) in enumerate(per_seed)]
-    if len(verdicts) == 1:
-        return verdicts.pop(), reasons
-    return INCONCLUSIVE, reasons + ["verdicts differ between seeds: inconclusive"]
+CONTROL_RUNS = {"random init": f"{CONTROL_PREFIX}random_init", "rule-blind": f"{CONTROL_PREFIX}rule_blind"}
 
 
 # --- running the analyses ----------------------------------------------------------------
 @torch.no_grad()
-def analyse(ctx: Context, samples: dict[str, int]) -> dict:
+def analyse(ctx: Context, samples: dict[str, int], controls: int) -> dict:
     """H1-H4 numbers and figures for one data seed (figures land in ``ctx.out``)."""
     ctx.out.mkdir(parents=True, exist_ok=True)
     out, files, seconds = {}, {}, {}
     steps = [
         ("h1", attn_maps.run, Namespace(layer=0, head=0, query=None, sweep=None, samples=samples["attn"])),
-        ("h2", probes.run, Namespace(samples=samples["probes"])),
+        ("h2", probes.run, Namespace(samples=samples["probes"], controls=controls)),
         ("h3", physics_bits.run, Namespace(samples=samples["physics"])),
         ("lens", logit_lens.run, Namespace(samples=samples["lens"])),
     ]
@@ -148,18 +78,19 @@ def layer_roles_figure(ctx: Context, out: dict) -> Path:
     pts = out["h2"]["points"]
     axes[0].plot(pts, [r["count_r2"] for r in res["trained"]], "-o", color=ACCENT, label="count R² (trained)")
     axes[0].plot(pts, [r["next_auc"] for r in res["trained"]], "-s", color=ACCENT_2, label="next AUC (trained)")
-    axes[0].plot(pts, [r["count_r2"] for r in res["random_init"]], "--o", color=CONTROL_COLOR,
-                 label="count R² (random init)")
+    control = np.array([[r["count_r2"] for r in twin] for twin in res["random_init"]])
+    axes[0].fill_between(range(len(pts)), control.min(0), control.max(0), color=CONTROL_COLOR, alpha=0.3, lw=0)
+    axes[0].plot(pts, control.mean(0), "--o", color=CONTROL_COLOR, label=f"count R² (random init, {len(control)})")
     axes[0].set_title("probes at targets, by layer")
     axes[0].set_xlabel("residual before layer")
     axes[0].set_ylim(-0.05, 1.02)
     axes[0].legend(frameon=False, fontsize=7)
-    share = np.nan_to_num(np.array(out["h1"]["stencil_share"], dtype=float))
+    share = np.nan_to_num(np.array(out["h1"]["neighbour_share"], dtype=float))
     axes[1].bar(range(len(share)), share.max(1), color=ACCENT)
-    axes[1].axhline(out["h1"]["uniform_baseline"], color=CONTROL_COLOR, ls="--")
+    axes[1].axhline(out["h1"]["neighbour_uniform_baseline"], color=CONTROL_COLOR, ls="--")
     axes[1].set_xticks(range(len(share)), [f"L{i}" for i in range(len(share))])
     axes[1].set_ylim(0, 1.02)
-    axes[1].set_title("locality: best head's stencil share\n(dashed: uniform baseline)")
+    axes[1].set_title("locality: best head's 8-neighbour share\n(dashed: uniform baseline)")
     axes[1].set_xlabel("layer")
     lens = out["lens"]
     axes[2].plot(lens["points"], lens["acc"], "-o", color=ACCENT)
@@ -230,21 +161,19 @@ def render(summary: dict, figures: dict[str, list[Path]], card: dict, eval_table
                "so these analyses describe a model that does not compute the rule.")
         parts.append(f'<p class="warn">{esc(msg)}</p>' if embed else f"> **{msg}**\n")
     heading(2, "Verdicts")
-    rows = [(h, HYPOTHESES[h], v["verdict"], v["reasons"][0]) for h, v in summary["verdicts"].items()]
-    if embed:
-        parts.append("<table><tr><th></th><th>hypothesis</th><th>verdict</th><th>key numbers (seed 0)</th></tr>"
-                     + "".join(f'<tr><td>{h}</td><td>{esc(t)}</td><td class="{v.replace(" ", "-")}">{v}</td>'
-                               f"<td>{esc(w.split(': ', 1)[1])}</td></tr>" for h, t, v, w in rows) + "</table>")
-    else:
-        parts.append("| | hypothesis | verdict | key numbers (seed 0) |\n|---|---|---|---|\n" + "".join(
-            f"| {h} | {t} | **{v}** | {w.split(': ', 1)[1]} |\n" for h, t, v, w in rows))
+    parts.append(verdict_table(summary, embed))
     para(f"Held-out cell accuracy {100 * acc:.3f}% on {summary['heldout']['cells']:,} cells "
          f"({summary['heldout']['n_rules']} random rules never trained on).")
+    para(controls_note(summary), "muted")
     for h, v in summary["verdicts"].items():
         heading(2, f"{h}: {v['verdict']}")
         para(HYPOTHESES[h])
         para("Measured: " + " | ".join(v["reasons"]))
+        for label, control in summary["controls"].items():
+            c = control["verdicts"][h]
+            para(f"Control, {label} ({control['run_id']}): {c['verdict']}; {c['reason']}", "muted")
         para("Threshold: " + ", ".join(f"{k} = {x}" for k, x in summary["thresholds"][h.lower()].items()))
+        para(f"Not supported means: {REFUTATIONS[h]}.", "muted")
         para(READINGS[h], "muted")
         for fig in figures[h]:
             parts.append(_img(fig, embed, out))
@@ -258,16 +187,104 @@ def render(summary: dict, figures: dict[str, list[Path]], card: dict, eval_table
     return "\n".join(parts)
 
 
+def verdict_table(summary: dict, embed: bool) -> str:
+    """Hypothesis, verdict, key numbers (first seed), and one column per control checkpoint."""
+    labels = list(summary["controls"])
+    header = ["", "hypothesis", "verdict", "key numbers (seed 0)"] + [f"control: {label}" for label in labels]
+    rows = []
+    for h, v in summary["verdicts"].items():
+        controls = [summary["controls"][label]["verdicts"][h] for label in labels]
+        rows.append([h, HYPOTHESES[h], v["verdict"], v["reasons"][0].split(": ", 1)[1]]
+                    + [f"{c['verdict']}: {c['headline']}" for c in controls])
+    if embed:
+        def cell(i: int, text: str) -> str:
+            cls = f' class="{text.replace(" ", "-")}"' if i == 2 else ""
+            return f"<td{cls}>{html.escape(text)}</td>"
+        return ("<table><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in header) + "</tr>"
+                + "".join("<tr>" + "".join(cell(i, x) for i, x in enumerate(row)) + "</tr>" for row in rows)
+                + "</table>")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(f"**{x}**" if i == 2 else x for i, x in enumerate(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def controls_note(summary: dict) -> str:
+    if not summary["controls"]:
+        return ("No control columns: no control checkpoint of this shape was found. `make controls` trains a "
+                "random-init and a rule-blind control (runs control_random_init, control_rule_blind) and "
+                "reports with them.")
+    return "Controls (the same analyses, data seed {}): ".format(summary["seeds"][0]) + "; ".join(
+        f"{label}: run {c['run_id']}, step {c['step']}, held-out accuracy {100 * c['heldout_acc']:.1f}%"
+        for label, c in summary["controls"].items())
+
+
 READINGS = {
-    "H1": "The stencil share is the fraction of a target query's board attention that lands on the 9 cells "
-          "of its 3x3 toroidal neighbourhood; a head that ignored position would score 9/(H*W).",
-    "H2": "Probes are trained on 75% of the boards and scored on the other 25%. The random-init model "
-          "controls for what the architecture gives for free; shuffled labels control for probe capacity.",
-    "H3": "A causal test: flipping one rule token changes the true next state of exactly the cells it "
-          "governs. Patching one head's output from the flipped run into the clean run shows which heads carry it.",
-    "H4": "Put together: where the local evidence is gathered (stencil share by layer), when the neighbour "
+    "H1": "Shares of a target query's board attention, averaged over queries and boards. The stencil share "
+          "(3x3, the query's own cell included) is split into the own-cell share and the 8-neighbour share, "
+          "because a head that only copies its own cell would score 1.0 on the stencil share. A head aggregates "
+          "the neighbourhood when most of its board attention is on the 8 neighbours and spread over them "
+          "(evenness = smallest neighbour weight / their mean; a plus-shaped head is partial). Uniform "
+          "attention would put 8/(H*W) on the neighbours.",
+    "H2": "Probes are trained on 75% of the boards and scored on the other 25%. Random-init models of the same "
+          "shape (several init seeds; the margin is judged against the best of them) control for what the "
+          "architecture gives for free; shuffled labels control for probe capacity.",
+    "H3": "The discriminating test removes the rule-reading path: every rule token's embedding is replaced by "
+          "the mean of its two values' embeddings, and accuracy on held-out rules is compared with the best "
+          "rule-blind predictor (per (state, count) case, the more frequent next state). Rule use = the share of "
+          "the model's advantage over rule-blind that the ablation removes. The flip test (flip one rule token: "
+          "exactly the governed cells should change) is a consistency check: for a model right under both "
+          "rules it holds by construction. Patching one head from the flipped run names the heads that carry "
+          "the rule; below the effect floor it reports no effect.",
+    "H4": "Put together: whether layer 0 has an aggregating head (H1's definition), when the neighbour "
           "count becomes linear (probes), and when the next state becomes readable (logit lens).",
 }
+
+
+def control_checkpoints(args: argparse.Namespace, ckpt: dict) -> dict[str, dict]:
+    """The control checkpoints to report next to ``ckpt``: ``--controls``, else the default control runs
+    of the same data and model shape that exist (a note says which were skipped and why)."""
+    if args.no_controls:
+        return {}
+    wanted = ({f"control {i + 1}": run for i, run in enumerate(args.controls)} if args.controls
+              else dict(CONTROL_RUNS))
+    found = {}
+    for label, run_id in wanted.items():
+        try:
+            control = load_checkpoint(run_id=run_id, ckpt_dir=args.ckpt_dir)
+        except CheckpointError:
+            if args.controls:
+                raise
+            continue
+        problems = [p for p in config_mismatches(control["config"], ckpt["config"])  # the same shape, not data
+                    if p.startswith("model.") and not p.startswith("model.seed")
+                    or p.startswith(("data.height", "data.width", "data.multi_steps"))]
+        if control["path"] == ckpt["path"] or problems:
+            why = problems[0] if problems else "it is the analysed checkpoint"
+            print(f"report: control {run_id} skipped ({why})")
+            continue
+        found[label] = control
+    return found
+
+
+def run_controls(args: argparse.Namespace, controls: dict[str, dict], samples: dict[str, int], th: dict,
+                 out: Path, device: str | torch.device) -> dict:
+    """The analyses of the first data seed on each control, with their verdicts and headline numbers."""
+    results = {}
+    for label, control in controls.items():
+        print(f"report: analysing control {label} ({control.get('run_id')}) ...", flush=True)
+        model = model_from_checkpoint(control, device)
+        data = DataConfig(**control["config"]["data"])
+        ctx = Context(model=model, ckpt=control, layout=model.layout, data=data,
+                      out=out / "controls" / label.replace(" ", "_"), seed=args.seed, rule=None, command=command_line())
+        run = analyse(ctx, samples, th["h2"]["random_init_controls"])
+        verdicts = all_verdicts([run], th)
+        results[label] = {
+            "run_id": control.get("run_id"), "checkpoint": control["path"], "step": control["step"],
+            "heldout_acc": heldout_metrics(model, data, 256, seed=args.seed)["cell_acc"],
+            "verdicts": {h: {"verdict": v, "reason": why[0].split(": ", 1)[1], "headline": headline(h, run)}
+                         for h, (v, why) in verdicts.items()},
+        }
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -277,23 +294,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None, help="output folder (default assets/explorations/<timestamp>/)")
     parser.add_argument("--thresholds", default=None, help="verdict thresholds (default cfg/report/thresholds.yaml)")
     parser.add_argument("--quick", action="store_true", help="fewer samples (for tests and smoke runs)")
+    parser.add_argument("--controls", nargs="+", default=None, metavar="RUN_ID",
+                        help="control runs for the control columns (default: control_random_init and "
+                             "control_rule_blind when they exist; `make controls` trains them)")
+    parser.add_argument("--no-controls", action="store_true", help="no control columns")
     args = parser.parse_args(argv)
     with exit_on_user_error():
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        if args.controls and args.no_controls:
+            raise ValueError("--controls and --no-controls exclude each other")
         th = load_thresholds(Path(args.thresholds) if args.thresholds else None)
         model, ckpt = load_model_from_args(args)
+        controls = control_checkpoints(args, ckpt)
         data = DataConfig(**ckpt["config"]["data"])
         samples = ({"attn": 16, "probes": 24, "physics": 36, "lens": 32} if args.quick
                    else {"attn": 64, "probes": 128, "physics": 144, "lens": 256})
         with staged_dir(args.out) as (out, final):
-            summary = _write(args, th, model, ckpt, data, samples, out)
+            summary = _write(args, th, model, ckpt, data, samples, out, controls)
         print(f"report: {final / 'report.html'}")
         return summary
 
 
 def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict, data: DataConfig,
-           samples: dict[str, int], out: Path) -> dict:
+           samples: dict[str, int], out: Path, controls: dict[str, dict]) -> dict:
     """Run every analysis and write the report into ``out`` (a staging folder)."""
     t0 = time.time()
     runs = []
@@ -301,13 +325,9 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
         ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=data, out=out / f"seed{seed}",
                       seed=seed, rule=None, command=command_line())
         print(f"report: analysing seed {seed} ...", flush=True)
-        runs.append(analyse(ctx, samples))
-    verdicts = {
-        "H1": combine([verdict_h1(r["h1"], th["h1"]) for r in runs]),
-        "H2": combine([verdict_h2(r["h2"], th["h2"]) for r in runs]),
-        "H3": combine([verdict_h3(r["h3"], th["h3"]) for r in runs]),
-        "H4": combine([verdict_h4(r["h1"], r["h2"], r["lens"], th["h4"]) for r in runs]),
-    }
+        runs.append(analyse(ctx, samples, th["h2"]["random_init_controls"]))
+    verdicts = all_verdicts(runs, th)
+    control_results = run_controls(args, controls, samples, th, out, model.cfg.device)
     print("report: evaluating the checkpoint for the model card ...", flush=True)
     n_boards = 256 if args.quick else 2048
     ev = evaluate(model, data, n_boards=n_boards, seed=args.seed, boards_per_named_rule=64 if args.quick else 256,
@@ -320,6 +340,22 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
         "H3": [out / p for p in first["h3"]],
         "H4": [out / p for p in first["h4"] + first["lens"]],
     }
+    summary = {
+        "checkpoint": ckpt["path"], "run_id": ckpt.get("run_id"), "step": ckpt["step"],
+        "seeds": list(range(args.seed, args.seed + args.seeds)), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "git_commit": git_commit(), "command": command_line(), "thresholds": th,
+        "heldout": ev["heldout"],
+        "verdicts": {h: {"verdict": v, "reasons": why} for h, (v, why) in verdicts.items()},
+        "controls": control_results, "per_seed": runs, "eval": ev, "seconds": round(time.time() - t0, 1),
+    }
+    write_report(out, summary, figures, model_card(args, model, ckpt, data, animations), format_report(ev))
+    print_verdicts(summary)
+    return summary
+
+
+def model_card(args: argparse.Namespace, model: LifeTransformer, ckpt: dict, data: DataConfig,
+               animations: list[Path]) -> dict:
+    """The model card's text, the commands that reproduce the report, and the rollout animations."""
     cfg = ckpt["config"]
     reproduce = "\n".join([
         f"# checkpoint {ckpt['path']} (run {ckpt.get('run_id')}, step {ckpt['step']}), git {git_commit()}",
@@ -327,29 +363,26 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
         f"python -m interfere.report --ckpt {ckpt['path']} --seeds {args.seeds} --seed {args.seed}",
         f"# this report: {command_line()}",
     ])
-    card_text = "\n".join([
+    text = "\n".join([
         f"run {ckpt.get('run_id')}  step {ckpt['step']}  training time {ckpt.get('train_time_s', 0):.0f} s",
         f"parameters {n_params(model):,}  layers {model.cfg.n_layers}  d_model {model.cfg.d_model}  "
         f"heads {model.cfg.n_heads}  board {data.height}x{data.width}  rope {model.life_cfg.rope} "
         f"(rotary_dim {model.life_cfg.rotary_dim})",
         "config:", OmegaConf.to_yaml(OmegaConf.create({k: cfg[k] for k in ("data", "model", "train")})),
     ])
-    summary = {
-        "checkpoint": ckpt["path"], "run_id": ckpt.get("run_id"), "step": ckpt["step"],
-        "seeds": list(range(args.seed, args.seed + args.seeds)), "date": time.strftime("%Y-%m-%d %H:%M"),
-        "git_commit": git_commit(), "command": command_line(), "thresholds": th,
-        "heldout": ev["heldout"],
-        "verdicts": {h: {"verdict": v, "reasons": why} for h, (v, why) in verdicts.items()},
-        "per_seed": runs, "eval": ev, "seconds": round(time.time() - t0, 1),
-    }
-    write_report(out, summary, figures, {"text": card_text, "reproduce": reproduce, "animations": animations},
-                 format_report(ev))
+    return {"text": text, "reproduce": reproduce, "animations": animations}
+
+
+def print_verdicts(summary: dict) -> None:
+    """The verdict table on the terminal, with the controls' verdicts under each line."""
     width = max(len(h) for h in HYPOTHESES)
-    print(f"\n{'':<{width}}  verdict         key numbers (seed {args.seed})")
-    for h, (v, why) in verdicts.items():
-        print(f"{h:<{width}}  {v:<14}  {why[0].split(': ', 1)[1]}")
-    print(f"\nheld-out cell accuracy {100 * ev['heldout']['cell_acc']:.3f}%  ({summary['seconds']} s)")
-    return summary
+    print(f"\n{'':<{width}}  verdict         key numbers (seed {summary['seeds'][0]})")
+    for h, v in summary["verdicts"].items():
+        print(f"{h:<{width}}  {v['verdict']:<14}  {v['reasons'][0].split(': ', 1)[1]}")
+        for label, control in summary["controls"].items():
+            c = control["verdicts"][h]
+            print(f"{'':<{width}}    control {label}: {c['verdict']} ({c['headline']})")
+    print(f"\nheld-out cell accuracy {100 * summary['heldout']['cell_acc']:.3f}%  ({summary['seconds']} s)")
 
 
 if __name__ == "__main__":

@@ -42,8 +42,8 @@ SEG_PHYSICS, SEG_BOARD, SEG_TARGET = 0, 1, 2  # target k (t+1+k) has segment SEG
 IGNORE = -100
 
 
-def rule_token(bit: int, value: int) -> int:
-    """Token id of ``<R{bit}_{value}>``."""
+def rule_token(bit: int | torch.Tensor, value: int | torch.Tensor) -> int | torch.Tensor:
+    """Token id of ``<R{bit}_{value}>`` (elementwise for tensors)."""
     return RULE_TOKEN_BASE + 2 * bit + value
 
 

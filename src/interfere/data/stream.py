@@ -8,12 +8,12 @@ shifts applied to the board at t and to its futures together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from interfere.ca.patterns import PATTERNS, stamp
-from interfere.ca.rules import N_RULE_BITS, bits_from_codes, named_rule_bits, rule_codes
+from interfere.ca.rules import N_RULE_BITS, bits_from_codes, get_rule, named_rule_bits, rule_codes
 from interfere.ca.simulate import step
 from interfere.data.layout import MAX_STEPS, Encoded, SequenceLayout
 from interfere.validate import at_least, ordered, within
@@ -35,8 +35,12 @@ class DataConfig:
     augment_shift: bool = False
     n_heldout: int = 64  # held-out random rules, for evaluation only
     heldout_seed: int = 1234
+    rules: list[str] = field(default_factory=list)  # train on these rules only (names or strings); [] = the mix
 
     def __post_init__(self) -> None:
+        self.rules = list(self.rules)
+        for rule in self.rules:
+            get_rule(rule)  # a bad rule string fails here, naming it
         at_least("data.height", self.height, 1)
         at_least("data.width", self.width, 1)
         within("data.multi_steps", self.multi_steps, 1, MAX_STEPS)
@@ -121,10 +125,25 @@ class BatchStream:
         self.heldout = heldout_rules(cfg.n_heldout, cfg.heldout_seed).to(self.device)
         self._heldout_codes = rule_codes(self.heldout)
         self._named = named_rule_bits().to(self.device)
+        self._only = self._fixed_rules(cfg.rules)
+
+    def _fixed_rules(self, rules: list[str]) -> torch.Tensor | None:
+        """``[n, 18]`` bits of ``data.rules`` (None when empty); a held-out rule may not be trained on."""
+        if not rules:
+            return None
+        bits = torch.stack([get_rule(r).bits for r in rules]).to(self.device)
+        clash = torch.isin(rule_codes(bits), self._heldout_codes)
+        if clash.any():
+            raise ValueError(f"data.rules: {[r for r, c in zip(rules, clash.tolist()) if c]} is a held-out "
+                             "evaluation rule; train on other rules or change data.heldout_seed")
+        return bits
 
     def sample_rules(self, n: int) -> torch.Tensor:
-        """``[n, 18]`` bool training rules: named with prob ``named_frac``, else random non-held-out."""
+        """``[n, 18]`` bool training rules: ``data.rules`` uniformly if given; else named with
+        prob ``named_frac`` and random non-held-out rules otherwise."""
         c, g, dev = self.cfg, self.generator, self.device
+        if self._only is not None:
+            return self._only[torch.randint(0, len(self._only), (n,), generator=g, device=dev)]
         p = c.bit_p_min + (c.bit_p_max - c.bit_p_min) * torch.rand(n, 1, generator=g, device=dev)
         rules = torch.rand(n, N_RULE_BITS, generator=g, device=dev) < p
         clash = torch.isin(rule_codes(rules), self._heldout_codes)

@@ -3,11 +3,20 @@
     python explorations/attn_maps.py --layer 0 --head 0 [--center | --query R,C] [--sweep heads|layers]
 
 Measures per (layer, head), with A the attention pattern of t+1 target queries and N(q) the 3x3
-toroidal neighbourhood of the query's cell: the *stencil share* (mean of the attention mass on
-N(q) divided by the mass on the whole board; uniform baseline 9/(H*W)) and the *board share*
-(mean attention mass on the board at all). Figures: the chosen head's map for one query, all
-heads of the layer for that query, the relative stencil (every query's map re-centred on the
-query, then averaged) and the stencil-share heatmap over layers and heads.
+toroidal neighbourhood of the query's cell, every share a fraction of the query's attention on the
+board, averaged over queries and boards:
+
+* *stencil share*: the share on N(q) (uniform baseline 9/(H*W)); it counts the query's own cell,
+  so a head that only copies its own cell scores 1.0. Hence, separately:
+* *own-cell share*: the share on the query's own cell (a *self-lookup* head has most of it there);
+* *8-neighbour share*: the share on the 8 neighbours (uniform baseline 8/(H*W));
+* *neighbour evenness*: the smallest of the 8 mean neighbour weights over their mean (1: spread
+  evenly, as counting needs; 0: some neighbour ignored; a plus-shaped head scores low);
+* *effective cells*: exp(entropy) of the mean 3x3 weights (9 = uniform over the stencil, 1 = one cell);
+* *board share*: the attention mass on the board at all.
+
+Figures: the chosen head's map for one query, all heads of the layer for that query, the relative
+stencil (every query's map re-centred on the query, then averaged), and the per-head measures.
 """
 
 from __future__ import annotations
@@ -49,6 +58,35 @@ def stencil_mask(layout: SequenceLayout) -> torch.Tensor:
     return torch.zeros(layout.n_cells, layout.n_cells).scatter_(1, hood, 1.0)
 
 
+OWN_OFFSET = 4  # index of the query's own cell among the 3x3 offsets (row-major, see moore_neighbourhood)
+
+
+def stencil_profile(pattern: torch.Tensor, layout: SequenceLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``[head, 9]`` mean share of board attention on each 3x3 offset, ``[head]`` board share)."""
+    a = board_attention(pattern, layout).float()  # [b, head, q, k]
+    board_mass = a.sum(-1)
+    share = a / board_mass.clamp_min(1e-12)[..., None]
+    hood = moore_neighbourhood(layout.height, layout.width).to(a.device)  # [q, 9]
+    per_offset = share.gather(-1, hood.expand(*a.shape[:2], -1, -1))  # [b, head, q, 9]
+    valid = (board_mass > 1e-12).float()[..., None]
+    profile = (per_offset * valid).sum(dim=(0, 2)) / valid.sum(dim=(0, 2)).clamp_min(1)
+    return profile, board_mass.mean(dim=(0, 2))
+
+
+def locality_measures(profile: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The per-head H1 measures (module docstring) from ``[..., 9]`` stencil profiles."""
+    own = profile[..., OWN_OFFSET]
+    neighbours = torch.cat([profile[..., :OWN_OFFSET], profile[..., OWN_OFFSET + 1 :]], dim=-1)
+    p = profile / profile.sum(-1, keepdim=True).clamp_min(1e-12)
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
+    return {
+        "own_share": own,
+        "neighbour_share": neighbours.sum(-1),
+        "neighbour_evenness": neighbours.min(-1).values / neighbours.mean(-1).clamp_min(1e-12),
+        "effective_cells": entropy.exp(),
+    }
+
+
 def relative_maps(pattern: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
     """``[head, H, W]``: each query's board attention re-centred so the query sits at (H//2, W//2)."""
     h, w = layout.height, layout.width
@@ -81,6 +119,8 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     shares = [stencil_shares(patterns[i], layout) for i in range(cfg.n_layers)]
     stencil = torch.stack([s for s, _ in shares])  # [layer, head]
     board = torch.stack([b for _, b in shares])
+    profile = torch.stack([stencil_profile(patterns[i], layout)[0] for i in range(cfg.n_layers)])  # [l, h, 9]
+    measures = locality_measures(profile)
     uniform = float(stencil_mask(layout).sum(1).mean()) / layout.n_cells
     files = []
 
@@ -108,12 +148,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
         caption(fig, ctx.caption(layer=args.layer))
         files.append(save(fig, ctx.out / f"{name}_L{args.layer}.png"))
 
-    fig, axes = plt.subplots(1, 2, figsize=(4.4 + 2.0 * cfg.n_heads, 1.6 + 0.55 * cfg.n_layers),
-                             layout="constrained")
-    head_grid(axes[0], stencil, f"H1 stencil share (uniform baseline {uniform:.3f})", "3x3 mass / board mass")
-    head_grid(axes[1], board, "board share", "attention mass on the board")
-    caption(fig, ctx.caption(samples=args.samples))
-    files.append(save(fig, ctx.out / "h1_stencil_share.png"))
+    files.append(locality_figure(ctx, stencil, measures, board, uniform, args.samples))
 
     if args.sweep:
         frames = []
@@ -130,11 +165,34 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     best = torch.nonzero(stencil == stencil.nan_to_num(-1).max())[0].tolist()
     numbers = {
         "query": list(cell), "samples": args.samples, "uniform_baseline": uniform,
+        "neighbour_uniform_baseline": 8 / layout.n_cells,
         "stencil_share": stencil.tolist(), "board_share": board.tolist(),
+        **{k: v.tolist() for k, v in measures.items()}, "stencil_profile": profile.tolist(),
         "best_head": {"layer": best[0], "head": best[1], "stencil_share": float(stencil[best[0], best[1]])},
         "best_stencil_share_per_layer": stencil.nan_to_num(-1).max(1).values.tolist(),
     }
     return numbers, files
+
+
+def locality_figure(ctx: Context, stencil: torch.Tensor, measures: dict[str, torch.Tensor], board: torch.Tensor,
+                    uniform: float, samples: int) -> Path:
+    """The per-head H1 measures side by side: where a head's board attention goes, and how evenly."""
+    cfg = ctx.model.cfg
+    panels = [
+        (stencil, f"3x3 stencil share\n(uniform {uniform:.3f})", "share of board attention"),
+        (measures["own_share"], f"own-cell share\n(uniform {1 / ctx.layout.n_cells:.3f})", "share of board attention"),
+        (measures["neighbour_share"], f"8-neighbour share\n(uniform {8 / ctx.layout.n_cells:.3f})",
+         "share of board attention"),
+        (measures["neighbour_evenness"], "neighbour evenness\n(min / mean of the 8)", "1 = even"),
+        (board, "board share", "attention mass on the board"),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.8 + 2.3 * len(panels) * max(1, cfg.n_heads / 4),
+                                                      1.9 + 0.55 * cfg.n_layers), layout="constrained")
+    for ax, (values, title, label) in zip(axes, panels):
+        head_grid(ax, values, title, label)
+    fig.suptitle("H1: where t+1 target queries look on the board, per head")
+    caption(fig, ctx.caption(samples=samples))
+    return save(fig, ctx.out / "h1_locality.png")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,11 +57,13 @@ class Context:
         parts += [f"{k} {v}" for k, v in where.items()]
         return " · ".join(parts)
 
-    def examples(self, n: int, seed_offset: int = 0) -> Examples:
-        """``n`` boards at the training densities under ``--rule`` or a mix of held-out rules."""
+    def examples(self, n: int, seed_offset: int = 0, rule: str | None = None) -> Examples:
+        """``n`` boards at the training densities under ``rule`` (default ``--rule``) or, when
+        neither is given, a mix of held-out rules."""
         g = torch.Generator().manual_seed(self.seed + seed_offset)
-        if self.rule:
-            rules = get_rule(self.rule).bits.expand(n, -1).clone()
+        rule = rule or self.rule
+        if rule:
+            rules = get_rule(rule).bits.expand(n, -1).clone()
         else:
             held = heldout_rules(self.data.n_heldout, self.data.heldout_seed)
             rules = held[torch.randint(0, len(held), (n,), generator=g)]
@@ -163,5 +165,7 @@ def _validate_common(ctx: Context, args: argparse.Namespace) -> None:
         check_range("--head", args.head, cfg.n_heads)
     if getattr(args, "samples", None) is not None and args.samples < 2:
         raise ValueError(f"--samples must be at least 2, got {args.samples}")
+    if getattr(args, "controls", None) is not None and args.controls < 1:
+        raise ValueError(f"--controls must be at least 1, got {args.controls}")
     if getattr(args, "query", None):
         parse_cell(args.query, ctx.layout)

@@ -9,9 +9,21 @@
    true next state changes. With C the cells whose prediction changed and G the governed cells:
    precision |C & G| / |C|, recall |C & G| / |G|, the false-flip rate |C - G| / |not G|, and the
    accuracy of the flipped prediction against the flipped rule's truth.
-3. Activation patching: each head's output (``hook_z``, all positions) from the flipped run is
+   For a model that is right under both rules, changed = governed by construction, so the flip test
+   is a *consistency check*, not a discriminating test.
+3. The discriminating causal test, rule-path ablation: every rule token's embedding is replaced by
+   the mean of its two values' embeddings (``<Rr_0>``, ``<Rr_1>``) at ``hook_embed``, which removes
+   what the rule says while keeping where it sits. Accuracy on held-out rules is compared with
+   the best accuracy any rule-blind predictor can reach on the same cells (for each of the 18
+   (state, neighbour count) cases, the more frequent next state). *Rule use* = (clean - ablated)
+   / (clean - rule-blind best): 1 when removing the rule leaves a rule-blind model, 0 when it
+   changes nothing. Below the ``rule_use_gain`` floor (``cfg/report/thresholds.yaml``) the model is
+   no better than rule-blind and rule use is "no effect". The same ablation on Conway's Life shows
+   what happens to a rule the model may know by heart.
+4. Activation patching: each head's output (``hook_z``, all positions) from the flipped run is
    patched into the clean run (``transformer_lens.patching``); the share of the flip's effect on
-   the governed cells' alive-minus-dead logit it restores names the responsible heads.
+   the governed cells' alive-minus-dead logit it restores names the responsible heads. When the
+   flip's effect is below the ``patch_effect_logits`` floor, the shares are "no effect".
 """
 
 from __future__ import annotations
@@ -25,13 +37,14 @@ import numpy as np
 import torch
 from transformer_lens import patching
 
-from interfere.ca.rules import BIT_NAMES, N_RULE_BITS
-from interfere.ca.simulate import step
-from interfere.data.layout import SequenceLayout
-from interfere.explore.common import Context, parser, run_main
+from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
+from interfere.ca.simulate import neighbour_counts, step
+from interfere.data.layout import SequenceLayout, rule_token
+from interfere.explore.common import Context, Examples, parser, run_main
 from interfere.model.life_model import LifeTransformer
+from interfere.thresholds import effect_floors
 from interfere.viz.boards import head_grid
-from interfere.viz.style import ACCENT, ACCENT_2, DIV_CMAP, SEQ_CMAP, WRONG_COLOR, caption, save
+from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, DIV_CMAP, SEQ_CMAP, WRONG_COLOR, caption, save
 
 NAME = "physics_bits"
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (rules, boards) -> next boards
@@ -124,6 +137,48 @@ def model_predictor(model: LifeTransformer) -> Predictor:
     return lambda rules, boards: model.predict(rules, boards).cpu()
 
 
+def rule_blind_ceiling(boards: torch.Tensor, next_boards: torch.Tensor) -> float:
+    """The best accuracy a predictor that ignores the rule can reach on these cells: in each of
+    the 18 (state, neighbour count) cases it predicts the more frequent next state."""
+    case = (boards * N_COUNTS + neighbour_counts(boards)).flatten()
+    alive = torch.bincount(case, weights=next_boards.flatten().float(), minlength=2 * N_COUNTS)
+    total = torch.bincount(case, minlength=2 * N_COUNTS).float()
+    return float(torch.maximum(alive, total - alive).sum() / total.sum())
+
+
+def rule_value_ablation(model: LifeTransformer, tokens: torch.Tensor) -> tuple[str, Callable]:
+    """A ``hook_embed`` hook that replaces each rule token's embedding by the mean of its two values'."""
+    w_e, rule = model.embed.W_E, model.layout.rule
+    bits = torch.arange(N_RULE_BITS, device=w_e.device)
+    mean = (w_e[rule_token(bits, 0)] + w_e[rule_token(bits, 1)]) / 2  # [18, d_model]
+    delta = mean - w_e[tokens[:, rule]]  # [batch, 18, d_model]
+
+    def hook(embed: torch.Tensor, hook) -> torch.Tensor:  # embed: [batch, pos, d_model]
+        embed = embed.clone()
+        embed[:, rule] += delta.to(embed.dtype)
+        return embed
+
+    return "hook_embed", hook
+
+
+def rule_path(model: LifeTransformer, ex: Examples) -> dict[str, float]:
+    """Accuracy with the rule tokens intact and with their values ablated, and the rule-blind best."""
+    def accuracy(logits: torch.Tensor) -> float:
+        pred = model.target_logits(logits)[:, : model.layout.n_cells].argmax(-1).cpu()
+        return float((pred == ex.next_boards.flatten(1)).float().mean())
+
+    clean = accuracy(model(ex.tokens))
+    ablated = accuracy(model.run_with_hooks(ex.tokens, fwd_hooks=[rule_value_ablation(model, ex.tokens)]))
+    best_blind = rule_blind_ceiling(ex.boards, ex.next_boards)
+    return {"clean_acc": clean, "ablated_acc": ablated, "rule_blind_best": best_blind}
+
+
+def rule_use(path: dict[str, float], floor: float) -> float | None:
+    """(clean - ablated) / (clean - rule-blind best), or None ("no effect") below ``floor``."""
+    gain = path["clean_acc"] - path["rule_blind_best"]
+    return (path["clean_acc"] - path["ablated_acc"]) / gain if gain >= floor else None
+
+
 def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     model, layout, cfg = ctx.model, ctx.layout, ctx.model.cfg
     ex = ctx.examples(args.samples)
@@ -135,6 +190,12 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     bits = torch.arange(len(ex.rules)) % N_RULE_BITS  # every bit flipped on an equal share of boards
     flipped = flip_bits(ex.rules, bits)
     restored, restored_all, effect = head_patching(model, ex.rules, flipped, ex.boards)
+    floors = effect_floors()
+    patch_effect = abs(effect) >= floors["patch_effect_logits"]
+    path = rule_path(model, ex)
+    path["rule_use"] = rule_use(path, floors["rule_use_gain"])
+    conway = None if ctx.rule else rule_path(model, ctx.examples(args.samples, seed_offset=7, rule="B3/S23"))
+    n_context = layout.seq_len - len(layout.target_index)
     files = []
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 1.5 + 0.3 * cfg.n_layers * cfg.n_heads),
@@ -167,24 +228,67 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     caption(fig, ctx.caption(samples=args.samples))
     files.append(save(fig, ctx.out / "flip_test.png"))
 
+    files.append(rule_path_figure(ctx, path, conway, floors["rule_use_gain"], args.samples))
+
     fig, ax = plt.subplots(figsize=(1.6 + 0.9 * cfg.n_heads, 1.4 + 0.6 * cfg.n_layers))
-    lim = max(1.0, float(restored.abs().max()))
-    head_grid(ax, restored, f"share of the flip effect restored by patching one head\n(all heads: {restored_all:.2f})",
-              "restored share", DIV_CMAP, -lim, lim)
+    if patch_effect:
+        lim = max(1.0, float(restored.abs().max()))
+        head_grid(ax, restored, "share of the flip effect restored by patching one head\n"
+                  f"(all heads: {restored_all:.2f}; flip effect {effect:.2f} logits)", "restored share", DIV_CMAP,
+                  -lim, lim)
+    else:
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no effect to patch:\nthe flip moves the governed cells' logit by {effect:.3f},\n"
+                f"below the floor of {floors['patch_effect_logits']} (cfg/report/thresholds.yaml)",
+                ha="center", va="center", transform=ax.transAxes)
     caption(fig, ctx.caption(samples=args.samples))
     files.append(save(fig, ctx.out / "head_patching.png"))
 
-    best = torch.nonzero(restored == restored.max())[0].tolist()
+    best = torch.nonzero(restored == restored.max())[0].tolist() if patch_effect else None
     numbers = {
         "samples": args.samples,
         "rule_attention_mass": total.tolist(), "rule_attention_per_bit": rule_mass.tolist(),
+        "rule_attention_uniform": N_RULE_BITS / (n_context + 1),  # a target sees the context and itself
         "flip": scores,
-        "flip_mean": {k: float(np.nanmean(scores[k]))
-                      for k in ("precision", "recall", "false_flip_rate", "flipped_acc")},
-        "patching": {"restored_share": restored.tolist(), "all_heads": restored_all, "effect_logit": effect,
-                     "best_head": {"layer": best[0], "head": best[1], "share": float(restored.max())}},
+        "flip_mean": {k: _nanmean(scores[k]) for k in ("precision", "recall", "false_flip_rate", "flipped_acc")},
+        "rule_path": path, "rule_path_conway": conway,
+        "patching": {"effect_logit": effect, "effect_floor": floors["patch_effect_logits"],
+                     "no_effect": not patch_effect,
+                     "restored_share": restored.tolist() if patch_effect else None,
+                     "all_heads": restored_all if patch_effect else None,
+                     "best_head": ({"layer": best[0], "head": best[1], "share": float(restored.max())}
+                                   if patch_effect else None)},
     }
     return numbers, files
+
+
+def _nanmean(values: list[float]) -> float:
+    """The mean over the defined values; NaN when none is (e.g. no prediction changed under any flip)."""
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def rule_path_figure(ctx: Context, path: dict, conway: dict | None, floor: float, samples: int) -> Path:
+    """Accuracy with the rule path intact and removed, against the best rule-blind predictor."""
+    groups = [("held-out random rules", path)] + ([("Conway's Life", conway)] if conway else [])
+    fig, ax = plt.subplots(figsize=(3.2 + 2.2 * len(groups), 3.4))
+    width = 0.26
+    for i, (_, p) in enumerate(groups):
+        for j, (key, label, color) in enumerate((("clean_acc", "rule tokens intact", ACCENT),
+                                                 ("ablated_acc", "rule values ablated", WRONG_COLOR),
+                                                 ("rule_blind_best", "best rule-blind predictor", CONTROL_COLOR))):
+            ax.bar(i + (j - 1) * width, p[key], width, color=color, label=label if i == 0 else None)
+            ax.text(i + (j - 1) * width, p[key] + 0.01, f"{p[key]:.3f}", ha="center", fontsize=7)
+    ax.set_xticks(range(len(groups)), [g for g, _ in groups])
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("t+1 cell accuracy")
+    use = path["rule_use"]
+    ax.set_title("H3 causal test: remove the rule-reading path\n"
+                 + (f"rule use {use:.2f} on held-out rules" if use is not None
+                    else f"no effect: the model is within {floor} of rule-blind"))
+    ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    caption(fig, ctx.caption(samples=samples))
+    return save(fig, ctx.out / "rule_path.png")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ from interfere.model.life_model import LifeTransformer, ModelConfig
 
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
+CONTROL_PREFIX = "control_"  # control runs (random init, rule-blind): never picked by the discovery rule
 TEMP_SUFFIX = ".tmp"  # a file being written: ``.<name>.<random>.tmp`` next to its destination
 REQUIRED_KEYS = ("format_version", "config", "vocab", "model", "step")
 
@@ -71,7 +72,8 @@ def point_latest_link(ckpt_dir: Path, target: Path) -> None:
 def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
                     ckpt_dir: str | Path = "checkpoints") -> Path:
     """The discovery rule: ``ckpt``; else ``<ckpt_dir>/<run_id>/latest.pt``; else the newest
-    ``<ckpt_dir>/*/latest.pt``; else ``<ckpt_dir>/latest.pt``; else a clear error."""
+    ``<ckpt_dir>/*/latest.pt`` that is not a control run (``control_*``); else
+    ``<ckpt_dir>/latest.pt``; else a clear error."""
     ckpt_dir = Path(ckpt_dir)
     if ckpt is not None:
         path = Path(ckpt)
@@ -86,10 +88,12 @@ def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
                 f"No checkpoint for run id {run_id!r} at {path}; runs found: {runs or 'none'}"
             )
         return path
-    runs = sorted(ckpt_dir.glob(f"*/{LATEST}"), key=lambda p: p.stat().st_mtime)
+    runs = sorted((p for p in ckpt_dir.glob(f"*/{LATEST}") if not p.parent.name.startswith(CONTROL_PREFIX)),
+                  key=lambda p: p.stat().st_mtime)
     if runs:
         return runs[-1]
-    if (ckpt_dir / LATEST).is_file():
+    if (ckpt_dir / LATEST).is_file() and not Path(os.path.realpath(ckpt_dir / LATEST)).parent.name.startswith(
+            CONTROL_PREFIX):
         return ckpt_dir / LATEST
     raise CheckpointError(
         f"No checkpoint found under {str(ckpt_dir)!r}. Train one first: "

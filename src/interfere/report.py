@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error, load_model_from_args
 from interfere.data.stream import DataConfig
 from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
-from interfere.explore import attn_maps, logit_lens, physics_bits, probes
+from interfere.explore import attn_maps, circuit, logit_lens, physics_bits, probes
 from interfere.explore.common import Context, staged_dir
 from interfere.model.checkpoint import (
     CONTROL_PREFIX,
@@ -177,6 +177,20 @@ def render(summary: dict, figures: dict[str, list[Path]], card: dict, eval_table
         para(READINGS[h], "muted")
         for fig in figures[h]:
             parts.append(_img(fig, embed, out))
+    how = summary["how"]
+    heading(2, f"How the model computes: {how['verdict']}")
+    para("The algorithm card: each line is a claim about a component that survived a causal test "
+         "(its output replaced by the claimed variable, or its attention by a fixed pattern), with the number.")
+    card_lines = [f"{i + 1}. {line}" for i, line in enumerate(how["card"])]
+    parts.append(("<ol>" + "".join(f"<li>{esc(line)}</li>" for line in how["card"]) + "</ol>") if embed
+                 else "\n".join(card_lines) + "\n")
+    para(f"Verdict: {how['verdict']}: {how['verdict_reason']}. Minimal circuit ({how['circuit_search']}): "
+         f"{', '.join(how['circuit'])}, {100 * how['circuit_acc']:.2f}% with every other component mean-ablated.")
+    para("Threshold: " + ", ".join(f"{k} = {x}" for k, x in summary["thresholds"]["circuit"].items()))
+    para("Not supported means: all roles replaced at once keep less than refute_acc. Inconclusive: the roles "
+         "keep the accuracy but some needed component is unexplained, or matters only through the answer.", "muted")
+    for fig in figures["how"]:
+        parts.append(_img(fig, embed, out))
     heading(2, "Model card")
     parts.append(("<pre>" + esc(card["text"]) + "</pre>") if embed else f"```\n{card['text']}\n```\n")
     parts.append(("<pre>" + esc(eval_table) + "</pre>") if embed else f"```\n{eval_table}\n```\n")
@@ -308,8 +322,8 @@ def main(argv: list[str] | None = None) -> dict:
         model, ckpt = load_model_from_args(args)
         controls = control_checkpoints(args, ckpt)
         data = DataConfig(**ckpt["config"]["data"])
-        samples = ({"attn": 16, "probes": 24, "physics": 36, "lens": 32} if args.quick
-                   else {"attn": 64, "probes": 128, "physics": 144, "lens": 256})
+        samples = ({"attn": 16, "probes": 24, "physics": 36, "lens": 32, "circuit": 32} if args.quick
+                   else {"attn": 64, "probes": 128, "physics": 144, "lens": 256, "circuit": 256})
         with staged_dir(args.out) as (out, final):
             summary = _write(args, th, model, ckpt, data, samples, out, controls)
         print(f"report: {final / 'report.html'}")
@@ -327,6 +341,11 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
         print(f"report: analysing seed {seed} ...", flush=True)
         runs.append(analyse(ctx, samples, th["h2"]["random_init_controls"]))
     verdicts = all_verdicts(runs, th)
+    print(f"report: how the model computes (circuit, seed {args.seed}) ...", flush=True)
+    ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=data, out=out / "circuit", seed=args.seed,
+                  rule=None, command=command_line())
+    ctx.out.mkdir(parents=True)
+    how, how_files = circuit.run(ctx, Namespace(samples=samples["circuit"]))
     control_results = run_controls(args, controls, samples, th, out, model.cfg.device)
     print("report: evaluating the checkpoint for the model card ...", flush=True)
     n_boards = 256 if args.quick else 2048
@@ -339,6 +358,7 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
         "H2": [out / p for p in first["h2"]],
         "H3": [out / p for p in first["h3"]],
         "H4": [out / p for p in first["h4"] + first["lens"]],
+        "how": how_files,
     }
     summary = {
         "checkpoint": ckpt["path"], "run_id": ckpt.get("run_id"), "step": ckpt["step"],
@@ -346,7 +366,7 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
         "git_commit": git_commit(), "command": command_line(), "thresholds": th,
         "heldout": ev["heldout"],
         "verdicts": {h: {"verdict": v, "reasons": why} for h, (v, why) in verdicts.items()},
-        "controls": control_results, "per_seed": runs, "eval": ev, "seconds": round(time.time() - t0, 1),
+        "how": how, "controls": control_results, "per_seed": runs, "eval": ev, "seconds": round(time.time() - t0, 1),
     }
     write_report(out, summary, figures, model_card(args, model, ckpt, data, animations), format_report(ev))
     print_verdicts(summary)
@@ -382,6 +402,9 @@ def print_verdicts(summary: dict) -> None:
         for label, control in summary["controls"].items():
             c = control["verdicts"][h]
             print(f"{'':<{width}}    control {label}: {c['verdict']} ({c['headline']})")
+    how = summary["how"]
+    print(f"\nhow the model computes: {how['verdict']} ({how['verdict_reason']})")
+    print("\n".join(f"  {i + 1}. {line}" for i, line in enumerate(how["card"])))
     print(f"\nheld-out cell accuracy {100 * summary['heldout']['cell_acc']:.3f}%  ({summary['seconds']} s)")
 
 

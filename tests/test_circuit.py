@@ -131,3 +131,50 @@ def test_universality_end_to_end_on_two_tiny_seeds(tmp_path):
                                 str(tmp_path / "ck"), "--samples", "8", "--out", str(tmp_path / "u")])
     assert set(result["results"]) == {0, 1} and (tmp_path / "u/universality.md").is_file()
     assert (tmp_path / "ck/universality_life_smoke_seed1/latest.pt").is_file()
+
+
+# --- dynamics (issue 13) ---------------------------------------------------------------------
+def test_first_reaching_on_synthetic_curves():
+    from interfere.explore.dynamics import first_crossing, first_reaching
+
+    steps = [1, 2, 4, 8, 16]
+    assert first_reaching(steps, [0.5, 0.6, 0.9, 0.99, 1.0], 0.9) == 8  # monotone: 0.99 is 98% of the way
+    assert first_reaching(steps, [0.5, 0.96, 0.6, 0.97, 1.0], 0.9) == 2  # noisy: the first crossing counts
+    assert first_reaching(steps, [1.0, 0.8, 0.5, 0.2, 0.0], 0.5) == 4  # a falling measure (e.g. the loss)
+    assert first_reaching(steps, [0.3, 0.3, 0.3, 0.3, 0.3], 0.9) is None  # never changes
+    assert first_crossing(steps, [0.5, 0.6, 0.7, 0.8, 0.85], 0.9) is None  # never reaches the level
+    assert first_crossing(steps, [0.5, 0.6, 0.95, 0.8, 0.99], 0.9) == 4
+
+
+def test_snapshots_planned_written_loadable_and_resumed_without_repeats(tmp_path, smoke_cfg):
+    from interfere.explore import dynamics
+    from interfere.model.checkpoint import list_snapshots
+    from interfere.train.loop import train
+    from interfere.train.optim import snapshot_steps
+
+    common = ["train.run_id=s", "train.steps=30", "train.snapshots=4", "train.final_eval=false"]
+    train(smoke_cfg(tmp_path, "train.stop_at=9", *common))
+    train(smoke_cfg(tmp_path, "train.resume=true", *common))
+    snaps = list_snapshots(tmp_path / "checkpoints/s")
+    assert [int(p.stem.split("_")[1]) for p in snaps] == snapshot_steps(30, 4) == [1, 3, 10, 30]
+    for p in snaps:
+        assert set(torch.load(p, weights_only=True)) >= {"model", "step", "config"}
+    log = [json.loads(line) for line in open(tmp_path / "runs/s/log.jsonl")]
+    assert sorted(r["step"] for r in log if "snapshot" in r) == [1, 3, 10, 30]  # none twice
+    assert torch.load(tmp_path / "checkpoints/s/latest.pt", weights_only=True)["step"] == 30
+    numbers = dynamics.main(["--ckpt", str(tmp_path / "checkpoints/s/latest.pt"), "--samples", "16",
+                             "--out", str(tmp_path / "d")])
+    assert numbers["steps"] == [1, 3, 10, 30] and len(numbers["measures"]) == 4
+    assert set(numbers["accuracy_first_crosses"]) == {"50%", "90%", "99%", "99.9%"}
+    assert (tmp_path / "d/dynamics_what_forms_when.png").is_file()
+
+
+def test_no_snapshots_when_disabled_and_a_clear_error(tiny_run, capsys, tmp_path):
+    from pathlib import Path
+
+    from interfere.explore import dynamics
+
+    assert not (Path(tiny_run["checkpoint"]).parent / "snapshots").exists()
+    with pytest.raises(SystemExit):
+        dynamics.main(["--ckpt", tiny_run["checkpoint"], "--out", str(tmp_path / "x")])
+    assert "has no snapshots" in capsys.readouterr().err

@@ -50,6 +50,7 @@ class TrainConfig:
     final_eval: bool = True
     dump_rank_weights: bool = False
     deterministic: bool = True
+    snapshots: int = 0
 
     def __post_init__(self) -> None:
         at_least("train.steps", self.steps, 0)
@@ -58,7 +59,7 @@ class TrainConfig:
         if not self.lr > 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr!r}")
         within("train.min_lr_frac", self.min_lr_frac, 0.0, 1.0)
-        for name in ("warmup_steps", "weight_decay", "grad_clip"):
+        for name in ("warmup_steps", "weight_decay", "grad_clip", "snapshots"):
             at_least(f"train.{name}", getattr(self, name), 0)
         for name in ("beta1", "beta2", "ema_decay"):
             within(f"train.{name}", getattr(self, name), 0.0, 1.0, high_open=True)

@@ -32,12 +32,13 @@ from omegaconf import OmegaConf
 from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error, load_model_from_args
 from interfere.data.stream import DataConfig
 from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
-from interfere.explore import attn_maps, circuit, logit_lens, physics_bits, probes
+from interfere.explore import attn_maps, circuit, dynamics, logit_lens, physics_bits, probes
 from interfere.explore.common import Context, staged_dir
 from interfere.model.checkpoint import (
     CONTROL_PREFIX,
     CheckpointError,
     config_mismatches,
+    list_snapshots,
     load_checkpoint,
     model_from_checkpoint,
 )
@@ -191,6 +192,16 @@ def render(summary: dict, figures: dict[str, list[Path]], card: dict, eval_table
          "keep the accuracy but some needed component is unexplained, or matters only through the answer.", "muted")
     for fig in figures["how"]:
         parts.append(_img(fig, embed, out))
+    forms = summary["forms"]
+    if forms:
+        heading(2, "When each piece forms")
+        para(f"Measured on the run's {len(forms['steps'])} training snapshots (steps {forms['steps'][0]} to "
+             f"{forms['steps'][-1]}, {forms['seconds']} s). A measure forms when it has covered "
+             f"{forms['fraction']:.0%} of the way from its first to its final value; in order: "
+             + "; ".join(forms["order"]) + ". Accuracy first crosses "
+             + ", ".join(f"{k} at step {v}" for k, v in forms["accuracy_first_crosses"].items() if v is not None) + ".")
+        for fig in figures["forms"]:
+            parts.append(_img(fig, embed, out))
     heading(2, "Model card")
     parts.append(("<pre>" + esc(card["text"]) + "</pre>") if embed else f"```\n{card['text']}\n```\n")
     parts.append(("<pre>" + esc(eval_table) + "</pre>") if embed else f"```\n{eval_table}\n```\n")
@@ -322,8 +333,8 @@ def main(argv: list[str] | None = None) -> dict:
         model, ckpt = load_model_from_args(args)
         controls = control_checkpoints(args, ckpt)
         data = DataConfig(**ckpt["config"]["data"])
-        samples = ({"attn": 16, "probes": 24, "physics": 36, "lens": 32, "circuit": 32} if args.quick
-                   else {"attn": 64, "probes": 128, "physics": 144, "lens": 256, "circuit": 256})
+        samples = ({"attn": 16, "probes": 24, "physics": 36, "lens": 32, "circuit": 32, "dynamics": 16} if args.quick
+                   else {"attn": 64, "probes": 128, "physics": 144, "lens": 256, "circuit": 256, "dynamics": 128})
         with staged_dir(args.out) as (out, final):
             summary = _write(args, th, model, ckpt, data, samples, out, controls)
         print(f"report: {final / 'report.html'}")
@@ -334,23 +345,24 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
            samples: dict[str, int], out: Path, controls: dict[str, dict]) -> dict:
     """Run every analysis and write the report into ``out`` (a staging folder)."""
     t0 = time.time()
+
+    def context(folder: str, seed: int) -> Context:
+        return Context(model=model, ckpt=ckpt, layout=model.layout, data=data, out=out / folder, seed=seed,
+                       rule=None, command=command_line())
+
     runs = []
     for seed in range(args.seed, args.seed + args.seeds):
-        ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=data, out=out / f"seed{seed}",
-                      seed=seed, rule=None, command=command_line())
         print(f"report: analysing seed {seed} ...", flush=True)
-        runs.append(analyse(ctx, samples, th["h2"]["random_init_controls"]))
-    verdicts = all_verdicts(runs, th)
+        runs.append(analyse(context(f"seed{seed}", seed), samples, th["h2"]["random_init_controls"]))
     print(f"report: how the model computes (circuit, seed {args.seed}) ...", flush=True)
-    ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=data, out=out / "circuit", seed=args.seed,
-                  rule=None, command=command_line())
+    ctx = context("circuit", args.seed)
     ctx.out.mkdir(parents=True)
     how, how_files = circuit.run(ctx, Namespace(samples=samples["circuit"]))
+    forms, forms_files = when_it_forms(context("dynamics", args.seed), samples)
     control_results = run_controls(args, controls, samples, th, out, model.cfg.device)
     print("report: evaluating the checkpoint for the model card ...", flush=True)
-    n_boards = 256 if args.quick else 2048
-    ev = evaluate(model, data, n_boards=n_boards, seed=args.seed, boards_per_named_rule=64 if args.quick else 256,
-                  rollouts=not args.quick)
+    ev = evaluate(model, data, n_boards=256 if args.quick else 2048, seed=args.seed,
+                  boards_per_named_rule=64 if args.quick else 256, rollouts=not args.quick)
     animations = save_rollout_animation(model, "B3/S23", "glider", out / "rollout_glider")
     first = runs[0]["files"]
     figures = {
@@ -358,19 +370,31 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
         "H2": [out / p for p in first["h2"]],
         "H3": [out / p for p in first["h3"]],
         "H4": [out / p for p in first["h4"] + first["lens"]],
-        "how": how_files,
+        "how": how_files, "forms": forms_files,
     }
     summary = {
         "checkpoint": ckpt["path"], "run_id": ckpt.get("run_id"), "step": ckpt["step"],
         "seeds": list(range(args.seed, args.seed + args.seeds)), "date": time.strftime("%Y-%m-%d %H:%M"),
-        "git_commit": git_commit(), "command": command_line(), "thresholds": th,
-        "heldout": ev["heldout"],
-        "verdicts": {h: {"verdict": v, "reasons": why} for h, (v, why) in verdicts.items()},
-        "how": how, "controls": control_results, "per_seed": runs, "eval": ev, "seconds": round(time.time() - t0, 1),
+        "git_commit": git_commit(), "command": command_line(), "thresholds": th, "heldout": ev["heldout"],
+        "verdicts": {h: {"verdict": v, "reasons": why} for h, (v, why) in all_verdicts(runs, th).items()},
+        "how": how, "forms": forms, "controls": control_results, "per_seed": runs, "eval": ev,
+        "seconds": round(time.time() - t0, 1),
     }
     write_report(out, summary, figures, model_card(args, model, ckpt, data, animations), format_report(ev))
     print_verdicts(summary)
     return summary
+
+
+def when_it_forms(ctx: Context, samples: dict[str, int]) -> tuple[dict | None, list[Path]]:
+    """The dynamics analysis when the run has snapshots (None otherwise)."""
+    if not list_snapshots(Path(ctx.ckpt["path"]).parent):
+        return None, []
+    print("report: when each piece forms (snapshots) ...", flush=True)
+    t0 = time.perf_counter()
+    ctx.out.mkdir(parents=True)
+    numbers, files = dynamics.run(ctx, Namespace(samples=samples["dynamics"], fraction=0.9))
+    numbers["seconds"] = round(time.perf_counter() - t0, 1)
+    return numbers, [f for f in files if f.suffix == ".png"]
 
 
 def model_card(args: argparse.Namespace, model: LifeTransformer, ckpt: dict, data: DataConfig,
@@ -402,6 +426,8 @@ def print_verdicts(summary: dict) -> None:
         for label, control in summary["controls"].items():
             c = control["verdicts"][h]
             print(f"{'':<{width}}    control {label}: {c['verdict']} ({c['headline']})")
+    if summary["forms"]:
+        print("\nwhen each piece forms: " + "; ".join(summary["forms"]["order"]))
     how = summary["how"]
     print(f"\nhow the model computes: {how['verdict']} ({how['verdict_reason']})")
     print("\n".join(f"  {i + 1}. {line}" for i, line in enumerate(how["card"])))

@@ -30,6 +30,7 @@ import torch
 from interfere.ca.simulate import moore_neighbourhood
 from interfere.data.layout import SequenceLayout
 from interfere.explore.common import Context, parse_cell, parser, run_main
+from interfere.model.life_model import LifeTransformer
 from interfere.viz.animate import figure_to_array, write_frames
 from interfere.viz.boards import draw_field, head_grid
 from interfere.viz.style import SEQ_CMAP, caption, save
@@ -100,10 +101,14 @@ def relative_maps(pattern: torch.Tensor, layout: SequenceLayout) -> torch.Tensor
     return a.gather(-1, idx).mean(dim=(0, 2)).reshape(-1, h, w)
 
 
-def all_patterns(ctx: Context, tokens: torch.Tensor) -> torch.Tensor:
+def all_patterns_of(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
     """``[layer, batch, head, T, T]`` attention patterns from the model's own forward."""
-    _, cache = ctx.model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
-    return torch.stack([cache[f"blocks.{i}.attn.hook_pattern"] for i in range(ctx.model.cfg.n_layers)]).float().cpu()
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+    return torch.stack([cache[f"blocks.{i}.attn.hook_pattern"] for i in range(model.cfg.n_layers)]).float().cpu()
+
+
+def all_patterns(ctx: Context, tokens: torch.Tensor) -> torch.Tensor:
+    return all_patterns_of(ctx.model, tokens)
 
 
 def query_map(patterns: torch.Tensor, layout: SequenceLayout, layer: int, head: int, cell: tuple[int, int]):

@@ -69,6 +69,18 @@ def point_latest_link(ckpt_dir: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
+SNAPSHOT_DIR = "snapshots"
+
+
+def snapshot_path(ckpt_dir: Path, run_id: str, step: int) -> Path:
+    return Path(ckpt_dir) / run_id / SNAPSHOT_DIR / f"step_{step}.pt"
+
+
+def list_snapshots(run_dir: Path) -> list[Path]:
+    """A run's snapshot files, by step."""
+    return sorted(Path(run_dir, SNAPSHOT_DIR).glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+
+
 def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
                     ckpt_dir: str | Path = "checkpoints") -> Path:
     """The discovery rule: ``ckpt``; else ``<ckpt_dir>/<run_id>/latest.pt``; else the newest

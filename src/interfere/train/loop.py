@@ -37,11 +37,20 @@ from interfere.model.checkpoint import (
     load_weights,
     point_latest_link,
     read_checkpoint,
+    snapshot_path,
 )
 from interfere.model.life_model import LifeTransformer, ModelConfig, n_params
 from interfere.model.memory import check_training_fits
 from interfere.train.distributed import Dist, session
-from interfere.train.optim import EMA, all_finite, lr_factor, make_optimizer, make_scheduler, maybe_ema
+from interfere.train.optim import (
+    EMA,
+    all_finite,
+    lr_factor,
+    make_optimizer,
+    make_scheduler,
+    maybe_ema,
+    snapshot_steps,
+)
 from interfere.train.runs import (
     RunClaim,
     TrainingError,
@@ -152,6 +161,7 @@ class Run:
                                * dd.world_size)
         self.first_bad_step = torch.full((), -1, device=device, dtype=torch.long)
         self.bad_loss = torch.zeros((), device=device)
+        self.snapshot_at = set(snapshot_steps(tc.steps, tc.snapshots))
 
     def release(self) -> None:
         """Give up the claim on the run folder (at the end of the run, or when it fails)."""
@@ -248,6 +258,8 @@ class Run:
                 bar.set_postfix(heldout=f"{self.last_eval['cell_acc']:.5f}", refresh=True)
             if self.step % tc.save_every == 0 or self.step == tc.steps or self.step == end:
                 self.save()
+            if self.step in self.snapshot_at:
+                self.snapshot()
         bar.close()
 
     def _train_step(self, net: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -334,6 +346,18 @@ class Run:
         self.dd.barrier()
         self.saved = (self.step, path)
         return path
+
+    def snapshot(self) -> None:
+        """A small weights-only file for the dynamics analysis, written by rank 0; resume never reads it."""
+        self.check_finite(weights=True)  # on every rank: it may synchronise them
+        if not self.dd.is_main:
+            return
+        path = snapshot_path(self.ckpt_dir, self.run_id, self.step)
+        weights = self.ema.state_dict(self.model) if self.ema is not None else self.model.state_dict()
+        atomic_save({"format_version": FORMAT_VERSION, "kind": "snapshot", "config": self.cfg, "vocab": list(VOCAB),
+                     "run_id": self.run_id, "step": self.step, "train_time_s": self.train_time,
+                     "model": weights, "ema": None}, path)
+        self._log({"step": self.step, "snapshot": str(path), "train_time_s": self.train_time})
 
     def _finish(self) -> dict:
         """Rank-weight dumps, the final evaluation (rank 0) and the result dict."""

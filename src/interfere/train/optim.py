@@ -6,6 +6,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from interfere.config import TrainConfig
@@ -79,3 +80,10 @@ def maybe_ema(ema: EMA | None) -> contextlib.AbstractContextManager:
 def all_finite(tensors: list[torch.Tensor]) -> bool:
     """True when no tensor holds a NaN or an infinity (one device sync)."""
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def snapshot_steps(steps: int, n: int) -> list[int]:
+    """About ``n`` log-spaced steps in 1..steps (fewer when they round to the same step), the last one included."""
+    if n <= 0 or steps <= 0:
+        return []
+    return sorted({int(round(s)) for s in np.geomspace(1, steps, n)})

@@ -1,0 +1,275 @@
+"""When each piece forms: cheap measures on every weight snapshot of a training run.
+
+    python explorations/dynamics.py [--run-id ID | --ckpt PATH] [--samples 256]
+                                                 (also: python -m interfere.explore.dynamics)
+
+Training writes weight-only snapshots at log-spaced steps (``train.snapshots``). On each one this
+measures: held-out loss and cell accuracy, overall and per governing rule bit (which of S0..S8,
+B0..B8 is learned when); the best 3x3 stencil share and 8-neighbour share per layer (H1); the
+largest rule-token attention mass per layer (H3); linear probes at the targets (least squares,
+held-out boards, best over the residual points) for the neighbour count (R2), the own state, the
+rule bits (mean AUC) and the next state; and the accuracy of the final model's minimal circuit
+(the other components mean-ablated), when the final snapshot has one.
+
+For each measure, the step (and training seconds) at which it first covers ``--fraction`` of the
+way from its first to its final value, and the steps where accuracy first crosses 50/90/99/99.9%.
+Figures: "what forms when" (log steps), per-bit learning curves, and a GIF/MP4 of the relative
+stencil of the final model's most local layer-0 head across snapshots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+
+from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
+from interfere.explore import attn_maps
+from interfere.explore.common import Context, Examples, parser, run_main
+from interfere.explore.components import (
+    Component,
+    accuracy,
+    all_components,
+    importance,
+    mean_ablation,
+    minimal_circuit,
+    reference_outputs,
+)
+from interfere.model.checkpoint import list_snapshots, model_from_checkpoint, read_checkpoint
+from interfere.model.life_model import LifeTransformer
+from interfere.thresholds import load_thresholds
+from interfere.viz.animate import figure_to_array, write_frames
+from interfere.viz.boards import draw_field
+from interfere.viz.style import ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR, GUIDE_COLOR, SEQ_CMAP, caption, save
+
+NAME = "dynamics"
+ACC_MARKS = (0.5, 0.9, 0.99, 0.999)
+
+
+def first_reaching(steps: list[int], values: list[float], fraction: float) -> int | None:
+    """The first step at which ``values`` has covered ``fraction`` of the way from its first to its
+    final value (None when it never changes, or never gets there)."""
+    v = np.asarray(values, dtype=float)
+    start, end = v[0], v[-1]
+    if not np.isfinite(start) or not np.isfinite(end) or math.isclose(start, end, abs_tol=1e-9):
+        return None
+    progress = (v - start) / (end - start)
+    hit = np.nonzero(np.nan_to_num(progress, nan=-np.inf) >= fraction - 1e-12)[0]
+    return int(steps[hit[0]]) if len(hit) else None
+
+
+def first_crossing(steps: list[int], values: list[float], level: float) -> int | None:
+    hit = [s for s, v in zip(steps, values) if v >= level]
+    return hit[0] if hit else None
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    return float(roc_auc_score(y, score)) if 0 < y.mean() < 1 else float("nan")
+
+
+def probe_scores(model: LifeTransformer, ex: Examples) -> dict[str, float]:
+    """Least-squares linear probes at the t+1 targets, trained on 3/4 of the boards, scored on the rest,
+    best over the residual points: count R2, own-state, next-state and mean rule-bit AUC."""
+    names = [f"blocks.{i}.hook_resid_pre" for i in range(model.cfg.n_layers)]
+    names.append(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
+    _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n in names)
+    n_train = 3 * len(ex.boards) // 4
+    n = model.layout.n_cells
+    y = torch.cat([ex.counts.flatten(1)[..., None], ex.boards.flatten(1)[..., None],
+                   ex.next_boards.flatten(1)[..., None], ex.rules[:, None, :].expand(-1, n, -1)], dim=-1).float()
+    best = {"count_r2": -np.inf, "own_auc": 0.0, "next_auc": 0.0, "rule_auc": 0.0}
+    for name in names:
+        x = cache[name][:, model.layout.targets[0]].float().cpu()
+        x = torch.cat([x, torch.ones(*x.shape[:2], 1)], dim=-1)
+        xtr, xte = x[:n_train].flatten(0, 1), x[n_train:].flatten(0, 1)
+        ytr, yte = y[:n_train].flatten(0, 1), y[n_train:].flatten(0, 1)
+        ridge = 1e-3 * torch.eye(x.shape[-1])
+        w = torch.linalg.solve(xtr.T @ xtr + ridge, xtr.T @ ytr)
+        pred, truth = (xte @ w).numpy(), yte.numpy()
+        r2 = 1 - ((pred[:, 0] - truth[:, 0]) ** 2).sum() / max(((truth[:, 0] - truth[:, 0].mean()) ** 2).sum(), 1e-12)
+        rule = np.nanmean([_auc(truth[:, 3 + b], pred[:, 3 + b]) for b in range(N_RULE_BITS)])
+        scores = {"count_r2": r2, "own_auc": _auc(truth[:, 1], pred[:, 1]), "next_auc": _auc(truth[:, 2], pred[:, 2]),
+                  "rule_auc": rule}
+        best = {k: float(np.nanmax([best[k], scores[k]])) for k in best}
+    return best
+
+
+def snapshot_measures(model: LifeTransformer, ex: Examples, small: Examples, ref: Examples,
+                      circuit: list[Component] | None) -> dict[str, float | list[float]]:
+    """Every measure of one snapshot (module docstring)."""
+    logits = model.inference_target_logits(ex.tokens)[:, : model.layout.n_cells].float().cpu()
+    truth = ex.next_boards.flatten(1)
+    correct = (logits.argmax(-1) == truth).float()
+    governing = torch.where(ex.boards.flatten(1) == 1, ex.counts.flatten(1), N_COUNTS + ex.counts.flatten(1))
+    per_bit = [float(correct[governing == b].mean()) if (governing == b).any() else float("nan")
+               for b in range(N_RULE_BITS)]
+    out: dict[str, float | list[float]] = {
+        "loss": float(F.cross_entropy(logits.flatten(0, 1), truth.flatten())),
+        "acc": float(correct.mean()), "acc_by_bit": per_bit,
+    }
+    patterns = attn_maps.all_patterns_of(model, small.tokens)
+    layout = model.layout
+    stencil, neighbours, rule_mass = [], [], []
+    for layer in range(model.cfg.n_layers):
+        share, _ = attn_maps.stencil_shares(patterns[layer], layout)
+        profile, _ = attn_maps.stencil_profile(patterns[layer], layout)
+        stencil.append(float(share.nan_to_num(0).max()))
+        neighbours.append(float(attn_maps.locality_measures(profile)["neighbour_share"].max()))
+        rule_mass.append(float(patterns[layer][:, :, layout.targets[0], layout.rule].sum(-1).mean((0, 2)).max()))
+    out.update(stencil_share=stencil, neighbour_share=neighbours, rule_attention=rule_mass)
+    out.update(probe_scores(model, small))
+    if circuit:
+        means = {c: o.mean(0) for c, o in reference_outputs(model, ref.tokens, all_components(model)).items()}
+        out["circuit_acc"] = accuracy(model, small, mean_ablation(means, [c for c in means if c not in circuit]))
+    return out
+
+
+def final_circuit(model: LifeTransformer, ex: Examples, ref: Examples, threshold: float) -> list[Component]:
+    """The final model's minimal circuit (the circuit analysis' search), to follow through training."""
+    means = {c: o.mean(0) for c, o in reference_outputs(model, ref.tokens, all_components(model)).items()}
+    single = importance(model, ex, means)
+    return minimal_circuit(model, ex, means, threshold, single=single)[0]
+
+
+# the curves of "what forms when": (label, key, layer or None, colour, style)
+CURVES = [
+    ("held-out accuracy", "acc", None, ACCENT, "-"),
+    ("best 8-neighbour share, layer 0", "neighbour_share", 0, ACCENT_2, "-"),
+    ("rule-token attention, layer 0", "rule_attention", 0, BIRTH_COLOR, "-"),
+    ("count R² (probe)", "count_r2", None, "#6a4c93", "--"),
+    ("own state AUC (probe)", "own_auc", None, "#1982c4", "--"),
+    ("rule bits AUC (probe)", "rule_auc", None, "#ff924c", "--"),
+    ("final circuit's accuracy", "circuit_acc", None, CONTROL_COLOR, ":"),
+]
+
+
+def series(measures: list[dict], key: str, layer: int | None) -> list[float]:
+    return [m[key][layer] if layer is not None else m[key] for m in measures if key in m]
+
+
+def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
+    if not 0 < args.fraction <= 1:
+        raise ValueError(f"--fraction must be in (0, 1], got {args.fraction}")
+    run_dir = Path(ctx.ckpt["path"]).parent
+    paths = list_snapshots(run_dir)
+    if not paths:
+        raise ValueError(f"run {ctx.ckpt.get('run_id')!r} has no snapshots in {run_dir / 'snapshots'}: train with "
+                         "train.snapshots=N (exp/cpu_demo writes 19)")
+    snaps = [read_checkpoint(p) for p in paths]
+    ex, small = ctx.examples(args.samples), ctx.examples(max(16, args.samples // 4), seed_offset=11)
+    ref = ctx.examples(max(16, args.samples // 4), seed_offset=12)
+    final = model_from_checkpoint(snaps[-1], ctx.model.cfg.device)
+    circuit = final_circuit(final, ex, ref, load_thresholds()["circuit"]["sufficient_acc"])
+    measures, models = [], []
+    for snap in snaps:
+        model = model_from_checkpoint(snap, ctx.model.cfg.device)
+        measures.append(snapshot_measures(model, ex, small, ref, circuit))
+        models.append(model)
+    steps = [int(s["step"]) for s in snaps]
+    seconds = {int(s["step"]): float(s.get("train_time_s", float("nan"))) for s in snaps}
+    forms = {label: first_reaching(steps, series(measures, key, layer), args.fraction)
+             for label, key, layer, *_ in CURVES if series(measures, key, layer)}
+    order = sorted(((s, label) for label, s in forms.items() if s is not None))
+    marks = {f"{100 * m:g}%": first_crossing(steps, series(measures, "acc", None), m) for m in ACC_MARKS}
+    files = [forms_figure(ctx, steps, measures, marks, args.fraction), bits_figure(ctx, steps, measures)]
+    files += stencil_animation(ctx, steps, models, small)
+    numbers = {
+        "snapshots": [str(p) for p in paths], "steps": steps, "train_seconds": seconds, "samples": args.samples,
+        "measures": measures, "final_circuit": [c.name for c in circuit], "fraction": args.fraction,
+        "first_reaches": forms, "accuracy_first_crosses": marks,
+        "order": [f"{label} (step {s}, {seconds.get(s, float('nan')):.0f} s)" for s, label in order],
+    }
+    return numbers, files
+
+
+def forms_figure(ctx: Context, steps: list[int], measures: list[dict], marks: dict[str, int | None],
+                 fraction: float) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.0), layout="constrained")
+    for label, key, layer, color, style in CURVES:
+        values = series(measures, key, layer)
+        if not values:
+            continue
+        axes[0].plot(steps, values, style, marker="o", ms=3, color=color, label=label)
+        v = np.asarray(values, dtype=float)
+        span = v[-1] - v[0]
+        if abs(span) > 1e-9:
+            axes[1].plot(steps, (v - v[0]) / span, style, marker="o", ms=3, color=color, label=label)
+    axes[1].axhline(fraction, color=GUIDE_COLOR, lw=1, ls="--")
+    axes[1].set_ylim(-0.25, 1.25)  # overshoots and early noise are clipped: the crossing is what matters
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("training step (log)")
+        for name, step in marks.items():
+            if step is not None:
+                ax.axvline(step, color=GUIDE_COLOR, lw=0.8, zorder=0)
+                ax.text(step, 1.04, name, fontsize=6.5, ha="center", color="#666666",
+                        transform=ax.get_xaxis_transform())
+    axes[0].set_ylim(-0.05, 1.02)
+    axes[0].set_ylabel("value")
+    axes[0].set_title("measures against training step\n(vertical lines: accuracy first crosses 50/90/99/99.9%)",
+                      pad=14)
+    axes[1].set_ylabel("share of the way from the first to the final value")
+    axes[1].set_title(f"what forms when (dashed: {fraction:.0%} of the way)", pad=14)
+    axes[1].legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    caption(fig, ctx.caption())
+    return save(fig, ctx.out / "dynamics_what_forms_when.png")
+
+
+def bits_figure(ctx: Context, steps: list[int], measures: list[dict]) -> Path:
+    per_bit = np.array([m["acc_by_bit"] for m in measures], dtype=float)  # [snapshot, 18]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True, layout="constrained")
+    for ax, offset, title in ((axes[0], 0, "survival bits S0..S8 (live cells)"),
+                              (axes[1], N_COUNTS, "birth bits B0..B8 (dead cells)")):
+        colors = plt.get_cmap("viridis", N_COUNTS)
+        for c in range(N_COUNTS):
+            ax.plot(steps, per_bit[:, offset + c], "-o", ms=2.5, color=colors(c), label=BIT_NAMES[offset + c])
+        ax.set_xscale("log")
+        ax.set_xlabel("training step (log)")
+        ax.set_title(title)
+        ax.legend(frameon=False, fontsize=6.5, ncol=3)
+    axes[0].set_ylabel("held-out accuracy on the cells it governs")
+    fig.suptitle("Which rule bit is learned when")
+    caption(fig, ctx.caption())
+    return save(fig, ctx.out / "dynamics_bits.png")
+
+
+def stencil_animation(ctx: Context, steps: list[int], models: list[LifeTransformer], ex: Examples) -> list[Path]:
+    """The relative stencil of the final model's most local layer-0 head, snapshot by snapshot."""
+    patterns = [attn_maps.all_patterns_of(m, ex.tokens)[0] for m in models]
+    profile, _ = attn_maps.stencil_profile(patterns[-1], ctx.layout)
+    head = int(attn_maps.locality_measures(profile)["neighbour_share"].argmax())
+    maps = [attn_maps.relative_maps(p, ctx.layout)[head] for p in patterns]
+    vmax = max(float(m.max()) for m in maps)
+    frames = []
+    centre = (ctx.layout.height // 2, ctx.layout.width // 2)
+    for step, field in zip(steps, maps):
+        fig, ax = plt.subplots(figsize=(4.2, 3.8))
+        draw_field(ax, field, f"L0H{head}, step {step}: relative stencil", SEQ_CMAP, 0, vmax, centre,
+                   "attention weight")
+        caption(fig, ctx.caption(layer=0, head=head))
+        frames.append(figure_to_array(fig))
+    return write_frames(frames, ctx.out / f"dynamics_stencil_L0H{head}", fps=3)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("When each piece forms: cheap measures on every training snapshot of a run.")
+    p.add_argument("--samples", type=int, default=256, help="held-out boards for accuracy (a quarter for the rest)")
+    p.add_argument("--fraction", type=float, default=0.9,
+                   help="a measure 'forms' when it has covered this share of the way to its final value")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    numbers = run_main(NAME, build_parser, run, argv)
+    print("order of emergence: " + "; ".join(numbers["order"]))
+    return numbers
+
+
+if __name__ == "__main__":
+    main()

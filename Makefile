@@ -4,7 +4,7 @@ STAMP   := .venv/.installed
 THREADS ?= 2
 export OMP_NUM_THREADS ?= $(THREADS)
 
-.PHONY: setup test demo report controls lint bench clean
+.PHONY: setup test demo report controls explore lint bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,9 @@ demo: $(STAMP)
 
 report: $(STAMP)
 	$(PY) -m interfere.report $(if $(RUN_ID),--run-id $(RUN_ID))
+
+explore: $(STAMP)
+	$(PY) -m interfere.explorer $(if $(RUN_ID),--run-id $(RUN_ID))
 
 # Negative controls for the report: a random-init checkpoint (train.steps=0) and a rule-blind model
 # (the demo recipe on Conway's Life only), each reported alone, then the demo run (or RUN_ID) with both.

@@ -119,7 +119,8 @@ def train(cfg: DictConfig) -> dict:
         # its deterministic version is no slower (bench/README.md). CUDA warns where it cannot.
         torch.use_deterministic_algorithms(tc.deterministic, warn_only=device.type == "cuda")
         try:
-            return Run(cfg, data_cfg, model_cfg, tc, device, dd).train()
+            with torch.enable_grad():  # even when called where gradients are off (a notebook, an analysis)
+                return Run(cfg, data_cfg, model_cfg, tc, device, dd).train()
         finally:
             torch.use_deterministic_algorithms(was_deterministic)
 

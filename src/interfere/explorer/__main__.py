@@ -1,0 +1,33 @@
+"""Serve the explorer for a checkpoint on 127.0.0.1 (``--host`` to change it): ``make explore``."""
+
+from __future__ import annotations
+
+import argparse
+
+from interfere.cli import add_checkpoint_args, exit_on_user_error, load_model_from_args
+from interfere.data.stream import DataConfig
+from interfere.explorer.app import create_app
+from interfere.explorer.engine import Engine
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Explore a checkpoint live in the browser.")
+    add_checkpoint_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8765)
+    args = p.parse_args(argv)
+    with exit_on_user_error():
+        if not 0 < args.port < 65536:
+            raise ValueError(f"--port must be in 1..65535, got {args.port}")
+        model, ckpt = load_model_from_args(args)
+        data = DataConfig(**ckpt["config"]["data"])
+        engine = Engine.create(model, data.heldout_seed, data.n_heldout, (data.density_min, data.density_max))
+        app = create_app(engine, {"run_id": ckpt.get("run_id"), "step": ckpt["step"], "checkpoint": ckpt["path"]})
+    import uvicorn
+
+    print(f"explorer: http://{args.host}:{args.port}/  (run {ckpt.get('run_id')}, step {ckpt['step']}; Ctrl-C stops)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The live explorer (issue 14): every endpoint with good and bad input, and a real headless browser."""
+
+import os
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from interfere.data.stream import DataConfig
+from interfere.explorer.app import create_app
+from interfere.explorer.engine import Engine
+from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
+
+CONWAY = [0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
+
+
+@pytest.fixture(scope="module")
+def app(tiny_run):
+    ckpt = load_checkpoint(ckpt=tiny_run["checkpoint"])
+    model = model_from_checkpoint(ckpt)
+    data = DataConfig(**ckpt["config"]["data"])
+    engine = Engine.create(model, data.heldout_seed, data.n_heldout, (data.density_min, data.density_max))
+    return create_app(engine, {"run_id": ckpt["run_id"], "step": ckpt["step"], "checkpoint": ckpt["path"]})
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return TestClient(app)
+
+
+def _board(client):
+    return client.get("/api/pattern/glider").json()["board"]
+
+
+def test_page_info_and_static_files(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "interfere explorer" in page.text and "http" not in page.text.split("<body>")[1]
+    info = client.get("/api/info").json()
+    assert (info["height"], info["width"], info["n_heads"]) == (5, 5, 2) and "glider" in info["patterns"]
+    assert info["named_rules"]["Conway's Life"]["bits"] == CONWAY
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/index.html").status_code == 404  # only the listed files, by name
+    assert client.get("/static/..%2F..%2Fpyproject.toml").status_code == 404
+
+
+def test_rule_endpoint(client):
+    assert client.post("/api/rule", json={"text": "highlife"}).json()["rule"] == "B36/S23"
+    for text in ("B9/S2", "", "nonsense"):
+        r = client.post("/api/rule", json={"text": text})
+        assert r.status_code == 400 and "\n" not in r.json()["error"]
+
+
+def test_step_attention_flip_and_heads_off(client):
+    board = _board(client)
+    r = client.post("/api/step", json={"bits": CONWAY, "model_board": board, "sim_board": board}).json()
+    assert len(r["model"]) == 5 and r["rule"] == "B3/S23" and len(r["wrong"][0]) == 5
+    att = client.post("/api/attention", json={"bits": CONWAY, "board": board, "row": 2, "col": 3}).json()
+    head = att["layers"][0][1]
+    total = sum(map(sum, head["board"])) + sum(head["rule"]) + head["other"]
+    assert len(att["layers"]) == 1 and len(head["rule"]) == 18 and total == pytest.approx(1.0, abs=1e-5)
+    flip = client.post("/api/flip", json={"bits": CONWAY, "board": board, "bit": 3}).json()
+    assert flip["bit"] == "S3" and sum(map(sum, flip["governed"])) > 0  # glider cells with 3 neighbours
+    off = client.post("/api/heads_off", json={"bits": CONWAY, "board": board, "heads": ["L0H0", "L0H1"]}).json()
+    assert 0 <= off["accuracy"] <= 1 and len(off["model"]) == 5
+
+
+@pytest.mark.parametrize("path,body,status,message", [
+    ("/api/step", {"bits": CONWAY, "model_board": [[0] * 4] * 4, "sim_board": [[0] * 4] * 4}, 400, "must be 5x5"),
+    ("/api/step", {"bits": CONWAY[:5], "model_board": [[0] * 5] * 5, "sim_board": [[0] * 5] * 5}, 422, "bits"),
+    ("/api/step", {"bits": [2] * 18, "model_board": [[0] * 5] * 5, "sim_board": [[0] * 5] * 5}, 400, "0 or 1"),
+    ("/api/step", {"bits": CONWAY, "model_board": [[7] * 5] * 5, "sim_board": [[0] * 5] * 5}, 400, "0 or 1"),
+    ("/api/step", {"bits": CONWAY, "model_board": [[0] * 300] * 300, "sim_board": [[0]]}, 422, "model_board"),
+    ("/api/attention", {"bits": CONWAY, "board": [[0] * 5] * 5, "row": 9, "col": 0}, 400, "outside the 5x5"),
+    ("/api/flip", {"bits": CONWAY, "board": [[0] * 5] * 5, "bit": 18}, 422, "bit"),
+    ("/api/heads_off", {"bits": CONWAY, "board": [[0] * 5] * 5, "heads": ["L7H0"]}, 400, "unknown component"),
+    ("/api/heads_off", {"bits": CONWAY, "board": [[0] * 5] * 5, "heads": ["MLP0"]}, 400, "only heads"),
+])
+def test_bad_input_gets_a_4xx_with_one_line(client, path, body, status, message):
+    r = client.post(path, json=body)
+    assert r.status_code == status and message in r.json()["error"] and "\n" not in r.json()["error"]
+
+
+def test_malformed_json_and_unknown_pattern(client):
+    r = client.post("/api/step", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "\n" not in r.json()["error"]
+    assert client.get("/api/pattern/nope").status_code == 400
+
+
+# --- a real browser ---------------------------------------------------------------------------
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and os.environ.get("CI") != "true",
+                    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+def test_browser_click_a_cell_step_and_see_attention(server, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium look for drivers on the network
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1400"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(server)
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#board-model rect.cell"))
+        driver.find_element(By.ID, "edit").click()  # off: a click selects the cell to inspect
+        driver.find_element(By.CSS_SELECTOR, '#board-model rect.cell[data-row="2"][data-col="3"]').click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#attention .head .attention-map rect.cell"))
+        driver.find_element(By.ID, "step").click()
+        wait.until(lambda d: d.find_element(By.ID, "generation").text == "1")
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#board-model rect.cell")) == 25
+        assert driver.find_element(By.ID, "query-cell").text == "(2, 3)"
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#attention .head")) == 2
+        assert driver.find_element(By.ID, "status").text == ""  # no error shown
+        shot = tmp_path / "explorer.png"
+        driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+    finally:
+        driver.quit()

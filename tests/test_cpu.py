@@ -33,3 +33,22 @@ def test_keep_freed_memory_stops_refaulting_large_blocks():
     assert applied
     assert default > 10 * 4 * (32 << 20) // 4096 // 2  # every temporary of every step faults its pages in
     assert kept < default // 10
+
+
+def test_autocast_auto_picks_bf16_only_with_native_support_and_a_clear_speedup(monkeypatch):
+    from interfere import cpu
+
+    monkeypatch.setattr(cpu, "native_bf16", lambda: False)
+    monkeypatch.setattr(cpu, "bf16_speedup", lambda *a: pytest.fail("no timing without native bf16"))
+    assert cpu.cpu_autocast_choice(4096, 64, 256)[0] is False
+    monkeypatch.setattr(cpu, "native_bf16", lambda: True)
+    for speedup, expected in ((2.0, True), (1.3, True), (1.1, False), (0.6, False)):
+        monkeypatch.setattr(cpu, "bf16_speedup", lambda *a, s=speedup: s)
+        use, why = cpu.cpu_autocast_choice(4096, 64, 256)
+        assert use is expected and f"{speedup:.2f}x" in why
+
+
+def test_bf16_speedup_measures_a_positive_ratio():
+    from interfere import cpu
+
+    assert cpu.bf16_speedup(64, 32, 64, repeats=1) > 0

@@ -14,13 +14,12 @@ from interfere.explore import (
     probes,
     rule_vectors,
 )
-from interfere.explore.attn_maps import relative_maps, stencil_shares
+from interfere.explore.attn_maps import board_attention, relative_maps, stencil_shares
 from interfere.explore.physics_bits import (
     flip_bits,
     flip_scores,
     governed_metric,
     head_patching,
-    patch_heads,
 )
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -111,12 +110,12 @@ def test_stencil_share_is_one_for_the_stencil_and_baseline_for_uniform():
     layout = SequenceLayout(7, 8)
     hood = moore_neighbourhood(7, 8)
     stencil = torch.zeros(56, 56).scatter_(1, hood, 1 / 9)
-    share, board = stencil_shares(_patterns_from_board_weights(layout, stencil), layout)
+    share, board = stencil_shares(board_attention(_patterns_from_board_weights(layout, stencil), layout), layout)
     assert share.item() == pytest.approx(1.0) and board.item() == pytest.approx(1.0)
     uniform = torch.full((56, 56), 0.5 / 56)  # half the mass elsewhere: board share 0.5
-    share, board = stencil_shares(_patterns_from_board_weights(layout, uniform), layout)
+    share, board = stencil_shares(board_attention(_patterns_from_board_weights(layout, uniform), layout), layout)
     assert share.item() == pytest.approx(9 / 56) and board.item() == pytest.approx(0.5)
-    rel = relative_maps(_patterns_from_board_weights(layout, stencil), layout)[0]
+    rel = relative_maps(board_attention(_patterns_from_board_weights(layout, stencil), layout), layout)[0]
     assert rel[2:5, 3:6].sum().item() == pytest.approx(1.0)  # centred on (3, 4)
 
 
@@ -150,6 +149,8 @@ def test_flip_test_scores_perfectly_for_the_simulator():
 
 
 def test_patching_every_head_restores_everything_and_tl_agrees(tiny_run):
+    from transformer_lens import patching
+
     model = model_from_checkpoint(load_checkpoint(ckpt=tiny_run["checkpoint"]))
     g = torch.Generator().manual_seed(1)
     rules = torch.rand(36, 18, generator=g) < 0.5
@@ -161,10 +162,10 @@ def test_patching_every_head_restores_everything_and_tl_agrees(tiny_run):
     clean_tokens, flip_tokens = model.encode_prompt(rules, boards), model.encode_prompt(flipped, boards)
     metric = governed_metric(model, rules, flipped, boards)
     _, cache = model.run_with_cache(flip_tokens)
-    clean_m = metric(model(clean_tokens))
-    for head in range(2):
-        mine = (metric(patch_heads(model, clean_tokens, cache, [(0, head)])) - clean_m) / effect
-        assert per_head[0, head].item() == pytest.approx(mine.item(), abs=1e-4)
+    clean_m = metric(model.target_logits(model(clean_tokens)))
+    tl = patching.get_act_patch_attn_head_out_all_pos(
+        model, clean_tokens, cache, lambda logits: (metric(model.target_logits(logits)) - clean_m) / effect)
+    assert torch.allclose(per_head, tl.float().cpu(), atol=1e-4)
 
 
 def test_a_failed_analysis_leaves_no_folder(tiny_run, tmp_path, monkeypatch):
@@ -200,7 +201,7 @@ def test_constructed_heads_get_the_roles_they_were_built_with():
     heads = {"own cell only": {(0, 0): 1.0}, "uniform 3x3": {o: 1 / 9 for o in offsets}, "plus-shaped": plus}
     patterns = torch.cat([_patterns_from_board_weights(layout, _head_from_offsets(layout, w)) for w in heads.values()],
                          dim=1)  # [1, 3 heads, T, T]
-    profile, board = attn_maps.stencil_profile(patterns, layout)
+    profile, board = attn_maps.stencil_profile(board_attention(patterns, layout), layout)
     measures = attn_maps.locality_measures(profile)
     assert measures["own_share"].tolist() == pytest.approx([1.0, 1 / 9, 0.44])
     assert measures["neighbour_evenness"][1].item() == pytest.approx(1.0)
@@ -226,7 +227,7 @@ def test_a_model_that_cannot_read_the_rule_shows_no_effect(tiny_run, tmp_path):
             model.embed.W_E[rule_token(bit, 1)] = model.embed.W_E[rule_token(bit, 0)]
     ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),
                   out=tmp_path, seed=0, rule=None, command="test")
-    numbers, _ = physics_bits.run(ctx, Namespace(samples=36))
+    numbers, _ = physics_bits.run(ctx, Namespace(samples=36, patching="on"))
     assert numbers["patching"]["no_effect"] and numbers["patching"]["restored_share"] is None
     path = numbers["rule_path"]
     assert path["ablated_acc"] == path["clean_acc"]  # nothing to remove
@@ -243,3 +244,41 @@ def test_rule_blind_ceiling():
     rules = torch.rand(64, 18, generator=g) < 0.5
     ceiling = physics_bits.rule_blind_ceiling(boards, step(boards, rules))
     assert 0.5 <= ceiling < 0.7  # random rules: little better than a coin
+
+
+def test_chunked_analyses_give_the_same_numbers(tiny_run, tmp_path, monkeypatch):
+    """One sequence per hooked forward (as at the life32 shape) or all at once: the same numbers."""
+    from argparse import Namespace
+
+    from interfere.data.stream import DataConfig
+    from interfere.explore import batched, logit_lens
+    from interfere.explore.common import Context
+
+    ckpt = load_checkpoint(ckpt=tiny_run["checkpoint"])
+    model = model_from_checkpoint(ckpt)
+
+    def numbers():
+        ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),
+                      out=tmp_path, seed=0, rule=None, command="test")
+        h1, _ = attn_maps.run(ctx, Namespace(layer=0, head=0, query=None, sweep=None, samples=6))
+        h3, _ = physics_bits.run(ctx, Namespace(samples=6, patching="on"))
+        lens = logit_lens.logit_lens(model, ctx.examples(6))
+        return h1, h3, lens
+
+    whole = numbers()
+    monkeypatch.setattr(batched, "ANALYSIS_BUDGET", 1.0)
+    assert batched.chunk_size(model, 6) == 1
+    chunked = numbers()
+    for key in ("stencil_share", "own_share", "neighbour_share", "board_share"):
+        assert np.allclose(whole[0][key], chunked[0][key], atol=1e-6), key
+    assert whole[1]["rule_path"] == pytest.approx(chunked[1]["rule_path"], abs=1e-9)
+    assert np.allclose(whole[1]["rule_attention_mass"], chunked[1]["rule_attention_mass"], atol=1e-6)
+    assert whole[1]["patching"]["effect_logit"] == pytest.approx(chunked[1]["patching"]["effect_logit"], abs=1e-5)
+    assert whole[2]["acc"] == chunked[2]["acc"]
+
+
+def test_sample_defaults_scale_with_the_board():
+    from interfere.explore.batched import scaled_samples
+
+    assert scaled_samples(64, 64, 2) == 64 and scaled_samples(64, 1024, 2) == 4 and scaled_samples(64, 4096, 2) == 2
+    assert scaled_samples(256, 25, 8) == 256  # small boards keep the stated number

@@ -1,4 +1,5 @@
 import math
+import os
 
 import pytest
 import torch
@@ -9,11 +10,15 @@ from interfere.model import LifeTransformer, ModelConfig
 from interfere.model.fast_path import TargetAttention
 from interfere.model.rope2d import apply_rope, rope_angles
 
+# The device-dependent tests (marked `device`) run on INTERFERE_TEST_DEVICE: `cpu` here, `cuda` in
+# bench/gpu_check.sh (INTERFERE_TEST_DEVICE=cuda pytest -m device).
+DEVICE = torch.device(os.environ.get("INTERFERE_TEST_DEVICE", "cpu"))
 
-def _model(h=5, w=6, k=1, **kw):
+
+def _model(h=5, w=6, k=1, device=DEVICE, **kw):
     layout = SequenceLayout(h, w, k)
-    model = LifeTransformer(ModelConfig(**{"n_layers": 2, "d_model": 32, "n_heads": 2, **kw}), layout)
-    batch = BatchStream(DataConfig(height=h, width=w, multi_steps=k, batch_size=4), seed=0).next()
+    model = LifeTransformer(ModelConfig(**{"n_layers": 2, "d_model": 32, "n_heads": 2, **kw}), layout, device)
+    batch = BatchStream(DataConfig(height=h, width=w, multi_steps=k, batch_size=4), seed=0, device=device).next()
     return model, layout, batch
 
 
@@ -105,6 +110,7 @@ def test_labels_do_not_reach_the_model():
     assert torch.equal(model(a.tokens), model(b.tokens))
 
 
+@pytest.mark.device
 @pytest.mark.parametrize("k,kw", [(1, {}), (2, {"rope": "standard", "rotary_dim": 8}), (3, {"n_heads": 4})])
 def test_fast_path_equals_hooked_forward(k, kw):
     model, _, batch = _model(k=k, **kw)
@@ -113,6 +119,7 @@ def test_fast_path_equals_hooked_forward(k, kw):
     assert torch.allclose(hooked, fast, atol=1e-5)
 
 
+@pytest.mark.device
 @pytest.mark.parametrize("k,kw", [
     (1, {}), (2, {"rope": "standard", "rotary_dim": 8}), (3, {"n_heads": 4}),
     (1, {"n_layers": 1}), (2, {"n_layers": 3}),
@@ -123,11 +130,11 @@ def test_fast_path_equals_hooked_forward_and_gradients(k, kw):
     with torch.no_grad():  # every parameter away from its initial value (biases start at zero)
         for p in model.parameters():
             if p.requires_grad:
-                p.add_(0.3 * torch.randn(p.shape, generator=g))
+                p.add_(0.3 * torch.randn(p.shape, generator=g).to(p.device))
     grads = []
     for logits in (model.target_logits(model(batch.tokens)), model.fast_target_logits(batch.tokens)):
         model.zero_grad(set_to_none=True)
-        (logits * torch.randn(logits.shape, generator=torch.Generator().manual_seed(2))).sum().backward()
+        (logits * torch.randn(logits.shape, generator=torch.Generator().manual_seed(2)).to(DEVICE)).sum().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
         grads[-1]["logits"] = logits.detach()
     hooked, fast = grads
@@ -182,10 +189,11 @@ def test_apply_rope_is_a_rotation_of_each_pair(dtype):
     assert torch.allclose(out.float(), expected, atol=1e-5 if dtype == torch.float32 else 5e-2)
 
 
+@pytest.mark.device
 def test_fast_path_under_bf16_autocast_matches_the_hooked_forward():
     """Training on CUDA runs under bf16 autocast; CPU autocast exercises the same dtype handling."""
     model, _, batch = _model(k=2)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
         hooked = model.target_logits(model(batch.tokens)).float()
         fast = model.fast_target_logits(batch.tokens)
     fast.float().square().sum().backward()  # backward runs outside autocast, as in training

@@ -64,7 +64,7 @@ def test_resume_refuses_a_changed_hyperparameter_and_lists_it(tmp_path, smoke_cf
     ("model.d_model=36", "d_head 18 (model.d_model / model.n_heads) is not a multiple of 4"),
     ("data.batch_size=0", "data.batch_size must be >= 1, got 0"),
     ("data.density_min=0.95", "data.density_min (0.95) must not exceed data.density_max (0.9)"),
-    ("train.autocast=fp8", "train.autocast must be one of none, bf16"),
+    ("train.autocast=fp8", "train.autocast must be one of auto, none, bf16"),
     ("train.ema_decay=1.0", "train.ema_decay must be in [0.0, 1.0)"),
 ])
 def test_nonsense_config_is_refused_up_front(override, message, tmp_path, smoke_cfg):

@@ -35,7 +35,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     grad_accum: int = 1
     ema_decay: float = 0.0
-    autocast: str = "none"
+    autocast: str = "auto"
     fast_path: bool = True
     threads: int = 2
     log_every: int = 25
@@ -65,7 +65,7 @@ class TrainConfig:
             within(f"train.{name}", getattr(self, name), 0.0, 1.0, high_open=True)
         for name in ("grad_accum", "threads", "log_every", "eval_every", "eval_boards", "save_every"):
             at_least(f"train.{name}", getattr(self, name), 1)
-        one_of("train.autocast", self.autocast, ("none", "bf16"))
+        one_of("train.autocast", self.autocast, ("auto", "none", "bf16"))
 
 
 def config_dir() -> Path:

@@ -33,7 +33,9 @@ from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error,
 from interfere.data.stream import DataConfig
 from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
 from interfere.explore import attn_maps, circuit, dynamics, logit_lens, physics_bits, probes
+from interfere.explore.batched import scaled_samples
 from interfere.explore.common import Context, staged_dir
+from interfere.explore.components import all_components
 from interfere.model.checkpoint import (
     CONTROL_PREFIX,
     CheckpointError,
@@ -51,6 +53,22 @@ CONTROL_RUNS = {"random init": f"{CONTROL_PREFIX}random_init", "rule-blind": f"{
 
 
 # --- running the analyses ----------------------------------------------------------------
+# boards per analysis at 8x8 and the least at any size (explore.batched.scaled_samples), full and --quick
+SAMPLES = {"attn": (64, 2), "probes": (128, 8), "physics": (144, 4), "lens": (256, 4), "circuit": (256, 8),
+           "dynamics": (128, 8), "card": (2048, 32), "card_named": (256, 8)}
+QUICK = {"attn": 16, "probes": 24, "physics": 36, "lens": 32, "circuit": 32, "dynamics": 16, "card": 256,
+         "card_named": 64}
+CIRCUIT_MAX_COMPONENTS = 12  # beyond, the circuit search needs O(components^2) hooked forwards: skipped on a CPU
+ROLLOUT_MAX_CELLS = 256  # beyond, the model card's 100-generation rollouts are skipped on a CPU
+
+
+def report_samples(quick: bool, n_cells: int) -> dict[str, int]:
+    """Boards per analysis for boards of ``n_cells`` (fewer for bigger boards, so memory stays bounded)."""
+    if quick:
+        return dict(QUICK)
+    return {k: scaled_samples(base, n_cells, floor) for k, (base, floor) in SAMPLES.items()}
+
+
 @torch.no_grad()
 def analyse(ctx: Context, samples: dict[str, int], controls: int) -> dict:
     """H1-H4 numbers and figures for one data seed (figures land in ``ctx.out``)."""
@@ -59,7 +77,7 @@ def analyse(ctx: Context, samples: dict[str, int], controls: int) -> dict:
     steps = [
         ("h1", attn_maps.run, Namespace(layer=0, head=0, query=None, sweep=None, samples=samples["attn"])),
         ("h2", probes.run, Namespace(samples=samples["probes"], controls=controls)),
-        ("h3", physics_bits.run, Namespace(samples=samples["physics"])),
+        ("h3", physics_bits.run, Namespace(samples=samples["physics"], patching="auto")),
         ("lens", logit_lens.run, Namespace(samples=samples["lens"])),
     ]
     for key, run, args in steps:
@@ -178,7 +196,9 @@ def render(summary: dict, figures: dict[str, list[Path]], card: dict, eval_table
         para(READINGS[h], "muted")
         for fig in figures[h]:
             parts.append(_img(fig, embed, out))
-    how = summary["how"]
+    how = summary["how"] or {"verdict": "not run", "card": ["Skipped at this size on a CPU: the search over "
+                                                             "components needs a GPU (explorations/circuit.py)."],
+                             "verdict_reason": "skipped", "circuit_search": "none", "circuit": [], "circuit_acc": 0.0}
     heading(2, f"How the model computes: {how['verdict']}")
     para("The algorithm card: each line is a claim about a component that survived a causal test "
          "(its output replaced by the claimed variable, or its attention by a fixed pattern), with the number.")
@@ -333,8 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
         model, ckpt = load_model_from_args(args)
         controls = control_checkpoints(args, ckpt)
         data = DataConfig(**ckpt["config"]["data"])
-        samples = ({"attn": 16, "probes": 24, "physics": 36, "lens": 32, "circuit": 32, "dynamics": 16} if args.quick
-                   else {"attn": 64, "probes": 128, "physics": 144, "lens": 256, "circuit": 256, "dynamics": 128})
+        samples = report_samples(args.quick, model.layout.n_cells)
         with staged_dir(args.out) as (out, final):
             summary = _write(args, th, model, ckpt, data, samples, out, controls)
         print(f"report: {final / 'report.html'}")
@@ -354,15 +373,13 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
     for seed in range(args.seed, args.seed + args.seeds):
         print(f"report: analysing seed {seed} ...", flush=True)
         runs.append(analyse(context(f"seed{seed}", seed), samples, th["h2"]["random_init_controls"]))
-    print(f"report: how the model computes (circuit, seed {args.seed}) ...", flush=True)
-    ctx = context("circuit", args.seed)
-    ctx.out.mkdir(parents=True)
-    how, how_files = circuit.run(ctx, Namespace(samples=samples["circuit"]))
+    how, how_files = how_it_computes(context("circuit", args.seed), samples)
     forms, forms_files = when_it_forms(context("dynamics", args.seed), samples)
     control_results = run_controls(args, controls, samples, th, out, model.cfg.device)
     print("report: evaluating the checkpoint for the model card ...", flush=True)
-    ev = evaluate(model, data, n_boards=256 if args.quick else 2048, seed=args.seed,
-                  boards_per_named_rule=64 if args.quick else 256, rollouts=not args.quick)
+    rollouts = not args.quick and (str(model.cfg.device) != "cpu" or model.layout.n_cells <= ROLLOUT_MAX_CELLS)
+    ev = evaluate(model, data, n_boards=samples["card"], seed=args.seed, boards_per_named_rule=samples["card_named"],
+                  rollouts=rollouts)
     animations = save_rollout_animation(model, "B3/S23", "glider", out / "rollout_glider")
     first = runs[0]["files"]
     figures = {
@@ -383,6 +400,18 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
     write_report(out, summary, figures, model_card(args, model, ckpt, data, animations), format_report(ev))
     print_verdicts(summary)
     return summary
+
+
+def how_it_computes(ctx: Context, samples: dict[str, int]) -> tuple[dict | None, list[Path]]:
+    """The circuit analysis, or None (with the reason printed) where it cannot run in reasonable time."""
+    n = len(all_components(ctx.model))
+    if n > CIRCUIT_MAX_COMPONENTS and str(ctx.model.cfg.device) == "cpu":
+        print(f"report: circuit analysis skipped: {n} components need a greedy search of O({n}^2) hooked "
+              "forwards; run explorations/circuit.py on a GPU", flush=True)
+        return None, []
+    print(f"report: how the model computes (circuit, seed {ctx.seed}) ...", flush=True)
+    ctx.out.mkdir(parents=True)
+    return circuit.run(ctx, Namespace(samples=samples["circuit"]))
 
 
 def when_it_forms(ctx: Context, samples: dict[str, int]) -> tuple[dict | None, list[Path]]:
@@ -429,8 +458,9 @@ def print_verdicts(summary: dict) -> None:
     if summary["forms"]:
         print("\nwhen each piece forms: " + "; ".join(summary["forms"]["order"]))
     how = summary["how"]
-    print(f"\nhow the model computes: {how['verdict']} ({how['verdict_reason']})")
-    print("\n".join(f"  {i + 1}. {line}" for i, line in enumerate(how["card"])))
+    if how:
+        print(f"\nhow the model computes: {how['verdict']} ({how['verdict_reason']})")
+        print("\n".join(f"  {i + 1}. {line}" for i, line in enumerate(how["card"])))
     print(f"\nheld-out cell accuracy {100 * summary['heldout']['cell_acc']:.3f}%  ({summary['seconds']} s)")
 
 

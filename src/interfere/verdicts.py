@@ -171,9 +171,13 @@ def verdict_h3(h3: dict, th: dict) -> tuple[str, str]:
     gain, use = path["clean_acc"] - path["rule_blind_best"], path["rule_use"]
     mass = float(np.max(h3["rule_attention_mass"]))
     ratio = mass / h3["rule_attention_uniform"]
-    patched = (f"best head L{patch['best_head']['layer']}H{patch['best_head']['head']} restores "
-               f"{patch['best_head']['share']:.2f} of a {patch['effect_logit']:.1f}-logit flip effect"
-               if not patch["no_effect"] else f"no effect (flip effect {patch['effect_logit']:.3f} logits)")
+    if patch.get("skipped"):
+        patched = "skipped at this board size"
+    elif patch["no_effect"]:
+        patched = f"no effect (flip effect {patch['effect_logit']:.3f} logits)"
+    else:
+        patched = (f"best head L{patch['best_head']['layer']}H{patch['best_head']['head']} restores "
+                   f"{patch['best_head']['share']:.2f} of a {patch['effect_logit']:.1f}-logit flip effect")
     why = (f"held-out accuracy {path['clean_acc']:.3f} vs best rule-blind {path['rule_blind_best']:.3f} "
            f"(gain {gain:+.3f}); rule values ablated: {path['ablated_acc']:.3f}, "
            f"rule use {'no effect' if use is None else f'{use:.2f}'}; max rule-token attention {mass:.2f} = "

@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from interfere.explore.common import Context, parse_cell, parser, run_main
+from interfere.explore import batched
+from interfere.explore.common import Context, add_samples_arg, parse_cell, parser, run_main
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.boards import draw_board, draw_field, mark_cell
 from interfere.viz.style import DIV_CMAP, INK, caption, save
@@ -29,13 +30,16 @@ NAME = "attn_contrib_vector"
 def key_contributions(model: LifeTransformer, tokens: torch.Tensor, layer: int, head: int,
                       query_pos: int) -> torch.Tensor:
     """``[batch, T]``: each key's direct contribution, via (layer, head), to the query's logit difference."""
-    names = {f"blocks.{layer}.attn.hook_v", f"blocks.{layer}.attn.hook_pattern", "ln_final.hook_scale"}
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-    v = cache[f"blocks.{layer}.attn.hook_v"][:, :, head].float()  # [batch, key, d_head]
-    a = cache[f"blocks.{layer}.attn.hook_pattern"][:, head, query_pos].float()  # [batch, key]
+    v_name, p_name = f"blocks.{layer}.attn.hook_v", f"blocks.{layer}.attn.hook_pattern"
+    take = {v_name: lambda act: act[:, :, head], p_name: lambda act: act[:, head, query_pos],
+            "ln_final.hook_scale": lambda act: act[:, query_pos]}
+    cache = {k: x.to(model.cfg.device) for k, x in
+             batched.cached(model, tokens, list(take), take=lambda name, act: take[name](act)).items()}
+    v = cache[v_name]  # [batch, key, d_head]
+    a = cache[p_name]  # [batch, key]
     written = torch.einsum("bk,bkd,dm->bkm", a, v, model.blocks[layer].attn.W_O[head].float())
     written = written - written.mean(-1, keepdim=True)  # the final LayerNorm centres
-    scale = cache["ln_final.hook_scale"][:, query_pos].float()  # [batch, 1]
+    scale = cache["ln_final.hook_scale"]  # [batch, 1]
     direction = model.ln_final.w.float() * (model.unembed.W_U[:, 1] - model.unembed.W_U[:, 0]).float()
     return (written @ direction) / scale
 
@@ -85,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, default=0)
     p.add_argument("--head", type=int, default=0)
     p.add_argument("--query", default=None, help="query cell ROW,COL (default: the centre)")
-    p.add_argument("--samples", type=int, default=64)
+    add_samples_arg(p, 64, 2)
     return p
 
 

@@ -29,7 +29,8 @@ import torch
 
 from interfere.ca.simulate import moore_neighbourhood
 from interfere.data.layout import SequenceLayout
-from interfere.explore.common import Context, parse_cell, parser, run_main
+from interfere.explore import batched
+from interfere.explore.common import Context, add_samples_arg, parse_cell, parser, run_main
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.animate import figure_to_array, write_frames
 from interfere.viz.boards import draw_field, head_grid
@@ -44,9 +45,9 @@ def board_attention(pattern: torch.Tensor, layout: SequenceLayout) -> torch.Tens
     return pattern[:, :, targets, layout.board]
 
 
-def stencil_shares(pattern: torch.Tensor, layout: SequenceLayout) -> tuple[torch.Tensor, torch.Tensor]:
-    """(stencil share, board share) per head, each ``[head]`` (module docstring)."""
-    a = board_attention(pattern, layout).float()
+def stencil_shares(a: torch.Tensor, layout: SequenceLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    """(stencil share, board share) per head, each ``[head]``, from board attention ``a`` (module docstring)."""
+    a = a.float()
     board_mass = a.sum(-1)  # [batch, head, q]
     stencil_mass = (a * stencil_mask(layout).to(a.device)).sum(-1)
     ratio = torch.where(board_mass > 1e-12, stencil_mass / board_mass.clamp_min(1e-12), torch.nan)
@@ -62,9 +63,10 @@ def stencil_mask(layout: SequenceLayout) -> torch.Tensor:
 OWN_OFFSET = 4  # index of the query's own cell among the 3x3 offsets (row-major, see moore_neighbourhood)
 
 
-def stencil_profile(pattern: torch.Tensor, layout: SequenceLayout) -> tuple[torch.Tensor, torch.Tensor]:
-    """(``[head, 9]`` mean share of board attention on each 3x3 offset, ``[head]`` board share)."""
-    a = board_attention(pattern, layout).float()  # [b, head, q, k]
+def stencil_profile(a: torch.Tensor, layout: SequenceLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``[head, 9]`` mean share of board attention on each 3x3 offset, ``[head]`` board share),
+    from board attention ``a`` ``[batch, head, query cell, key cell]``."""
+    a = a.float()
     board_mass = a.sum(-1)
     share = a / board_mass.clamp_min(1e-12)[..., None]
     hood = moore_neighbourhood(layout.height, layout.width).to(a.device)  # [q, 9]
@@ -88,10 +90,10 @@ def locality_measures(profile: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-def relative_maps(pattern: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
-    """``[head, H, W]``: each query's board attention re-centred so the query sits at (H//2, W//2)."""
+def relative_maps(a: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
+    """``[head, H, W]``: each query's board attention ``a`` re-centred so the query sits at (H//2, W//2)."""
     h, w = layout.height, layout.width
-    a = board_attention(pattern, layout).float()  # [b, head, q, k]
+    a = a.float()  # [b, head, q, k]
     q_rows = torch.arange(h).repeat_interleave(w)[:, None]
     q_cols = torch.arange(w).repeat(h)[:, None]
     rel_r = torch.arange(h).repeat_interleave(w)[None, :] - h // 2
@@ -101,26 +103,28 @@ def relative_maps(pattern: torch.Tensor, layout: SequenceLayout) -> torch.Tensor
     return a.gather(-1, idx).mean(dim=(0, 2)).reshape(-1, h, w)
 
 
-def all_patterns_of(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
-    """``[layer, batch, head, T, T]`` attention patterns from the model's own forward."""
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
-    return torch.stack([cache[f"blocks.{i}.attn.hook_pattern"] for i in range(model.cfg.n_layers)]).float().cpu()
+def target_attention(model: LifeTransformer, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the t+1 target queries attend to, from the model's own forward (in memory-bounded chunks):
+    (``[layer, batch, head, HW query, HW key]`` over the board, ``[layer, batch, head, HW, 18]`` over the rule)."""
+    layout = model.layout
+    names = [f"blocks.{i}.attn.hook_pattern" for i in range(model.cfg.n_layers)]
+    keys = torch.cat([torch.arange(layout.board.start, layout.board.stop), torch.arange(layout.rule.start,
+                                                                                          layout.rule.stop)])
+    cache = batched.cached(model, tokens, names, take=lambda _, p: p[:, :, layout.targets[0]][..., keys.to(p.device)])
+    both = torch.stack([cache[n] for n in names])
+    return both[..., : layout.n_cells], both[..., layout.n_cells :]
 
 
-def all_patterns(ctx: Context, tokens: torch.Tensor) -> torch.Tensor:
-    return all_patterns_of(ctx.model, tokens)
-
-
-def query_map(patterns: torch.Tensor, layout: SequenceLayout, layer: int, head: int, cell: tuple[int, int]):
-    q = layout.cell_index(*cell)
-    return board_attention(patterns[layer], layout)[:, head, q].mean(0).reshape(layout.height, layout.width)
+def query_map(board_att: torch.Tensor, layout: SequenceLayout, layer: int, head: int, cell: tuple[int, int]):
+    """``[H, W]``: the mean attention of cell's t+1 target over the board (``board_att`` from target_attention)."""
+    return board_att[layer][:, head, layout.cell_index(*cell)].mean(0).reshape(layout.height, layout.width)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     layout, cfg = ctx.layout, ctx.model.cfg
     cell = parse_cell(args.query, layout) if args.query else (layout.height // 2, layout.width // 2)
     ex = ctx.examples(args.samples)
-    patterns = all_patterns(ctx, ex.tokens)
+    patterns, _ = target_attention(ctx.model, ex.tokens)  # [layer, batch, head, query cell, key cell]
     shares = [stencil_shares(patterns[i], layout) for i in range(cfg.n_layers)]
     stencil = torch.stack([s for s, _ in shares])  # [layer, head]
     board = torch.stack([b for _, b in shares])
@@ -208,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--center", action="store_true", help="query the central cell (the default)")
     where.add_argument("--query", default=None, help="query cell ROW,COL")
     p.add_argument("--sweep", choices=["heads", "layers"], default=None, help="also write a GIF/MP4 sweep")
-    p.add_argument("--samples", type=int, default=64, help="boards to average over")
+    add_samples_arg(p, 64, 2, "boards to average over")
     return p
 
 

@@ -37,7 +37,8 @@ from sklearn.metrics import r2_score, roc_auc_score
 
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
 from interfere.ca.simulate import moore_neighbourhood
-from interfere.explore.common import Context, Examples, parser, run_main
+from interfere.explore import batched
+from interfere.explore.common import Context, Examples, add_samples_arg, parser, run_main
 from interfere.explore.components import (
     CellVariable,
     Component,
@@ -148,7 +149,7 @@ def variable_probes(model: LifeTransformer, ex: Examples, seed: int) -> dict[str
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     points = probe_points(model.cfg.n_layers)
     names = [h for _, h in points]
-    _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n in names)
+    cache = batched.cached(model, ex.tokens, names, take=lambda _, act: act[:, model.layout.targets[0]])
     train, test = board_split(len(ex.boards), seed)
     n = model.layout.n_cells
     labels = {"own": _flat(ex.boards), "count": _flat(ex.counts), "next": _flat(ex.next_boards),
@@ -159,7 +160,7 @@ def variable_probes(model: LifeTransformer, ex: Examples, seed: int) -> dict[str
 
     out: dict[str, list[float]] = {k: [] for k in labels}
     for _, name in points:
-        x = cache[name][:, model.layout.targets[0]].float().cpu().numpy()
+        x = cache[name].numpy()
         xtr, xte = cells(x, train), cells(x, test)
         mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
         xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
@@ -336,7 +337,7 @@ def probes_figure(ctx: Context, probes: dict, control: dict) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser("How the model computes: importance, minimal circuit, tested roles and an algorithm card.")
-    p.add_argument("--samples", type=int, default=256, help="boards for every accuracy (and as many for references)")
+    add_samples_arg(p, 256, 8, "boards for every accuracy (and as many for references)")
     return p
 
 

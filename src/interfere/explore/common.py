@@ -23,6 +23,7 @@ from interfere.ca.simulate import neighbour_counts, step
 from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error, load_model_from_args
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig, heldout_rules, random_boards
+from interfere.explore.batched import scaled_samples
 from interfere.model.life_model import LifeTransformer
 
 DEFAULT_OUT_ROOT = Path("assets/explorations")
@@ -122,6 +123,15 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def add_samples_arg(p: argparse.ArgumentParser, base: int, floor: int, what: str = "boards") -> None:
+    """``--samples``, whose default is ``base`` at 8x8 and scales down with the board's cell count
+    (at 32x32, a 16th as many, at least ``floor``), so an analysis of big boards fits in memory and time."""
+    p.add_argument("--samples", type=int, default=None,
+                   help=f"{what} (default: {base} at 8x8, fewer for bigger boards: "
+                        f"{scaled_samples(base, 1024, floor)} at 32x32)")
+    p.set_defaults(samples_base=base, samples_floor=floor)
+
+
 def check_range(name: str, value: int, n: int) -> None:
     if not 0 <= value < n:
         raise ValueError(f"{name} {value} is out of range: valid values are 0..{n - 1}")
@@ -147,6 +157,8 @@ def run_main(name: str, build_parser: Callable[[], argparse.ArgumentParser],
         model, ckpt = load_model_from_args(args)
         ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),
                       out=Path(), seed=args.seed, rule=args.rule, command=command_line())
+        if getattr(args, "samples_base", None) is not None and args.samples is None:
+            args.samples = scaled_samples(args.samples_base, ctx.layout.n_cells, args.samples_floor)
         _validate_common(ctx, args)
         with staged_dir(args.out) as (work, final), torch.no_grad():
             ctx.out = work

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import torch
 
+from interfere.explore import batched
+from interfere.explore.batched import Hook, Hooks
 from interfere.explore.common import Examples
 from interfere.model.life_model import LifeTransformer
-
-Hook = tuple[str, Callable]
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,8 @@ def reference_outputs(model: LifeTransformer, tokens: torch.Tensor, components: 
                       ) -> dict[Component, torch.Tensor]:
     """Each component's output ``[batch, pos, ...]`` on ``tokens`` (float32, on the model's device)."""
     components = list(components)
-    names = {c.hook for c in components}
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-    return {c: c.get(cache[c.hook]).float() for c in components}
+    cache = batched.cached(model, tokens, sorted({c.hook for c in components}))
+    return {c: c.get(cache[c.hook]).to(model.cfg.device) for c in components}
 
 
 def replace_hooks(replacements: dict[Component, Callable[[torch.Tensor], torch.Tensor]]) -> list[Hook]:
@@ -100,10 +99,9 @@ def mean_ablation(means: dict[Component, torch.Tensor], components: Iterable[Com
 
 
 @torch.no_grad()
-def accuracy(model: LifeTransformer, ex: Examples, hooks: list[Hook] | None = None) -> float:
-    """t+1 cell accuracy of the hooked model (argmax over dead/alive) on the examples."""
-    logits = model.run_with_hooks(ex.tokens, fwd_hooks=hooks or [])
-    pred = model.target_logits(logits)[:, : model.layout.n_cells].argmax(-1).cpu()
+def accuracy(model: LifeTransformer, ex: Examples, hooks: Hooks | None = None) -> float:
+    """t+1 cell accuracy of the hooked model (argmax over dead/alive) on the examples, in chunks."""
+    pred = batched.target_logits(model, ex.tokens, hooks)[:, : model.layout.n_cells].argmax(-1)
     return float((pred == ex.next_boards.flatten(1)).float().mean())
 
 
@@ -191,20 +189,20 @@ def conditional_means(out: torch.Tensor, positions: slice, variable: CellVariabl
 
 
 def conditional_replacement(ref_out: dict[Component, torch.Tensor], claims: dict[Component, CellVariable],
-                            ref: Examples, ex: Examples, grid: list[slice]) -> list[Hook]:
-    """Hooks that replace each claimed component's output at the grid blocks (board and targets) by
-    its reference conditional mean given the claimed variable, evaluated on ``ex``."""
+                            ref: Examples, ex: Examples, grid: list[slice]) -> Callable[[slice], list[Hook]]:
+    """Hooks (per chunk ``part`` of ``ex``) that replace each claimed component's output at the grid
+    blocks (board and targets) by its reference conditional mean given the claimed variable."""
     fitted = {c: [(s, conditional_means(ref_out[c], s, v, ref)(ex)) for s in grid] for c, v in claims.items()}
 
-    def make(c: Component) -> Callable[[torch.Tensor], torch.Tensor]:
+    def make(c: Component, part: slice) -> Callable[[torch.Tensor], torch.Tensor]:
         def fn(out: torch.Tensor) -> torch.Tensor:
             out = out.clone()
             for s, values in fitted[c]:
-                out[:, s] = values.to(out.dtype)
+                out[:, s] = values[part].to(out.dtype)
             return out
         return fn
 
-    return replace_hooks({c: make(c) for c in claims})
+    return lambda part: replace_hooks({c: make(c, part) for c in claims})
 
 
 # --- fixed attention patterns ---------------------------------------------------------------
@@ -267,6 +265,5 @@ def fixed_pattern_hooks(model: LifeTransformer, patterns: dict[Component, torch.
 def reference_patterns(model: LifeTransformer, tokens: torch.Tensor, heads: Iterable[Component]
                        ) -> dict[Component, torch.Tensor]:
     heads = list(heads)
-    names = {f"blocks.{c.layer}.attn.hook_pattern" for c in heads}
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-    return {c: cache[f"blocks.{c.layer}.attn.hook_pattern"][:, c.head].float() for c in heads}
+    cache = batched.cached(model, tokens, sorted({f"blocks.{c.layer}.attn.hook_pattern" for c in heads}))
+    return {c: cache[f"blocks.{c.layer}.attn.hook_pattern"][:, c.head].to(model.cfg.device) for c in heads}

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
-from interfere.explore import attn_maps
-from interfere.explore.common import Context, Examples, parser, run_main
+from interfere.explore import attn_maps, batched
+from interfere.explore.common import Context, Examples, add_samples_arg, parser, run_main
 from interfere.explore.components import (
     Component,
     accuracy,
@@ -78,14 +78,14 @@ def probe_scores(model: LifeTransformer, ex: Examples) -> dict[str, float]:
     best over the residual points: count R2, own-state, next-state and mean rule-bit AUC."""
     names = [f"blocks.{i}.hook_resid_pre" for i in range(model.cfg.n_layers)]
     names.append(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
-    _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n in names)
+    cache = batched.cached(model, ex.tokens, names, take=lambda _, act: act[:, model.layout.targets[0]])
     n_train = 3 * len(ex.boards) // 4
     n = model.layout.n_cells
     y = torch.cat([ex.counts.flatten(1)[..., None], ex.boards.flatten(1)[..., None],
                    ex.next_boards.flatten(1)[..., None], ex.rules[:, None, :].expand(-1, n, -1)], dim=-1).float()
     best = {"count_r2": -np.inf, "own_auc": 0.0, "next_auc": 0.0, "rule_auc": 0.0}
     for name in names:
-        x = cache[name][:, model.layout.targets[0]].float().cpu()
+        x = cache[name]
         x = torch.cat([x, torch.ones(*x.shape[:2], 1)], dim=-1)
         xtr, xte = x[:n_train].flatten(0, 1), x[n_train:].flatten(0, 1)
         ytr, yte = y[:n_train].flatten(0, 1), y[n_train:].flatten(0, 1)
@@ -113,15 +113,15 @@ def snapshot_measures(model: LifeTransformer, ex: Examples, small: Examples, ref
         "loss": float(F.cross_entropy(logits.flatten(0, 1), truth.flatten())),
         "acc": float(correct.mean()), "acc_by_bit": per_bit,
     }
-    patterns = attn_maps.all_patterns_of(model, small.tokens)
+    board_att, rule_att = attn_maps.target_attention(model, small.tokens)
     layout = model.layout
     stencil, neighbours, rule_mass = [], [], []
     for layer in range(model.cfg.n_layers):
-        share, _ = attn_maps.stencil_shares(patterns[layer], layout)
-        profile, _ = attn_maps.stencil_profile(patterns[layer], layout)
+        share, _ = attn_maps.stencil_shares(board_att[layer], layout)
+        profile, _ = attn_maps.stencil_profile(board_att[layer], layout)
         stencil.append(float(share.nan_to_num(0).max()))
         neighbours.append(float(attn_maps.locality_measures(profile)["neighbour_share"].max()))
-        rule_mass.append(float(patterns[layer][:, :, layout.targets[0], layout.rule].sum(-1).mean((0, 2)).max()))
+        rule_mass.append(float(rule_att[layer].sum(-1).mean((0, 2)).max()))
     out.update(stencil_share=stencil, neighbour_share=neighbours, rule_attention=rule_mass)
     out.update(probe_scores(model, small))
     if circuit:
@@ -241,7 +241,7 @@ def bits_figure(ctx: Context, steps: list[int], measures: list[dict]) -> Path:
 
 def stencil_animation(ctx: Context, steps: list[int], models: list[LifeTransformer], ex: Examples) -> list[Path]:
     """The relative stencil of the final model's most local layer-0 head, snapshot by snapshot."""
-    patterns = [attn_maps.all_patterns_of(m, ex.tokens)[0] for m in models]
+    patterns = [attn_maps.target_attention(m, ex.tokens)[0][0] for m in models]
     profile, _ = attn_maps.stencil_profile(patterns[-1], ctx.layout)
     head = int(attn_maps.locality_measures(profile)["neighbour_share"].argmax())
     maps = [attn_maps.relative_maps(p, ctx.layout)[head] for p in patterns]
@@ -259,7 +259,7 @@ def stencil_animation(ctx: Context, steps: list[int], models: list[LifeTransform
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser("When each piece forms: cheap measures on every training snapshot of a run.")
-    p.add_argument("--samples", type=int, default=256, help="held-out boards for accuracy (a quarter for the rest)")
+    add_samples_arg(p, 256, 8, "held-out boards for accuracy (a quarter for the rest)")
     p.add_argument("--fraction", type=float, default=0.9,
                    help="a measure 'forms' when it has covered this share of the way to its final value")
     return p

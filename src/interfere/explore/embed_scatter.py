@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 
-from interfere.explore.common import Context, check_range, parser, run_main
+from interfere.explore import batched
+from interfere.explore.common import Context, add_samples_arg, check_range, parser, run_main
 from interfere.viz.style import ACCENT, COUNT_PALETTE, DEAD_COLOR, DEAD_POINT_COLOR, caption, save
 
 NAME = "embed_scatter"
@@ -32,9 +33,9 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     check_range("--layer", args.layer, n_layers + 1)
     ex = ctx.examples(args.samples)
     name = hook_name(args.layer, n_layers)
-    _, cache = ctx.model.run_with_cache(ex.tokens, names_filter=lambda n: n == name)
     positions = ctx.layout.targets[0] if args.at == "target" else ctx.layout.board
-    x = cache[name][:, positions].float().cpu().numpy().reshape(-1, ctx.model.cfg.d_model)
+    cache = batched.cached(ctx.model, ex.tokens, [name], take=lambda _, act: act[:, positions])
+    x = cache[name].numpy().reshape(-1, ctx.model.cfg.d_model)
     counts = ex.counts.reshape(-1).numpy()
     nxt = ex.next_boards.reshape(-1).numpy()
     rng = np.random.default_rng(ctx.seed)
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, default=1, help="0..n_layers (n_layers = final residual)")
     p.add_argument("--at", choices=["target", "board"], default="target")
     p.add_argument("--color", choices=["count", "next"], default="count")
-    p.add_argument("--samples", type=int, default=128)
+    add_samples_arg(p, 128, 4)
     p.set_defaults(final_layer_ok=True)
     return p
 

@@ -13,9 +13,11 @@ import argparse
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import torch
 from sklearn.metrics import roc_auc_score
 
-from interfere.explore.common import Context, Examples, parser, run_main
+from interfere.explore import batched
+from interfere.explore.common import Context, Examples, add_samples_arg, parser, run_main
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.style import ACCENT, ACCENT_2, GUIDE_COLOR, caption, save
 
@@ -26,14 +28,15 @@ def lens_points(n_layers: int) -> list[str]:
     return ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(n_layers)]
 
 
+@torch.no_grad()
 def logit_lens(model: LifeTransformer, ex: Examples) -> dict[str, list[float]]:
     """Next-state accuracy and AUC of the unembedded residual at every lens point."""
     names = lens_points(model.cfg.n_layers)
-    _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n in names)
+    cache = batched.cached(model, ex.tokens, names, take=lambda _, act: act[:, model.layout.targets[0]])
     truth = ex.next_boards.reshape(len(ex.boards), -1)
     acc, auc = [], []
     for name in names:
-        resid = cache[name][:, model.layout.targets[0]]
+        resid = cache[name].to(model.cfg.device)
         logits = model.unembed(model.ln_final(resid)).float().cpu()
         diff = logits[..., 1] - logits[..., 0]
         acc.append(((diff > 0).long() == truth).float().mean().item())
@@ -60,7 +63,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser("H4: logit lens, next-state accuracy read from the residual after each layer.")
-    p.add_argument("--samples", type=int, default=256)
+    add_samples_arg(p, 256, 4)
     return p
 
 

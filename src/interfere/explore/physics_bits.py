@@ -21,7 +21,7 @@
    no better than rule-blind and rule use is "no effect". The same ablation on Conway's Life shows
    what happens to a rule the model may know by heart.
 4. Activation patching: each head's output (``hook_z``, all positions) from the flipped run is
-   patched into the clean run (``transformer_lens.patching``); the share of the flip's effect on
+   patched into the clean run (as ``transformer_lens.patching`` does, in chunks); the share of the flip's effect on
    the governed cells' alive-minus-dead logit it restores names the responsible heads. When the
    flip's effect is below the ``patch_effect_logits`` floor, the shares are "no effect".
 """
@@ -35,24 +35,28 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from transformer_lens import patching
 
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
 from interfere.ca.simulate import neighbour_counts, step
-from interfere.data.layout import SequenceLayout, rule_token
-from interfere.explore.common import Context, Examples, parser, run_main
+from interfere.data.layout import rule_token
+from interfere.explore import batched
+from interfere.explore.attn_maps import target_attention
+from interfere.explore.common import Context, Examples, add_samples_arg, parser, run_main
+from interfere.explore.components import accuracy
 from interfere.model.life_model import LifeTransformer
 from interfere.thresholds import effect_floors
 from interfere.viz.boards import head_grid
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, DIV_CMAP, SEQ_CMAP, WRONG_COLOR, caption, save
 
 NAME = "physics_bits"
+PATCHING_MAX_CELLS = 256  # beyond, per-head patching is off by default (a hooked forward per head is slow on a CPU)
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (rules, boards) -> next boards
 
 
-def rule_attention(patterns: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
-    """``[layer, batch, head, T, T]`` -> ``[layer, head, 18]``: mean mass from t+1 targets to each rule token."""
-    return patterns[:, :, :, layout.targets[0], layout.rule].float().mean(dim=(1, 3))
+def rule_attention(rule_att: torch.Tensor) -> torch.Tensor:
+    """``[layer, batch, head, HW, 18]`` (from attn_maps.target_attention) -> ``[layer, head, 18]``: the mean
+    attention mass from t+1 targets to each rule token."""
+    return rule_att.float().mean(dim=(1, 3))
 
 
 def flip_bits(rules: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
@@ -84,23 +88,23 @@ def flip_scores(predict: Predictor, rules: torch.Tensor, boards: torch.Tensor) -
 
 
 def governed_metric(model: LifeTransformer, rules: torch.Tensor, flipped: torch.Tensor, boards: torch.Tensor):
-    """The metric patching measures: mean signed alive-minus-dead logit on the governed cells,
-    signed towards the flipped rule's truth (it rises when the model follows the flip)."""
-    layout = model.layout
+    """The metric patching measures, of target logits ``[batch, K*H*W, 2]``: the mean signed
+    alive-minus-dead logit on the governed cells, signed towards the flipped rule's truth (it rises
+    when the model follows the flip)."""
+    n = model.layout.n_cells
     truth_flipped = step(boards, flipped)
-    governed = (step(boards, rules) != truth_flipped).reshape(len(boards), -1).to(model.cfg.device)
-    sign = (2 * truth_flipped - 1).reshape(len(boards), -1).float().to(model.cfg.device)
-    targets = layout.targets[0]
+    governed = (step(boards, rules) != truth_flipped).reshape(len(boards), -1)
+    sign = (2 * truth_flipped - 1).reshape(len(boards), -1).float()
 
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        diff = (logits[:, targets, 1] - logits[:, targets, 0]).float()
+    def metric(target_logits: torch.Tensor) -> torch.Tensor:
+        diff = (target_logits[:, :n, 1] - target_logits[:, :n, 0]).float().cpu()
         return (diff * sign)[governed].mean()
 
     return metric
 
 
-def patch_heads(model: LifeTransformer, clean_tokens: torch.Tensor, source_cache, heads: list[tuple[int, int]]):
-    """Logits of the clean run with the given heads' ``hook_z`` (all positions) taken from ``source_cache``."""
+def patch_hooks(source_z: dict[str, torch.Tensor], heads: list[tuple[int, int]], part: slice) -> list:
+    """Hooks giving the listed heads their ``hook_z`` (all positions) from ``source_z[name][part]``."""
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
         by_layer.setdefault(layer, []).append(head)
@@ -108,29 +112,37 @@ def patch_heads(model: LifeTransformer, clean_tokens: torch.Tensor, source_cache
     def make_hook(layer: int):
         def hook(z: torch.Tensor, hook) -> torch.Tensor:  # z: [batch, pos, head, d_head]
             z = z.clone()
-            z[:, :, by_layer[layer]] = source_cache[hook.name][:, :, by_layer[layer]]
+            z[:, :, by_layer[layer]] = source_z[hook.name][part][:, :, by_layer[layer]].to(z.device, z.dtype)
             return z
         return hook
 
-    hooks = [(f"blocks.{layer}.attn.hook_z", make_hook(layer)) for layer in by_layer]
-    return model.run_with_hooks(clean_tokens, fwd_hooks=hooks)
+    return [(f"blocks.{layer}.attn.hook_z", make_hook(layer)) for layer in by_layer]
 
 
 @torch.no_grad()
 def head_patching(model: LifeTransformer, rules: torch.Tensor, flipped: torch.Tensor,
                   boards: torch.Tensor) -> tuple[torch.Tensor, float, float]:
-    """([layer, head] share of the flip's effect each head restores, share with all heads, effect size)."""
+    """([layer, head] share of the flip's effect each head restores, share with all heads, effect size).
+
+    The same numbers as ``transformer_lens.patching.get_act_patch_attn_head_out_all_pos`` (tested), in
+    memory-bounded chunks.
+    """
     clean_tokens = model.encode_prompt(rules, boards)
     flip_tokens = model.encode_prompt(flipped, boards)
     metric = governed_metric(model, rules, flipped, boards)
-    flip_logits, flip_cache = model.run_with_cache(flip_tokens, names_filter=lambda n: n.endswith("hook_z"))
-    clean_m, flip_m = metric(model(clean_tokens)), metric(flip_logits)
-    effect = flip_m - clean_m
-    per_head = patching.get_act_patch_attn_head_out_all_pos(
-        model, clean_tokens, flip_cache, lambda logits: (metric(logits) - clean_m) / effect)
-    all_heads = [(layer, h) for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
-    everything = (metric(patch_heads(model, clean_tokens, flip_cache, all_heads)) - clean_m) / effect
-    return per_head.detach().float().cpu(), float(everything), float(effect)
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    source_z = batched.cached(model, flip_tokens, names)
+    clean_m = metric(batched.target_logits(model, clean_tokens))
+    effect = metric(batched.target_logits(model, flip_tokens)) - clean_m
+
+    def restored(heads: list[tuple[int, int]]) -> float:
+        logits = batched.target_logits(model, clean_tokens, lambda part: patch_hooks(source_z, heads, part))
+        return float((metric(logits) - clean_m) / effect)
+
+    layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    per_head = torch.tensor([[restored([(layer, h)]) for h in range(n_heads)] for layer in range(layers)])
+    everything = restored([(layer, h) for layer in range(layers) for h in range(n_heads)])
+    return per_head, everything, float(effect)
 
 
 def model_predictor(model: LifeTransformer) -> Predictor:
@@ -163,12 +175,8 @@ def rule_value_ablation(model: LifeTransformer, tokens: torch.Tensor) -> tuple[s
 
 def rule_path(model: LifeTransformer, ex: Examples) -> dict[str, float]:
     """Accuracy with the rule tokens intact and with their values ablated, and the rule-blind best."""
-    def accuracy(logits: torch.Tensor) -> float:
-        pred = model.target_logits(logits)[:, : model.layout.n_cells].argmax(-1).cpu()
-        return float((pred == ex.next_boards.flatten(1)).float().mean())
-
-    clean = accuracy(model(ex.tokens))
-    ablated = accuracy(model.run_with_hooks(ex.tokens, fwd_hooks=[rule_value_ablation(model, ex.tokens)]))
+    clean = accuracy(model, ex)
+    ablated = accuracy(model, ex, lambda part: [rule_value_ablation(model, ex.tokens[part])])
     best_blind = rule_blind_ceiling(ex.boards, ex.next_boards)
     return {"clean_acc": clean, "ablated_acc": ablated, "rule_blind_best": best_blind}
 
@@ -182,16 +190,17 @@ def rule_use(path: dict[str, float], floor: float) -> float | None:
 def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     model, layout, cfg = ctx.model, ctx.layout, ctx.model.cfg
     ex = ctx.examples(args.samples)
-    _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n.endswith("hook_pattern"))
-    patterns = torch.stack([cache[f"blocks.{i}.attn.hook_pattern"] for i in range(cfg.n_layers)]).cpu()
-    del cache
-    rule_mass = rule_attention(patterns, layout)  # [layer, head, 18]
+    rule_mass = rule_attention(target_attention(model, ex.tokens)[1])  # [layer, head, 18]
     scores = flip_scores(model_predictor(model), ex.rules, ex.boards)
     bits = torch.arange(len(ex.rules)) % N_RULE_BITS  # every bit flipped on an equal share of boards
     flipped = flip_bits(ex.rules, bits)
-    restored, restored_all, effect = head_patching(model, ex.rules, flipped, ex.boards)
     floors = effect_floors()
-    patch_effect = abs(effect) >= floors["patch_effect_logits"]
+    patch = args.patching == "on" or (args.patching == "auto" and layout.n_cells <= PATCHING_MAX_CELLS)
+    if patch:
+        restored, restored_all, effect = head_patching(model, ex.rules, flipped, ex.boards)
+    else:
+        restored, restored_all, effect = torch.full((cfg.n_layers, cfg.n_heads), float("nan")), float("nan"), 0.0
+    patch_effect = patch and abs(effect) >= floors["patch_effect_logits"]
     path = rule_path(model, ex)
     path["rule_use"] = rule_use(path, floors["rule_use_gain"])
     conway = None if ctx.rule else rule_path(model, ctx.examples(args.samples, seed_offset=7, rule="B3/S23"))
@@ -238,9 +247,10 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
                   -lim, lim)
     else:
         ax.axis("off")
-        ax.text(0.5, 0.5, f"no effect to patch:\nthe flip moves the governed cells' logit by {effect:.3f},\n"
-                f"below the floor of {floors['patch_effect_logits']} (cfg/report/thresholds.yaml)",
-                ha="center", va="center", transform=ax.transAxes)
+        why = (f"no effect to patch:\nthe flip moves the governed cells' logit by {effect:.3f},\n"
+               f"below the floor of {floors['patch_effect_logits']} (cfg/report/thresholds.yaml)" if patch
+               else f"patching skipped at {layout.height}x{layout.width}\n(one hooked forward per head; --patching on)")
+        ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
     caption(fig, ctx.caption(samples=args.samples))
     files.append(save(fig, ctx.out / "head_patching.png"))
 
@@ -253,7 +263,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
         "flip_mean": {k: _nanmean(scores[k]) for k in ("precision", "recall", "false_flip_rate", "flipped_acc")},
         "rule_path": path, "rule_path_conway": conway,
         "patching": {"effect_logit": effect, "effect_floor": floors["patch_effect_logits"],
-                     "no_effect": not patch_effect,
+                     "no_effect": not patch_effect, "skipped": not patch,
                      "restored_share": restored.tolist() if patch_effect else None,
                      "all_heads": restored_all if patch_effect else None,
                      "best_head": ({"layer": best[0], "head": best[1], "share": float(restored.max())}
@@ -293,7 +303,10 @@ def rule_path_figure(ctx: Context, path: dict, conway: dict | None, floor: float
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser("H3: rule-token attention, the rule-bit flip test, and per-head patching.")
-    p.add_argument("--samples", type=int, default=144, help="boards (each bit is flipped on every board)")
+    add_samples_arg(p, 144, 4, "boards (each bit is flipped on every board)")
+    p.add_argument("--patching", choices=["auto", "on", "off"], default="auto",
+                   help=f"per-head activation patching, one hooked forward per head (auto: on up to "
+                        f"{PATCHING_MAX_CELLS} cells per board, e.g. 16x16)")
     return p
 
 

@@ -27,7 +27,8 @@ from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from interfere.data.layout import SequenceLayout
-from interfere.explore.common import Context, Examples, parser, run_main
+from interfere.explore import batched
+from interfere.explore.common import Context, Examples, add_samples_arg, parser, run_main
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.style import ACCENT, CONTROL_COLOR, GUIDE_COLOR, SHUFFLED_COLOR, caption, save
 
@@ -45,8 +46,8 @@ def residual_names(n_layers: int) -> list[str]:
 def residuals(model: LifeTransformer, tokens: torch.Tensor, positions: slice) -> np.ndarray:
     """``[n_points, batch, H*W, d_model]`` float32: the residual at each probe point and position."""
     names = residual_names(model.cfg.n_layers)
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-    return np.stack([cache[n][:, positions].float().cpu().numpy() for n in names])
+    cache = batched.cached(model, tokens, names, take=lambda _, act: act[:, positions])
+    return np.stack([cache[n].numpy() for n in names])
 
 
 def board_split(n_boards: int, seed: int, test_frac: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +160,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser("H2: linear probes for neighbour count, prior state and next state, with controls.")
-    p.add_argument("--samples", type=int, default=256, help="boards (split 75/25 by board)")
+    add_samples_arg(p, 256, 8, "boards (split 75/25 by board)")
     p.add_argument("--controls", type=int, default=3, help="random-init control models (init seeds)")
     return p
 

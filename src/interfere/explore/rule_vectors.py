@@ -20,7 +20,8 @@ from sklearn.decomposition import PCA
 
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
 from interfere.data.layout import rule_token
-from interfere.explore.common import Context, parser, run_main
+from interfere.explore import batched
+from interfere.explore.common import Context, add_samples_arg, parser, run_main
 from interfere.viz.style import ACCENT, BIRTH_COLOR, DIV_CMAP, caption, save
 
 NAME = "rule_vectors"
@@ -34,8 +35,7 @@ def token_vectors(ctx: Context, source: str, samples: int) -> torch.Tensor:
         return ctx.model.embed.W_E[ids].float().cpu()
     ex = ctx.examples(samples)
     name = "blocks.0.hook_resid_post"
-    _, cache = ctx.model.run_with_cache(ex.tokens, names_filter=lambda n: n == name)
-    resid = cache[name][:, ctx.layout.rule].float().cpu()  # [batch, 18, d_model]
+    resid = batched.cached(ctx.model, ex.tokens, [name], take=lambda _, act: act[:, ctx.layout.rule])[name]
     out = torch.zeros(N_RULE_BITS, 2, resid.shape[-1])
     for v in (0, 1):
         sel = (ex.rules == bool(v)).float()  # [batch, 18]
@@ -104,7 +104,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
 def build_parser() -> argparse.ArgumentParser:
     p = parser("Rule-token geometry: cosine similarity and PCA of the 36 rule tokens.")
     p.add_argument("--source", choices=["embed", "resid0"], default="embed")
-    p.add_argument("--samples", type=int, default=128, help="boards, for --source resid0")
+    add_samples_arg(p, 128, 4, "boards, for --source resid0")
     return p
 
 

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from interfere.config import TrainConfig, layout_of, resolve_device, sections, to_plain
-from interfere.cpu import configure_cpu
+from interfere.cpu import configure_cpu, cpu_autocast_choice
 from interfere.data.layout import VOCAB
 from interfere.data.stream import BatchStream, DataConfig
 from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
@@ -133,7 +133,8 @@ class Run:
         self.cfg, self.data_cfg, self.tc, self.device, self.dd = to_plain(cfg), data_cfg, tc, device, dd
         self.exp_name, self.seed = cfg.get("exp_name", "run"), int(cfg.get("seed", 0))
         self.layout = layout_of(data_cfg)
-        check_training_fits(model_cfg, self.layout, data_cfg.batch_size, device)  # per micro-batch
+        if tc.steps > 0:  # per micro-batch; train.steps=0 only writes the initial weights
+            check_training_fits(model_cfg, self.layout, data_cfg.batch_size, device)
         self.ckpt_dir = Path(tc.ckpt_dir)
         self.claim: RunClaim | None = None
         self.run_id, resume_from = self._open_run()
@@ -156,13 +157,23 @@ class Run:
         self.saved: tuple[int, Path] | None = None  # (step, path) of the last good checkpoint
         if resume_from is not None:
             self._restore(resume_from)
-        use_bf16 = device.type == "cuda" or tc.autocast == "bf16"
+        use_bf16, self.autocast_why = self._autocast_choice(model_cfg)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
         self.cells_per_step = (tc.grad_accum * self.data_cfg.batch_size * len(self.layout.target_index)
                                * dd.world_size)
         self.first_bad_step = torch.full((), -1, device=device, dtype=torch.long)
         self.bad_loss = torch.zeros((), device=device)
         self.snapshot_at = set(snapshot_steps(tc.steps, tc.snapshots))
+
+    def _autocast_choice(self, model_cfg: ModelConfig) -> tuple[bool, str]:
+        """(bf16 autocast on?, why): always on CUDA; on a CPU as ``train.autocast`` says, ``auto`` measured."""
+        if self.device.type == "cuda":
+            return True, "CUDA: bf16 autocast, fp32 master weights"
+        if self.tc.autocast != "auto":
+            return self.tc.autocast == "bf16", f"train.autocast={self.tc.autocast}"
+        cfg = model_cfg.resolved()
+        rows = self.data_cfg.batch_size * len(self.layout.target_index)
+        return cpu_autocast_choice(rows, cfg.d_model, cfg.d_mlp)
 
     def release(self) -> None:
         """Give up the claim on the run folder (at the end of the run, or when it fails)."""
@@ -231,7 +242,8 @@ class Run:
             print(f"run {self.run_id}: {n_params(self.model):,} parameters, {self.layout.seq_len} tokens per "
                   f"sequence, {self.cells_per_step:,} target cells per step, device {self.device}"
                   + (f", {self.dd.world_size} processes" if self.dd.enabled else "")
-                  + (f", resuming at step {self.step}" if self.step else ""))
+                  + (f", resuming at step {self.step}" if self.step else "") + f"\nautocast: {self.autocast_why}")
+            self._log({"step": self.step, "autocast": self.autocast_why})
 
     def _loop(self, net: torch.nn.Module) -> None:
         tc = self.tc

@@ -1,0 +1,71 @@
+"""Hooked forwards in memory-bounded chunks, keeping only what an analysis needs.
+
+A hooked forward builds ``[batch, head, T, T]`` attention tensors in every layer; at the life32
+shape (T = 2,069) that is about 137 MB per sequence and tensor, so an analysis that runs 64 boards
+at once needs tens of GB. These helpers split the batch into chunks sized by
+:func:`interfere.model.memory.forward_bytes`, apply a ``take`` function to each cached activation
+while the chunk is alive (e.g. keep the t+1 target rows over the board only), and concatenate the
+results on the CPU. At the demo size every batch is one chunk, so numbers are unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+
+from interfere.model.life_model import LifeTransformer
+from interfere.model.memory import available_bytes, forward_bytes, largest_batch
+
+Hook = tuple[str, Callable]  # (hook name, hook function), as TransformerLens' run_with_hooks takes them
+Hooks = list[Hook] | Callable[[slice], list[Hook]]  # the same hooks for every chunk, or per chunk of the batch
+ANALYSIS_BUDGET = 2e9  # bytes of transient activations per chunk (and at most a quarter of the free memory)
+BASE_CELLS = 64  # per-size sample defaults are stated for 8x8 boards and scaled down with the cell count
+
+
+def chunk_size(model: LifeTransformer, n: int) -> int:
+    """Sequences per hooked forward: the most (up to ``n``) whose activations fit the budget; at least 1."""
+    free = available_bytes(torch.device(model.cfg.device))
+    budget = min(ANALYSIS_BUDGET, free / 4) if free else ANALYSIS_BUDGET
+    return max(1, largest_batch(lambda b: forward_bytes(model.life_cfg, model.layout, b), int(budget), n))
+
+
+def chunks(model: LifeTransformer, n: int) -> Iterator[slice]:
+    size = chunk_size(model, n)
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def cached(model: LifeTransformer, tokens: torch.Tensor, names: list[str],
+           take: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """``run_with_cache`` over chunks: each named activation passed through ``take(name, act)``
+    (default: kept whole), as float32 on the CPU, concatenated along the batch."""
+    wanted = set(names)
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    with torch.no_grad():
+        for part in chunks(model, len(tokens)):
+            _, cache = model.run_with_cache(tokens[part], names_filter=lambda n: n in wanted)
+            for name in names:
+                act = cache[name]
+                parts[name].append((take(name, act) if take else act).float().cpu())
+            del cache
+    return {name: torch.cat(p) for name, p in parts.items()}
+
+
+def target_logits(model: LifeTransformer, tokens: torch.Tensor, hooks: Hooks | None = None) -> torch.Tensor:
+    """``[batch, K*H*W, 2]`` logits at the target positions of the hooked model, chunked; ``hooks`` is a
+    list, or a function of the chunk ``part`` giving the hooks for ``tokens[part]``."""
+    out = []
+    with torch.no_grad():
+        for part in chunks(model, len(tokens)):
+            extra = hooks(part) if callable(hooks) else (hooks or [])
+            logits = model.run_with_hooks(tokens[part], fwd_hooks=extra)
+            out.append(model.target_logits(logits).float().cpu())
+    return torch.cat(out)
+
+
+def scaled_samples(base: int, n_cells: int, floor: int) -> int:
+    """A sample count stated for 8x8 boards, for boards of ``n_cells``: fewer boards as each has more
+    cells (at 32x32, 1/16 as many), never below ``floor``."""
+    return max(floor, math.ceil(base * min(1.0, BASE_CELLS / n_cells)))

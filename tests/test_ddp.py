@@ -73,9 +73,10 @@ def _step_and_save(rank: int, out: str) -> None:
     half = len(full.tokens) // 2
     mine = type(full).__new__(type(full))
     mine.tokens, mine.labels = full.tokens[rank * half:(rank + 1) * half], full.labels[rank * half:(rank + 1) * half]
+    mine.layout = full.layout
     net = torch.nn.parallel.DistributedDataParallel(TargetLogits(model, fast=True))
     opt = make_optimizer(model, sections(compose("exp/life_smoke"))[2])
-    accumulate_gradients(net, [mine], model.target_index, torch.autocast("cpu", enabled=False))
+    accumulate_gradients(net, [mine], torch.autocast("cpu", enabled=False))
     opt.step()
     if rank == 0:
         torch.save(model.state_dict(), out)
@@ -105,7 +106,7 @@ def test_two_ranks_step_equals_one_process_on_the_concatenated_batch(tmp_path):
     model, full = _model_and_batch()
     opt = make_optimizer(model, sections(compose("exp/life_smoke"))[2])
     no_autocast = torch.autocast("cpu", enabled=False)
-    accumulate_gradients(TargetLogits(model, fast=True), [full], model.target_index, no_autocast)
+    accumulate_gradients(TargetLogits(model, fast=True), [full], no_autocast)
     opt.step()
     ddp = torch.load(out, weights_only=True)
     for key, value in model.state_dict().items():

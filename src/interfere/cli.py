@@ -44,26 +44,59 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0, help="data seed for examples")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
+    parser.add_argument("--size", type=board_size, default=None, metavar="N|HxW",
+                        help="board size to run (a size-free checkpoint, model.positions=window); "
+                             "default: the checkpoint's, or --config-name's when the checkpoint can run it")
+
+
+def board_size(text: str) -> tuple[int, int]:
+    """``32`` or ``32x16`` -> (rows, cols), for argparse."""
+    try:
+        h, _, w = text.lower().partition("x")
+        size = int(h), int(w or h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"board size must be N or HxW (e.g. 32 or 32x16), got {text!r}") from None
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"board size must be at least 1x1, got {text!r}")
+    return size
 
 
 def load_model_from_args(args: argparse.Namespace) -> tuple[LifeTransformer, dict]:
     """The checkpoint named by the flags (discovery rule) and its model, in eval mode.
 
     A ``--config-name`` whose data/model sections differ from the checkpoint's gets a one-line
-    warning: the checkpoint's own config wins.
+    warning: the checkpoint's own config wins, except for the board size, which a size-free model
+    takes from ``--size`` or else from ``--config-name``. The returned checkpoint's
+    ``config["data"]`` then says the size the model runs (its ``trained_config`` what it was trained on).
     """
     device = resolve_device(args.device)
     if device.type == "cpu":
         configure_cpu(args.threads)
     ckpt = load_checkpoint(run_id=args.run_id, ckpt=args.ckpt, ckpt_dir=args.ckpt_dir, map_location=device)
+    model = model_from_checkpoint(ckpt, device)
+    size = getattr(args, "size", None)
     if args.config_name:
         wanted = to_plain(compose(args.config_name))
+        wanted_size = (wanted["data"]["height"], wanted["data"]["width"])
+        if size is None and wanted_size != model.built_size:
+            if model.size_free:
+                size = wanted_size
+            else:
+                print(f"note: {args.config_name} is about {wanted_size[0]}x{wanted_size[1]} boards, but this "
+                      f"checkpoint is a fixed-size model for {model.built_size[0]}x{model.built_size[1]}: "
+                      "analysing its own size", file=sys.stderr)
         problems = config_mismatches(ckpt["config"], wanted)
         if problems:
             print(f"warning: {args.config_name} differs from the checkpoint's config ({problems[0]}"
                   f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); using the checkpoint's",
                   file=sys.stderr)
-    return model_from_checkpoint(ckpt, device), ckpt
+    if size is not None and size != model.built_size:
+        model.resize(*size)
+        ckpt["trained_config"] = ckpt["config"]
+        ckpt["config"] = {**ckpt["config"], "data": {**ckpt["config"]["data"], "height": size[0], "width": size[1]}}
+        trained = ckpt["trained_config"]["data"].get("sizes") or [model.built_size[0]]
+        print(f"running {size[0]}x{size[1]} boards (a size-free model trained on sides {trained})", file=sys.stderr)
+    return model, ckpt
 
 
 def command_line() -> str:

@@ -107,11 +107,14 @@ def _build(cls: type, section: Any, name: str) -> Any:
 
 def sections(cfg: DictConfig | dict) -> tuple[DataConfig, ModelConfig, TrainConfig]:
     """The typed ``data``, ``model`` and ``train`` sections of a run config."""
-    return (
-        _build(DataConfig, cfg["data"], "data"),
-        _build(ModelConfig, cfg["model"], "model"),
-        _build(TrainConfig, cfg.get("train", {}), "train"),
-    )
+    data, model = _build(DataConfig, cfg["data"], "data"), _build(ModelConfig, cfg["model"], "model")
+    if data.sizes and model.positions != "window":
+        raise ValueError(f"data.sizes={data.sizes} needs a size-free model: set model.positions=window "
+                         "(a rope model runs only data.height x data.width)")
+    if model.positions == "window":
+        for size in [(data.height, data.width), *((s, s) for s in data.sizes)]:
+            layout_of(data).with_size(*size).check_window(model.window)
+    return data, model, _build(TrainConfig, cfg.get("train", {}), "train")
 
 
 def layout_of(data: DataConfig) -> SequenceLayout:

@@ -8,7 +8,7 @@ differs from the simulator (``ROLLOUT_CAP`` means it never did).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -142,6 +142,37 @@ def evaluate(model: LifeTransformer, data: DataConfig, n_boards: int = 4096, see
     return report
 
 
+def evaluate_sizes(model: LifeTransformer, data: DataConfig, sizes: list[int], n_boards: int = 4096,
+                   seed: int = 0, rollouts: bool = True) -> dict[str, dict]:
+    """:func:`evaluate` on ``size x size`` boards for each size, with as many cells per size as
+    ``n_boards`` 8x8 boards have (a size-free model; a fixed-size one only at its own size)."""
+    out = {}
+    for size in sizes:
+        scale = 64 / (size * size)
+        with model.sized(size, size):
+            out[str(size)] = evaluate(model, replace(data, height=size, width=size),
+                                      n_boards=max(8, round(n_boards * scale)), seed=seed,
+                                      boards_per_named_rule=max(4, round(256 * scale)), rollouts=rollouts)
+    return out
+
+
+def format_sizes(reports: dict[str, dict]) -> str:
+    """One row per board size: held-out accuracy and exact match, the worst named rule, rollouts."""
+    lines = [f"{'board':>7} {'held-out acc':>12} {'exact':>8} {'worst named rule':>26} {'glider':>7} {'soups (held-out rules)':>24}"]
+    for size, r in reports.items():
+        held = r["heldout"]
+        worst_name, worst = min(r["named"].items(), key=lambda kv: kv[1]["cell_acc"])
+        roll = r.get("rollout")
+        glider = str(roll["conway"]["glider"]) if roll else "-"
+        soups = f"min {min(roll['heldout_soups'])}" if roll else "-"
+        worst_text = f"{worst_name} {100 * worst['cell_acc']:.3f}%"
+        lines.append(f"{size + 'x' + size:>7} {100 * held['cell_acc']:11.3f}% {100 * held['board_exact']:7.2f}% "
+                     f"{worst_text:>26} {glider:>7} {soups:>24}")
+    if any(r.get("rollout") for r in reports.values()):
+        lines.append(f"glider, soups: first generation the rollout differs from the simulator ({ROLLOUT_CAP}: never)")
+    return "\n".join(lines)
+
+
 def format_report(report: dict) -> str:
     """A plain-text table of an :func:`evaluate` report."""
     lines = [f"{'rule set':<22} {'rule':<16} {'cell acc':>9} {'exact':>8} {'AUC':>8} {'wrong':>7}"]
@@ -194,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-rollouts", action="store_true", help="skip the rollout-divergence runs")
     parser.add_argument("--gif", default=None, metavar="RULE",
                         help="also animate a glider rollout under RULE (e.g. B3/S23)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, metavar="N",
+                        help="evaluate N x N boards for each N (a size-free model, model.positions=window): "
+                             "a table per size, eval_sizes.json, and a glider rollout GIF at the largest")
     args = parser.parse_args(argv)
     with exit_on_user_error():
         if args.boards < 1:
@@ -202,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
             get_rule(args.gif)  # a bad rule fails before any work
         model, ckpt = load_model_from_args(args)
         data = DataConfig(**ckpt["config"]["data"])
+        if args.sizes:
+            return _main_sizes(model, ckpt, data, args)
         report = evaluate(model, data, n_boards=args.boards, seed=args.seed, rollouts=not args.no_rollouts)
         report.update({"checkpoint": ckpt["path"], "step": ckpt["step"], "seed": args.seed,
                        "run_id": ckpt.get("run_id")})
@@ -214,3 +250,26 @@ def main(argv: list[str] | None = None) -> None:
         if args.gif is not None:
             files = save_rollout_animation(model, args.gif, "glider", out.parent / "rollout_glider")
             print("rollout animation: " + ", ".join(str(f) for f in files))
+
+
+def _main_sizes(model: LifeTransformer, ckpt: dict, data: DataConfig, args: object) -> None:
+    """``eval.py --sizes``: the per-size table, ``eval_sizes.json`` and a rollout GIF at the largest size."""
+    import json
+
+    for size in args.sizes:  # every size is checked before any work
+        model.check_size(size, size)
+    reports = evaluate_sizes(model, data, args.sizes, n_boards=args.boards, seed=args.seed,
+                             rollouts=not args.no_rollouts)
+    out = Path(ckpt["config"]["train"]["log_dir"]) / str(ckpt.get("run_id")) / "eval_sizes.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"checkpoint": ckpt["path"], "step": ckpt["step"], "seed": args.seed,
+                               "run_id": ckpt.get("run_id"), "sizes": reports}, indent=2))
+    trained = ", ".join(f"{s}x{s}" for s in data.sizes) or f"{data.height}x{data.width}"
+    print(f"checkpoint {ckpt['path']} (step {ckpt['step']}), trained on {trained} boards")
+    print(format_sizes(reports))
+    print(f"wrote {out}")
+    biggest = max(args.sizes)
+    with model.sized(biggest, biggest):
+        files = save_rollout_animation(model, args.gif or "B3/S23", "glider", out.parent / f"rollout_glider_{biggest}",
+                                       steps=ROLLOUT_CAP)
+    print("rollout animation: " + ", ".join(str(f) for f in files))

@@ -393,13 +393,24 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
         "checkpoint": ckpt["path"], "run_id": ckpt.get("run_id"), "step": ckpt["step"],
         "seeds": list(range(args.seed, args.seed + args.seeds)), "date": time.strftime("%Y-%m-%d %H:%M"),
         "git_commit": git_commit(), "command": command_line(), "thresholds": th, "heldout": ev["heldout"],
-        "verdicts": {h: {"verdict": v, "reasons": why} for h, (v, why) in all_verdicts(runs, th).items()},
+        "verdicts": {h: {"verdict": v, "reasons": why + architectural_caveats(model, h)}
+                     for h, (v, why) in all_verdicts(runs, th).items()},
         "how": how, "forms": forms, "controls": control_results, "per_seed": runs, "eval": ev,
         "seconds": round(time.time() - t0, 1),
     }
     write_report(out, summary, figures, model_card(args, model, ckpt, data, animations), format_report(ev))
     print_verdicts(summary)
     return summary
+
+
+def architectural_caveats(model: LifeTransformer, hypothesis: str) -> list[str]:
+    """What the architecture, not training, decides about a hypothesis (shown next to its verdict)."""
+    if hypothesis != "H1" or not model.size_free:
+        return []
+    r = model.life_cfg.window
+    return [f"partly architectural: this size-free model (model.positions=window, window {r}) cannot attend "
+            f"beyond {r} cells, so H1 only asks whether it narrows its {2 * r + 1}x{2 * r + 1} window to the "
+            "3x3 stencil"]
 
 
 def how_it_computes(ctx: Context, samples: dict[str, int]) -> tuple[dict | None, list[Path]]:
@@ -452,6 +463,8 @@ def print_verdicts(summary: dict) -> None:
     print(f"\n{'':<{width}}  verdict         key numbers (seed {summary['seeds'][0]})")
     for h, v in summary["verdicts"].items():
         print(f"{h:<{width}}  {v['verdict']:<14}  {v['reasons'][0].split(': ', 1)[1]}")
+        for caveat in (r for r in v["reasons"] if r.startswith("partly architectural")):
+            print(f"{'':<{width}}    {caveat}")
         for label, control in summary["controls"].items():
             c = control["verdicts"][h]
             print(f"{'':<{width}}    control {label}: {c['verdict']} ({c['headline']})")

@@ -12,6 +12,12 @@ separators) attends to itself bidirectionally, because a grid has no reading ord
 future depends on neighbours on every side; a target attends to the context and to itself only,
 so targets never see each other (or their labels) and every target is predicted independently
 from the rule and the board at t.
+
+With a *window* of radius r (size-free models, ``model.positions: window``) attention is also
+local: the physics tokens (BOS, rules, separators) attend only to each other, and a board cell
+or a target attends to the physics tokens and to the board cells at most r rows and r columns
+away on the torus (plus, for a target, itself). Nothing a cell computes then depends on the
+board's size, only on its wrapped neighbourhood (:meth:`SequenceLayout.window_offsets`).
 """
 
 from __future__ import annotations
@@ -45,6 +51,13 @@ IGNORE = -100
 def rule_token(bit: int | torch.Tensor, value: int | torch.Tensor) -> int | torch.Tensor:
     """Token id of ``<R{bit}_{value}>`` (elementwise for tensors)."""
     return RULE_TOKEN_BASE + 2 * bit + value
+
+
+def window_shifts(window: int) -> list[tuple[int, int]]:
+    """The (row, col) offsets of a window of radius ``window``, in the index order of
+    :meth:`SequenceLayout.window_offsets`."""
+    span = range(-window, window + 1)
+    return [(dr, dc) for dr in span for dc in span]
 
 
 class Encoded(NamedTuple):
@@ -161,15 +174,51 @@ class SequenceLayout:
     def n_segments(self) -> int:
         return SEG_TARGET + self.multi_steps
 
+    def with_size(self, height: int, width: int) -> SequenceLayout:
+        """The same layout for boards of another size."""
+        return SequenceLayout(height, width, self.multi_steps)
+
     def is_target(self) -> torch.Tensor:
         """``[T]`` bool, True at target positions."""
         return self.segment_ids() >= SEG_TARGET
 
-    def attention_mask(self) -> torch.Tensor:
-        """``[T_query, T_key]`` bool, True where the query may attend to the key (module docstring)."""
-        context = ~self.is_target()
+    def attention_mask(self, window: int | None = None) -> torch.Tensor:
+        """``[T_query, T_key]`` bool, True where the query may attend to the key (module docstring);
+        ``window``: the radius of a local window, None for global attention."""
         t = self.seq_len
-        return context[None, :].expand(t, t) | torch.eye(t, dtype=torch.bool)
+        if window is None:
+            context = ~self.is_target()
+            return context[None, :].expand(t, t) | torch.eye(t, dtype=torch.bool)
+        physics = self.segment_ids() == SEG_PHYSICS
+        return physics[None, :] | (self.window_offsets(window) >= 0) | torch.eye(t, dtype=torch.bool)
+
+    def check_window(self, window: int) -> None:
+        """A window must fit on the board without wrapping onto itself."""
+        if min(self.height, self.width) < 2 * window + 1:
+            raise ValueError(f"{self.height}x{self.width} boards are smaller than the model's "
+                             f"{2 * window + 1}x{2 * window + 1} attention window (model.window={window}): "
+                             f"use boards of at least {2 * window + 1}x{2 * window + 1}")
+
+    def window_offsets(self, window: int) -> torch.Tensor:
+        """``[T_query, T_key]`` int64: for a board or target query and a board key at most ``window``
+        cells away on the torus, the offset's index ``(dr + window) * (2 * window + 1) + (dc + window)``
+        (``dr``, ``dc``: the key's row and column minus the query's, wrapped to ``-window..window``);
+        -1 for every other pair. The order of :func:`window_shifts`."""
+        self.check_window(window)
+        pos, t = self.pos2d(), self.seq_len
+        size = torch.tensor([self.height, self.width])
+        delta = (pos[None, :, :] - pos[:, None, :] + window) % size - window  # [q, k, 2], key minus query
+        near = (delta.abs() <= window).all(-1)
+        index = (delta[..., 0] + window) * (2 * window + 1) + (delta[..., 1] + window)
+        grid_query = self.segment_ids() != SEG_PHYSICS
+        board_key = self.segment_ids() == SEG_BOARD
+        use = near & grid_query[:, None] & board_key[None, :]
+        return torch.where(use, index, torch.full((t, t), -1))
+
+    @cached_property
+    def physics_index(self) -> torch.Tensor:
+        """The positions of the physics tokens (BOS, rules, SEP and the target separators): ``[P]``."""
+        return torch.nonzero(self.segment_ids() == SEG_PHYSICS).flatten()
 
     # --- encode / decode -------------------------------------------------------------------
     def encode(

@@ -36,9 +36,13 @@ class DataConfig:
     n_heldout: int = 64  # held-out random rules, for evaluation only
     heldout_seed: int = 1234
     rules: list[str] = field(default_factory=list)  # train on these rules only (names or strings); [] = the mix
+    sizes: list[int] = field(default_factory=list)  # square board sides to train on together; [] = height x width
 
     def __post_init__(self) -> None:
         self.rules = list(self.rules)
+        self.sizes = [int(size) for size in self.sizes]
+        for size in self.sizes:
+            at_least("data.sizes[...]", size, 1)
         for rule in self.rules:
             get_rule(rule)  # a bad rule string fails here, naming it
         at_least("data.height", self.height, 1)
@@ -55,10 +59,11 @@ class DataConfig:
 class Batch:
     """One batch: the encoded sequences plus the raw rules and boards they came from."""
 
-    def __init__(self, encoded: Encoded, rules: torch.Tensor, boards: torch.Tensor) -> None:
+    def __init__(self, encoded: Encoded, rules: torch.Tensor, boards: torch.Tensor, layout: SequenceLayout) -> None:
         self.tokens, self.labels, self.loss_mask = encoded
         self.rules = rules  # [N, 18] bool
         self.boards = boards  # [N, 1 + K, H, W] int64: the board at t, then t+1..t+K
+        self.layout = layout
 
 
 def heldout_rules(n: int, seed: int) -> torch.Tensor:
@@ -155,16 +160,18 @@ class BatchStream:
         pick = torch.randint(0, len(self._named), (n,), generator=g, device=dev)
         return torch.where(named[:, None], self._named[pick], rules)
 
-    def sample_boards(self, n: int) -> torch.Tensor:
-        """``[n, H, W]`` soups, with a known pattern stamped on a ``pattern_frac`` share of them."""
+    def sample_boards(self, n: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """``[n, H, W]`` soups (``size``: another (H, W) than the config's), with a known pattern
+        stamped on a ``pattern_frac`` share of them."""
         c, g, dev = self.cfg, self.generator, self.device
-        boards = random_boards(n, c.height, c.width, c.density_min, c.density_max, g, dev)
+        h, w = size or (c.height, c.width)
+        boards = random_boards(n, h, w, c.density_min, c.density_max, g, dev)
         if c.pattern_frac > 0:
             names = sorted(PATTERNS)
             which = torch.randint(0, len(names), (n,), generator=g, device=dev)
             on = torch.rand(n, generator=g, device=dev) < c.pattern_frac
-            tops = torch.randint(0, c.height, (n,), generator=g, device=dev)
-            lefts = torch.randint(0, c.width, (n,), generator=g, device=dev)
+            tops = torch.randint(0, h, (n,), generator=g, device=dev)
+            lefts = torch.randint(0, w, (n,), generator=g, device=dev)
             for i, name in enumerate(names):  # a loop over the 5 patterns, not over boards
                 boards = stamp(boards, name, tops, lefts, on & (which == i))
         return boards
@@ -174,11 +181,12 @@ class BatchStream:
         states = future_boards(boards, rules, self.cfg.multi_steps)
         if self.cfg.augment_d4 or self.cfg.augment_shift:
             states = augment(states, self.generator, self.cfg.augment_d4, self.cfg.augment_shift)
-        return Batch(self.layout.encode(rules, states[:, 0], states[:, 1:]), rules, states)
+        layout = self.layout.with_size(*states.shape[-2:])
+        return Batch(layout.encode(rules, states[:, 0], states[:, 1:]), rules, states, layout)
 
-    def next(self, batch_size: int | None = None) -> Batch:
+    def next(self, batch_size: int | None = None, size: tuple[int, int] | None = None) -> Batch:
         n = batch_size or self.cfg.batch_size
-        return self.make_batch(self.sample_rules(n), self.sample_boards(n))
+        return self.make_batch(self.sample_rules(n), self.sample_boards(n, size))
 
     def __iter__(self):
         while True:

@@ -9,15 +9,20 @@ to build its own:
 * ``hook_embed``: adds the segment embedding ``W_seg[segment_id]`` (also exposed at
   ``hook_seg_embed``);
 * ``blocks.{l}.attn.hook_q`` / ``hook_k``: 2D rotary embeddings (:mod:`interfere.model.rope2d`);
-* ``blocks.{l}.attn.hook_attn_scores``: the layout's attention mask (``-inf`` where blocked).
+* ``blocks.{l}.attn.hook_attn_scores``: the layout's attention mask (``-inf`` where blocked) and,
+  for a window model, its relative position bias.
 
 TransformerLens' learned 1D positions (``W_pos``) are zeroed and frozen, so position enters only
-through 2D RoPE and segments. The unembedding has two outputs: logit 0 = dead, 1 = alive (the
+through 2D RoPE (``model.positions: rope``, a model for one board size) or a learned bias on the
+wrapped offsets inside a local window (``model.positions: window``, one model for every board
+size: :mod:`interfere.model.window`); segments tell the board from the targets. The unembedding has two outputs: logit 0 = dead, 1 = alive (the
 same ids as the ``0``/``1`` tokens).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -27,8 +32,8 @@ from transformer_lens.hook_points import HookPoint
 
 from interfere.ca.rules import Rule
 from interfere.ca.simulate import as_rule_bits
-from interfere.data.layout import VOCAB, SequenceLayout
-from interfere.model import fast_path
+from interfere.data.layout import SEG_BOARD, VOCAB, SequenceLayout
+from interfere.model import fast_path, window
 from interfere.model.memory import inference_batch
 from interfere.model.rope2d import ROPE_KINDS, apply_rope, rope_angles
 from interfere.validate import at_least, one_of
@@ -42,6 +47,8 @@ class ModelConfig:
     d_head: int | None = None  # default d_model // n_heads
     d_mlp: int | None = None  # default 4 * d_model
     act_fn: str = "gelu"
+    positions: str = "rope"  # rope: 2D RoPE for one board size; window: a local window, any size
+    window: int = 2  # positions=window: attend at most this many rows/columns away (plus the rule)
     rope: str = "toroidal"  # or "standard"
     rope_base: float = 10000.0
     rotary_dim: int | None = None  # head dims rotated by 2D RoPE; default: all of them
@@ -51,6 +58,11 @@ class ModelConfig:
         for name in ("n_layers", "d_model", "n_heads"):
             at_least(f"model.{name}", getattr(self, name), 1)
         one_of("model.rope", self.rope, ROPE_KINDS)
+        one_of("model.positions", self.positions, POSITION_KINDS)
+        at_least("model.window", self.window, 1)
+        if self.positions == "window" and self.rotary_dim:
+            raise ValueError("model.rotary_dim applies to model.positions=rope; a window model has no RoPE: "
+                             "set model.rotary_dim=null")
         if self.d_head is None and self.d_model % self.n_heads:
             raise ValueError(f"model.d_model {self.d_model} is not divisible by model.n_heads {self.n_heads}: "
                              "choose n_heads that divides d_model, or set model.d_head")
@@ -58,7 +70,7 @@ class ModelConfig:
         at_least("model.d_head", d_head, 1)
         if self.d_mlp is not None:
             at_least("model.d_mlp", self.d_mlp, 1)
-        if self.rotary_dim is None and d_head % 4:
+        if self.rotary_dim is None and d_head % 4 and self.positions == "rope":
             raise ValueError(f"d_head {d_head} (model.d_model / model.n_heads) is not a multiple of 4, which 2D RoPE "
                              "rotates in row and column pairs: choose other sizes or set model.rotary_dim")
         if self.rotary_dim is not None and (not 0 <= self.rotary_dim <= d_head or self.rotary_dim % 4):
@@ -70,12 +82,30 @@ class ModelConfig:
             **asdict(self),
             "d_head": d_head,
             "d_mlp": self.d_mlp or 4 * self.d_model,
-            "rotary_dim": d_head if self.rotary_dim is None else self.rotary_dim,
+            "rotary_dim": 0 if self.positions == "window" else d_head if self.rotary_dim is None else self.rotary_dim,
         })
 
 
+POSITION_KINDS = ("rope", "window")
+
+
+class NoPositions(nn.Module):
+    """A window model's 1D position embedding: none, for any sequence length."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.d_model = d_model
+
+    def forward(self, tokens: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        return torch.zeros(*tokens.shape, self.d_model, device=tokens.device)
+
+
 class LifeTransformer(HookedTransformer):
-    """A HookedTransformer for one sequence layout, with 2D RoPE, segments and the mask built in."""
+    """A HookedTransformer with its layout's positions, segments and mask built in.
+
+    A ``rope`` model runs the board size it was built for; a ``window`` model runs any size:
+    :meth:`resize` (or :meth:`sized`) switches the layout its hooks and fast path use.
+    """
 
     def __init__(self, cfg: ModelConfig, layout: SequenceLayout, device: str | torch.device = "cpu"):
         cfg = cfg.resolved()
@@ -101,22 +131,67 @@ class LifeTransformer(HookedTransformer):
         self.layout = layout
         self.W_seg = nn.Parameter(torch.randn(layout.n_segments, cfg.d_model) * tl_cfg.initializer_range)
         self.hook_seg_embed = HookPoint()  # [batch, pos, d_model]
-        with torch.no_grad():
-            self.pos_embed.W_pos.zero_()
-        self.pos_embed.W_pos.requires_grad_(False)
-
-        angles = rope_angles(layout.pos2d(), cfg.rope, cfg.rotary_dim, layout.height, layout.width,
-                             cfg.rope_base)
-        self.register_buffer("pos2d", layout.pos2d(), persistent=False)
-        self.register_buffer("segment_ids", layout.segment_ids(), persistent=False)
-        self.register_buffer("attn_blocked", ~layout.attention_mask(), persistent=False)
-        self.register_buffer("rope_cos", angles.cos(), persistent=False)
-        self.register_buffer("rope_sin", angles.sin(), persistent=False)
-        self.register_buffer("target_index", layout.target_index.clone(), persistent=False)
-        self.register_buffer("context_index", layout.context_index.clone(), persistent=False)
+        if self.size_free:
+            # [layer, query kind (board, target), head, offset]: zero, so training starts from uniform
+            self.W_rel = nn.Parameter(torch.zeros(cfg.n_layers, 2, cfg.n_heads, (2 * cfg.window + 1) ** 2))
+            self.pos_embed = NoPositions(cfg.d_model)
+        else:
+            with torch.no_grad():
+                self.pos_embed.W_pos.zero_()
+            self.pos_embed.W_pos.requires_grad_(False)
+        self.built_size = (layout.height, layout.width)  # data.height x data.width of its config
+        self._use_layout(layout, device)
         self.setup()  # register hook_seg_embed with TransformerLens' hook dictionary
         self._add_layout_hooks()
         self.to(device, print_details=False)
+
+    # --- board size ---------------------------------------------------------------------------
+    @property
+    def size_free(self) -> bool:
+        """True for a model that runs any board size (``model.positions: window``)."""
+        return self.life_cfg.positions == "window"
+
+    def _use_layout(self, layout: SequenceLayout, device: str | torch.device) -> None:
+        """Point the hooks and the fast path at ``layout``'s tables."""
+        cfg = self.life_cfg
+        if self.size_free:
+            layout.check_window(cfg.window)
+            self._window_tables: tuple[torch.Tensor, torch.Tensor] | None = None  # built by the hooked forward
+        self.layout = layout
+        angles = rope_angles(layout.pos2d(), cfg.rope, cfg.rotary_dim, layout.height, layout.width, cfg.rope_base)
+        tables = {"pos2d": layout.pos2d(), "segment_ids": layout.segment_ids(),
+                  "rope_cos": angles.cos(), "rope_sin": angles.sin(),
+                  "target_index": layout.target_index.clone(), "context_index": layout.context_index.clone()}
+        if not self.size_free:
+            tables["attn_blocked"] = ~layout.attention_mask()
+        for name, table in tables.items():
+            self.register_buffer(name, table.to(device), persistent=False)
+
+    def check_size(self, height: int, width: int) -> None:
+        """Refuse, in one line, a board size this model cannot run."""
+        if self.size_free:
+            self.layout.with_size(height, width).check_window(self.life_cfg.window)
+        elif (height, width) != self.built_size:
+            h, w = self.built_size
+            raise ValueError(f"this checkpoint is a fixed-size model (model.positions=rope, {h}x{w} boards): it "
+                             f"cannot run {height}x{width} boards; train a size-free model (model.positions=window, "
+                             "e.g. --config-name exp/cpu_any)")
+
+    def resize(self, height: int, width: int) -> LifeTransformer:
+        """Run ``height x width`` boards from now on (a window model; a rope model only its own size)."""
+        if (height, width) != (self.layout.height, self.layout.width):
+            self.check_size(height, width)
+            self._use_layout(self.layout.with_size(height, width), self.W_seg.device)
+        return self
+
+    @contextlib.contextmanager
+    def sized(self, height: int, width: int) -> Iterator[LifeTransformer]:
+        """``with model.sized(32, 32): ...`` runs 32x32 boards inside the block, then the size before."""
+        before = (self.layout.height, self.layout.width)
+        try:
+            yield self.resize(height, width)
+        finally:
+            self.resize(*before)
 
     # --- the model's own hooks ---------------------------------------------------------------
     def _add_layout_hooks(self) -> None:
@@ -137,11 +212,29 @@ class LifeTransformer(HookedTransformer):
     def _mask_scores(self, scores: torch.Tensor, hook: HookPoint) -> torch.Tensor:
         # scores: [batch, head, query_pos, key_pos]
         q, k = scores.shape[-2:]
+        if self.size_free:
+            return self._window_scores(scores, hook.layer())
         return scores.masked_fill(self.attn_blocked[:q, :k], float("-inf"))
+
+    def _window_scores(self, scores: torch.Tensor, layer: int) -> torch.Tensor:
+        """Add the window's relative bias and block everything outside the window."""
+        if self._window_tables is None:
+            offsets = self.layout.window_offsets(self.life_cfg.window)
+            kind = (self.layout.segment_ids() != SEG_BOARD).long()  # query kind: board 0, target 1
+            n_off = (2 * self.life_cfg.window + 1) ** 2
+            index = torch.where(offsets >= 0, kind[:, None] * n_off + offsets, 2 * n_off)  # 2*n_off: no bias
+            blocked = ~self.layout.attention_mask(self.life_cfg.window)
+            self._window_tables = index.to(scores.device), blocked.to(scores.device)
+        index, blocked = self._window_tables
+        table = self.W_rel[layer].transpose(0, 1).flatten(1)  # [head, 2 * n_off]
+        table = torch.cat([table, table.new_zeros(table.shape[0], 1)], dim=1)
+        return (scores + table[:, index].to(scores.dtype)).masked_fill(blocked, float("-inf"))
 
     # --- the training fast path ---------------------------------------------------------------
     def fast_target_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """``target_logits(self(tokens))`` computed by :mod:`interfere.model.fast_path` (training only)."""
+        if self.size_free:
+            return window.target_logits(self, tokens)
         return fast_path.target_logits(self, tokens)
 
     @torch.no_grad()
@@ -150,7 +243,7 @@ class LifeTransformer(HookedTransformer):
         sized to the free memory (:mod:`interfere.model.memory`): evaluation and rollouts at any
         board size, never a ``T x T`` tensor. Analyses that need activations use the hooked forward."""
         chunk = inference_batch(self.life_cfg, self.layout, len(tokens), tokens.device)
-        return torch.cat([fast_path.target_logits(self, tokens[i : i + chunk]) for i in range(0, len(tokens), chunk)])
+        return torch.cat([self.fast_target_logits(tokens[i : i + chunk]) for i in range(0, len(tokens), chunk)])
 
     # --- convenience on top of forward ---------------------------------------------------------
     def target_logits(self, logits: torch.Tensor) -> torch.Tensor:

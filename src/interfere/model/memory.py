@@ -10,6 +10,9 @@ The estimates count the tensors that dominate, in bytes, at fp32:
 * an inference forward of the fast path (evaluation, rollouts): one layer's target-to-context
   scores and probabilities, plus the residual streams.
 
+For a window model (``model.positions: window``) each query attends to its window and the physics
+tokens instead of the whole context, and each layer holds the window's gathered keys and values.
+
 Checked against the peak resident memory of real steps (``bench/README.md``); they are meant to
 be within a factor of about two, which is enough to tell 8x8 from 512x512.
 """
@@ -38,13 +41,22 @@ def _n_params(cfg: ModelConfig, vocab: int = 64) -> int:
     return cfg.n_layers * per_layer + 2 * vocab * d
 
 
+def _keys_and_gathered(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> tuple[int, int]:
+    """Keys each target attends to, and the bytes of one layer's gathered window keys and values."""
+    if cfg.positions != "window":
+        return layout.seq_len - len(layout.target_index), 0
+    window = (2 * cfg.window + 1) ** 2
+    return len(layout.physics_index) + window + 1, 2 * batch * layout.n_cells * window * cfg.d_model * FP32
+
+
 def train_step_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int:
     """Peak bytes of one fast-path training step on ``batch`` sequences (module docstring)."""
     cfg = cfg.resolved()
     context, targets = layout.seq_len - len(layout.target_index), len(layout.target_index)
-    attention = batch * cfg.n_heads * targets * context * FP32
+    keys, gathered = _keys_and_gathered(cfg, layout, batch)
+    attention = batch * cfg.n_heads * targets * keys * FP32
     per_token = (11 * cfg.d_model + 2 * cfg.d_mlp) * FP32
-    activations = cfg.n_layers * batch * (context + targets) * per_token
+    activations = cfg.n_layers * (batch * (context + targets) * per_token + 2 * gathered)
     return int((cfg.n_layers + 2) * attention + activations + 6 * _n_params(cfg) * FP32)
 
 
@@ -61,9 +73,10 @@ def inference_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int
     """Peak bytes of one fast-path forward without gradients on ``batch`` sequences."""
     cfg = cfg.resolved()
     context, targets = layout.seq_len - len(layout.target_index), len(layout.target_index)
-    attention = 2 * batch * cfg.n_heads * targets * context * FP32
+    keys, gathered = _keys_and_gathered(cfg, layout, batch)
+    attention = 2 * batch * cfg.n_heads * targets * keys * FP32
     streams = 3 * batch * (context + targets) * max(3 * cfg.d_model, cfg.d_mlp) * FP32
-    return int(attention + streams)
+    return int(attention + streams + gathered)
 
 
 def inference_batch(cfg: ModelConfig, layout: SequenceLayout, n: int, device: torch.device) -> int:

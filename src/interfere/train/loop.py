@@ -71,7 +71,9 @@ class TargetLogits(torch.nn.Module):
         super().__init__()
         self.model, self.fast = model, fast
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        if size is not None:
+            self.model.resize(*size)
         if self.fast:
             return self.model.fast_target_logits(tokens)
         return self.model.target_logits(self.model(tokens))
@@ -84,10 +86,11 @@ def target_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return loss, correct
 
 
-def accumulate_gradients(net: torch.nn.Module, batches: list, target_index: torch.Tensor,
+def accumulate_gradients(net: torch.nn.Module, batches: list,
                          autocast: contextlib.AbstractContextManager) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backward over micro-batches (gradients averaged over them, and over ranks by DDP, which
-    synchronises only on the last one); returns the mean loss and the correct-cell count."""
+    """Backward over micro-batches, each of one board size (gradients averaged over them, and over
+    ranks by DDP, which synchronises only on the last one); returns the mean loss and the
+    correct-cell count."""
     loss_sum = torch.zeros(())
     correct_sum = torch.zeros((), dtype=torch.long)
     for micro, batch in enumerate(batches):
@@ -95,8 +98,8 @@ def accumulate_gradients(net: torch.nn.Module, batches: list, target_index: torc
         sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else contextlib.nullcontext()
         with sync:
             with autocast:
-                logits = net(batch.tokens)
-            loss, correct = target_loss(logits, batch.labels[:, target_index])
+                logits = net(batch.tokens, (batch.layout.height, batch.layout.width))
+            loss, correct = target_loss(logits, batch.labels[:, batch.layout.target_index.to(logits.device)])
             (loss / len(batches)).backward()
         loss_sum = loss_sum.to(loss.device) + loss.detach() / len(batches)
         correct_sum = correct_sum.to(correct.device) + correct
@@ -133,8 +136,10 @@ class Run:
         self.cfg, self.data_cfg, self.tc, self.device, self.dd = to_plain(cfg), data_cfg, tc, device, dd
         self.exp_name, self.seed = cfg.get("exp_name", "run"), int(cfg.get("seed", 0))
         self.layout = layout_of(data_cfg)
+        self.sizes = [(s, s) for s in data_cfg.sizes] or [(self.layout.height, self.layout.width)]
         if tc.steps > 0:  # per micro-batch; train.steps=0 only writes the initial weights
-            check_training_fits(model_cfg, self.layout, data_cfg.batch_size, device)
+            biggest = max(self.sizes, key=lambda hw: hw[0] * hw[1])
+            check_training_fits(model_cfg, self.layout.with_size(*biggest), data_cfg.batch_size, device)
         self.ckpt_dir = Path(tc.ckpt_dir)
         self.claim: RunClaim | None = None
         self.run_id, resume_from = self._open_run()
@@ -159,8 +164,8 @@ class Run:
             self._restore(resume_from)
         use_bf16, self.autocast_why = self._autocast_choice(model_cfg)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
-        self.cells_per_step = (tc.grad_accum * self.data_cfg.batch_size * len(self.layout.target_index)
-                               * dd.world_size)
+        targets = sum(len(self.layout.with_size(*size).target_index) for size in self.sizes)
+        self.cells_per_step = tc.grad_accum * self.data_cfg.batch_size * targets * dd.world_size
         self.first_bad_step = torch.full((), -1, device=device, dtype=torch.long)
         self.bad_loss = torch.zeros((), device=device)
         self.snapshot_at = set(snapshot_steps(tc.steps, tc.snapshots))
@@ -239,8 +244,8 @@ class Run:
 
     def _announce(self) -> None:
         if self.dd.is_main:
-            print(f"run {self.run_id}: {n_params(self.model):,} parameters, {self.layout.seq_len} tokens per "
-                  f"sequence, {self.cells_per_step:,} target cells per step, device {self.device}"
+            boards = ", ".join(f"{h}x{w}" for h, w in self.sizes)
+            print(f"run {self.run_id}: {n_params(self.model):,} parameters, {boards} boards, {self.cells_per_step:,} target cells per step, device {self.device}"
                   + (f", {self.dd.world_size} processes" if self.dd.enabled else "")
                   + (f", resuming at step {self.step}" if self.step else "") + f"\nautocast: {self.autocast_why}")
             self._log({"step": self.step, "autocast": self.autocast_why})
@@ -276,8 +281,9 @@ class Run:
         bar.close()
 
     def _train_step(self, net: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        batches = [self.stream.next() for _ in range(self.tc.grad_accum)]
-        loss, correct = accumulate_gradients(net, batches, self.model.target_index, self.autocast)
+        batches = [self.stream.next(size=size) for _ in range(self.tc.grad_accum) for size in self.sizes]
+        loss, correct = accumulate_gradients(net, batches, self.autocast)
+        self.model.resize(self.layout.height, self.layout.width)  # evaluation and checkpoints at data.height x width
         if self.tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
         self.optimizer.step()

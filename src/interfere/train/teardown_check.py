@@ -53,7 +53,7 @@ def _step(rank: int) -> DistributedDataParallel:
     model = LifeTransformer(model_cfg, layout_of(data))
     net = DistributedDataParallel(TargetLogits(model, fast=True))
     batch = BatchStream(data, seed=rank).next(4)
-    accumulate_gradients(net, [batch], model.target_index, torch.autocast("cpu", enabled=False))
+    accumulate_gradients(net, [batch], torch.autocast("cpu", enabled=False))
     make_optimizer(model, train_cfg).step()
     return net
 

@@ -65,8 +65,9 @@ def forward_flops(cfg: ModelConfig, layout: SequenceLayout, useful: bool) -> flo
     t, d, hd = layout.seq_len, cfg.d_model, cfg.n_heads * cfg.d_head
     n_targets = len(layout.target_index)
     n_context = t - n_targets
-    pairs = int(layout.attention_mask().sum()) if useful else t * t
-    target_pairs = int(layout.attention_mask()[layout.target_index].sum()) if useful else n_targets * t
+    mask = layout.attention_mask(cfg.window if cfg.positions == "window" else None)  # a window model's is local
+    pairs = int(mask.sum()) if useful else t * t
+    target_pairs = int(mask[layout.target_index].sum()) if useful else n_targets * t
     total = 0.0
     for layer in range(cfg.n_layers):
         first, last = useful and layer == 0, useful and layer == cfg.n_layers - 1
@@ -95,12 +96,13 @@ def main() -> None:
     ap.add_argument("--device", default="cpu",
                     help="cpu | cuda | auto (on a GPU, pass --autocast bf16: training does)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides of the config, e.g. data.height=10 data.width=10")
     args = ap.parse_args()
     device = resolve_device(args.device)
     if device.type == "cpu":
         configure_cpu(args.threads, keep_memory=args.keep_memory)
     torch.use_deterministic_algorithms(args.deterministic, warn_only=device.type == "cuda")
-    data, model_cfg, tc = sections(compose(args.config_name))
+    data, model_cfg, tc = sections(compose(args.config_name, args.overrides))
     layout = layout_of(data)
     torch.manual_seed(0)
     model = LifeTransformer(model_cfg, layout, device)

@@ -9,6 +9,7 @@ from interfere.ca.rules import get_rule
 from interfere.config import compose, sections
 from interfere.data.layout import SequenceLayout, window_shifts
 from interfere.evaluate import main as eval_main
+from interfere.explore import attn_maps
 from interfere.model import window
 from interfere.model.life_model import LifeTransformer, ModelConfig
 from interfere.train.loop import target_loss, train
@@ -126,3 +127,14 @@ def test_mixed_size_training_and_evaluation_at_untrained_sizes(smoke_cfg, tmp_pa
     assert set(saved["sizes"]) == {"6", "9"}
     assert saved["sizes"]["9"]["heldout"]["cells"] == 51 * 81  # the cells of 64 8x8 boards: 51 9x9 boards
     assert (tmp_path / "runs" / "any" / "rollout_glider_9.gif").is_file()
+
+
+def test_analyses_run_a_size_free_checkpoint_at_other_sizes(smoke_cfg, tmp_path, capsys):
+    result = train(smoke_cfg(tmp_path, "train.run_id=w", "train.steps=2", "train.final_eval=false",
+                             "model.positions=window", "model.window=1"))
+    for flags, size in ((["--size", "7"], 7), (["--config-name", "exp/cpu_demo"], 8)):
+        out = tmp_path / f"maps{size}"
+        attn_maps.main(["--ckpt", result["checkpoint"], "--out", str(out), "--layer", "0", "--head", "0",
+                        "--samples", "2", *flags])
+        assert f"running {size}x{size} boards" in capsys.readouterr().err
+        assert json.loads((out / "summary.json").read_text())["board"] == f"{size}x{size}"

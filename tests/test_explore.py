@@ -77,6 +77,8 @@ def test_other_tools_end_to_end(tool, flags, tiny_run, tmp_path):
     (["--rule", "nonsense"], "Unknown rule 'nonsense'"),
     (["--samples", "1"], "--samples must be at least 2"),
     (["--config-name", "exp/nope"], "Unknown config 'exp/nope'"),
+    (["--size", "12"], "fixed-size model (model.positions=rope, 5x5 boards): it cannot run 12x12 boards"),
+    (["--size", "1x"], "board size must be N or HxW"),
 ])
 def test_bad_flags_give_one_line_errors(flags, message, tiny_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:

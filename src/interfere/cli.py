@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import shlex
 import sys
 from collections.abc import Iterator
@@ -44,20 +45,19 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0, help="data seed for examples")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
-    parser.add_argument("--size", type=board_size, default=None, metavar="N|HxW",
+    parser.add_argument("--size", default=None, metavar="N|HxW",
                         help="board size to run (a size-free checkpoint, model.positions=window); "
                              "default: the checkpoint's, or --config-name's when the checkpoint can run it")
 
 
 def board_size(text: str) -> tuple[int, int]:
-    """``32`` or ``32x16`` -> (rows, cols), for argparse."""
-    try:
-        h, _, w = text.lower().partition("x")
-        size = int(h), int(w or h)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"board size must be N or HxW (e.g. 32 or 32x16), got {text!r}") from None
+    """``--size 32`` or ``32x16`` -> (rows, cols)."""
+    match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.strip().lower())
+    if match is None:
+        raise ValueError(f"--size: board size must be N or HxW (e.g. 32 or 32x16), got {text!r}")
+    size = int(match[1]), int(match[2] or match[1])
     if min(size) < 1:
-        raise argparse.ArgumentTypeError(f"board size must be at least 1x1, got {text!r}")
+        raise ValueError(f"--size: board size must be at least 1x1, got {text!r}")
     return size
 
 
@@ -70,11 +70,11 @@ def load_model_from_args(args: argparse.Namespace) -> tuple[LifeTransformer, dic
     ``config["data"]`` then says the size the model runs (its ``trained_config`` what it was trained on).
     """
     device = resolve_device(args.device)
+    size = board_size(args.size) if getattr(args, "size", None) else None  # a bad size fails before the load
     if device.type == "cpu":
         configure_cpu(args.threads)
     ckpt = load_checkpoint(run_id=args.run_id, ckpt=args.ckpt, ckpt_dir=args.ckpt_dir, map_location=device)
     model = model_from_checkpoint(ckpt, device)
-    size = getattr(args, "size", None)
     if args.config_name:
         wanted = to_plain(compose(args.config_name))
         wanted_size = (wanted["data"]["height"], wanted["data"]["width"])

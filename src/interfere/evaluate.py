@@ -158,7 +158,8 @@ def evaluate_sizes(model: LifeTransformer, data: DataConfig, sizes: list[int], n
 
 def format_sizes(reports: dict[str, dict]) -> str:
     """One row per board size: held-out accuracy and exact match, the worst named rule, rollouts."""
-    lines = [f"{'board':>7} {'held-out acc':>12} {'exact':>8} {'worst named rule':>26} {'glider':>7} {'soups (held-out rules)':>24}"]
+    lines = [f"{'board':>7} {'held-out acc':>12} {'exact':>8} {'worst named rule':>26} {'glider':>7} "
+             f"{'soups (held-out rules)':>24}"]
     for size, r in reports.items():
         held = r["heldout"]
         worst_name, worst = min(r["named"].items(), key=lambda kv: kv[1]["cell_acc"])

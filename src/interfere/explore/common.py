@@ -77,7 +77,8 @@ class Context:
         summary = {
             "exploration": name, "checkpoint": self.ckpt["path"], "step": self.ckpt["step"],
             "run_id": self.ckpt.get("run_id"), "seed": self.seed, "rule": self.rule or "held-out mix",
-            "command": self.command, "files": [p.name for p in files], **numbers,
+            "board": f"{self.layout.height}x{self.layout.width}", "command": self.command,
+            "files": [p.name for p in files], **numbers,
         }
         path = self.out / "summary.json"
         path.write_text(json.dumps(summary, indent=2, default=_jsonable))

@@ -164,11 +164,12 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     snaps = [read_checkpoint(p) for p in paths]
     ex, small = ctx.examples(args.samples), ctx.examples(max(16, args.samples // 4), seed_offset=11)
     ref = ctx.examples(max(16, args.samples // 4), seed_offset=12)
-    final = model_from_checkpoint(snaps[-1], ctx.model.cfg.device)
+    size = ctx.layout.height, ctx.layout.width  # a size-free run may be analysed at another size (--size)
+    final = model_from_checkpoint(snaps[-1], ctx.model.cfg.device).resize(*size)
     circuit = final_circuit(final, ex, ref, load_thresholds()["circuit"]["sufficient_acc"])
     measures, models = [], []
     for snap in snaps:
-        model = model_from_checkpoint(snap, ctx.model.cfg.device)
+        model = model_from_checkpoint(snap, ctx.model.cfg.device).resize(*size)
         measures.append(snapshot_measures(model, ex, small, ref, circuit))
         models.append(model)
     steps = [int(s["step"]) for s in snaps]

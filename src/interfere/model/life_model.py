@@ -15,8 +15,8 @@ to build its own:
 TransformerLens' learned 1D positions (``W_pos``) are zeroed and frozen, so position enters only
 through 2D RoPE (``model.positions: rope``, a model for one board size) or a learned bias on the
 wrapped offsets inside a local window (``model.positions: window``, one model for every board
-size: :mod:`interfere.model.window`); segments tell the board from the targets. The unembedding has two outputs: logit 0 = dead, 1 = alive (the
-same ids as the ``0``/``1`` tokens).
+size: :mod:`interfere.model.window`); segments tell the board from the targets. The unembedding
+has two outputs: logit 0 = dead, 1 = alive (the same ids as the ``0``/``1`` tokens).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from interfere.data.layout import SequenceLayout
+from interfere.model.window import DENSE_MAX_CELLS
 
 if TYPE_CHECKING:
     from interfere.model.life_model import ModelConfig
@@ -42,11 +43,14 @@ def _n_params(cfg: ModelConfig, vocab: int = 64) -> int:
 
 
 def _keys_and_gathered(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> tuple[int, int]:
-    """Keys each target attends to, and the bytes of one layer's gathered window keys and values."""
+    """Keys each target attends to, and the bytes of one layer's gathered window keys and values and
+    the two elementwise products over them (scores, weighted values)."""
     if cfg.positions != "window":
         return layout.seq_len - len(layout.target_index), 0
+    if layout.n_cells <= DENSE_MAX_CELLS:  # the window model attends densely (interfere.model.window)
+        return len(layout.physics_index) + layout.n_cells + 1, 0
     window = (2 * cfg.window + 1) ** 2
-    return len(layout.physics_index) + window + 1, 2 * batch * layout.n_cells * window * cfg.d_model * FP32
+    return len(layout.physics_index) + window + 1, 4 * batch * layout.n_cells * window * cfg.d_model * FP32
 
 
 def train_step_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int:

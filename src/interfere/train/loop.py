@@ -245,7 +245,8 @@ class Run:
     def _announce(self) -> None:
         if self.dd.is_main:
             boards = ", ".join(f"{h}x{w}" for h, w in self.sizes)
-            print(f"run {self.run_id}: {n_params(self.model):,} parameters, {boards} boards, {self.cells_per_step:,} target cells per step, device {self.device}"
+            print(f"run {self.run_id}: {n_params(self.model):,} parameters, {boards} boards, "
+                  f"{self.cells_per_step:,} target cells per step, device {self.device}"
                   + (f", {self.dd.world_size} processes" if self.dd.enabled else "")
                   + (f", resuming at step {self.step}" if self.step else "") + f"\nautocast: {self.autocast_why}")
             self._log({"step": self.step, "autocast": self.autocast_why})

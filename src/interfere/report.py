@@ -44,7 +44,7 @@ from interfere.model.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
 )
-from interfere.model.life_model import LifeTransformer, n_params
+from interfere.model.life_model import LifeTransformer, ModelConfig, n_params
 from interfere.thresholds import load_thresholds
 from interfere.verdicts import HYPOTHESES, REFUTATIONS, all_verdicts, headline
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, GUIDE_COLOR, caption, save
@@ -59,7 +59,8 @@ SAMPLES = {"attn": (64, 2), "probes": (128, 8), "physics": (144, 4), "lens": (25
 QUICK = {"attn": 16, "probes": 24, "physics": 36, "lens": 32, "circuit": 32, "dynamics": 16, "card": 256,
          "card_named": 64}
 CIRCUIT_MAX_COMPONENTS = 12  # beyond, the circuit search needs O(components^2) hooked forwards: skipped on a CPU
-ROLLOUT_MAX_CELLS = 256  # beyond, the model card's 100-generation rollouts are skipped on a CPU
+CPU_MAX_CELLS = 256  # beyond, the circuit search, the snapshots' dynamics and the model card's
+# 100-generation rollouts are skipped on a CPU: hooked forwards grow with the square of the sequence
 
 
 def report_samples(quick: bool, n_cells: int) -> dict[str, int]:
@@ -377,7 +378,7 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
     forms, forms_files = when_it_forms(context("dynamics", args.seed), samples)
     control_results = run_controls(args, controls, samples, th, out, model.cfg.device)
     print("report: evaluating the checkpoint for the model card ...", flush=True)
-    rollouts = not args.quick and (str(model.cfg.device) != "cpu" or model.layout.n_cells <= ROLLOUT_MAX_CELLS)
+    rollouts = not args.quick and not too_big_for_cpu(model)
     ev = evaluate(model, data, n_boards=samples["card"], seed=args.seed, boards_per_named_rule=samples["card_named"],
                   rollouts=rollouts)
     animations = save_rollout_animation(model, "B3/S23", "glider", out / "rollout_glider")
@@ -413,12 +414,20 @@ def architectural_caveats(model: LifeTransformer, hypothesis: str) -> list[str]:
             "3x3 stencil"]
 
 
+def too_big_for_cpu(model: LifeTransformer) -> bool:
+    return str(model.cfg.device) == "cpu" and model.layout.n_cells > CPU_MAX_CELLS
+
+
 def how_it_computes(ctx: Context, samples: dict[str, int]) -> tuple[dict | None, list[Path]]:
     """The circuit analysis, or None (with the reason printed) where it cannot run in reasonable time."""
     n = len(all_components(ctx.model))
     if n > CIRCUIT_MAX_COMPONENTS and str(ctx.model.cfg.device) == "cpu":
         print(f"report: circuit analysis skipped: {n} components need a greedy search of O({n}^2) hooked "
               "forwards; run explorations/circuit.py on a GPU", flush=True)
+        return None, []
+    if too_big_for_cpu(ctx.model):
+        print(f"report: circuit analysis skipped: {ctx.layout.height}x{ctx.layout.width} boards on a CPU take "
+              "hours; run explorations/circuit.py on a GPU or at a smaller --size", flush=True)
         return None, []
     print(f"report: how the model computes (circuit, seed {ctx.seed}) ...", flush=True)
     ctx.out.mkdir(parents=True)
@@ -428,6 +437,10 @@ def how_it_computes(ctx: Context, samples: dict[str, int]) -> tuple[dict | None,
 def when_it_forms(ctx: Context, samples: dict[str, int]) -> tuple[dict | None, list[Path]]:
     """The dynamics analysis when the run has snapshots (None otherwise)."""
     if not list_snapshots(Path(ctx.ckpt["path"]).parent):
+        return None, []
+    if too_big_for_cpu(ctx.model):
+        print(f"report: snapshot dynamics skipped: {ctx.layout.height}x{ctx.layout.width} boards on a CPU; run "
+              "explorations/dynamics.py on a GPU or at a smaller --size", flush=True)
         return None, []
     print("report: when each piece forms (snapshots) ...", flush=True)
     t0 = time.perf_counter()
@@ -444,17 +457,23 @@ def model_card(args: argparse.Namespace, model: LifeTransformer, ckpt: dict, dat
     reproduce = "\n".join([
         f"# checkpoint {ckpt['path']} (run {ckpt.get('run_id')}, step {ckpt['step']}), git {git_commit()}",
         f"python train.py --config-name exp/{cfg.get('exp_name')} seed={cfg.get('seed', 0)}",
-        f"python -m interfere.report --ckpt {ckpt['path']} --seeds {args.seeds} --seed {args.seed}",
+        f"python -m interfere.report --ckpt {ckpt['path']} --seeds {args.seeds} --seed {args.seed}"
+        + (f" --size {data.height}x{data.width}" if (data.height, data.width) != model.built_size else ""),
         f"# this report: {command_line()}",
     ])
     text = "\n".join([
         f"run {ckpt.get('run_id')}  step {ckpt['step']}  training time {ckpt.get('train_time_s', 0):.0f} s",
         f"parameters {n_params(model):,}  layers {model.cfg.n_layers}  d_model {model.cfg.d_model}  "
-        f"heads {model.cfg.n_heads}  board {data.height}x{data.width}  rope {model.life_cfg.rope} "
-        f"(rotary_dim {model.life_cfg.rotary_dim})",
+        f"heads {model.cfg.n_heads}  board {data.height}x{data.width}  " + positions_text(model.life_cfg),
         "config:", OmegaConf.to_yaml(OmegaConf.create({k: cfg[k] for k in ("data", "model", "train")})),
     ])
     return {"text": text, "reproduce": reproduce, "animations": animations}
+
+
+def positions_text(cfg: ModelConfig) -> str:
+    if cfg.positions == "window":
+        return f"positions: a {2 * cfg.window + 1}x{2 * cfg.window + 1} window with a learned bias (any board size)"
+    return f"rope {cfg.rope} (rotary_dim {cfg.rotary_dim})"
 
 
 def print_verdicts(summary: dict) -> None:

@@ -138,3 +138,15 @@ def test_analyses_run_a_size_free_checkpoint_at_other_sizes(smoke_cfg, tmp_path,
                         "--samples", "2", *flags])
         assert f"running {size}x{size} boards" in capsys.readouterr().err
         assert json.loads((out / "summary.json").read_text())["board"] == f"{size}x{size}"
+
+
+def test_checkpoints_older_than_the_window_keys_still_match_their_config():
+    from interfere.config import to_plain
+    from interfere.model.checkpoint import config_mismatches
+
+    wanted = to_plain(compose("exp/cpu_demo"))
+    old = {**wanted, "data": dict(wanted["data"]), "model": dict(wanted["model"])}
+    del old["data"]["sizes"], old["model"]["positions"], old["model"]["window"]
+    assert config_mismatches(old, wanted) == []
+    old["model"]["d_model"] = 32
+    assert config_mismatches(old, wanted) == ["model.d_model: checkpoint 32 vs config 64"]

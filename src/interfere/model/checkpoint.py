@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +150,21 @@ def load_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
     return read_checkpoint(find_checkpoint(run_id, ckpt, ckpt_dir), map_location)
 
 
+def _with_defaults(section: str, values: dict) -> dict:
+    """A saved ``data``/``model`` section with the defaults of keys added after it was written."""
+    schema = {"data": DataConfig, "model": ModelConfig}.get(section)
+    if schema is None:
+        return values
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(schema)}
+    return {**defaults, **values}
+
+
 def config_mismatches(saved: dict, wanted: dict, sections: tuple[str, ...] = ("data", "model")) -> list[str]:
-    """Keys of the model-defining config sections whose values differ, as readable strings."""
+    """Keys of the model-defining config sections whose values differ, as readable strings (a key
+    the checkpoint predates counts as its default)."""
     out = []
     for section in sections:
-        a, b = saved.get(section, {}), wanted.get(section, {})
+        a, b = _with_defaults(section, saved.get(section, {})), _with_defaults(section, wanted.get(section, {}))
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
                 out.append(f"{section}.{key}: checkpoint {a.get(key)!r} vs config {b.get(key)!r}")

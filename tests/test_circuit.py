@@ -43,21 +43,24 @@ def _silence(model, component: Component) -> None:
             model.blocks[component.layer].attn.W_O[component.head].zero_()
 
 
-def test_ablating_a_component_that_does_nothing_changes_nothing(tiny_run, tmp_path):
+def _with_dead_component(tiny_run, tmp_path, dead: Component):
+    """The tiny model with ``dead`` silenced, 32 examples, and every component's mean output."""
     ctx = _ctx(tiny_run, tmp_path)
-    dead = Component(0, 1)
     _silence(ctx.model, dead)
     ex, ref = ctx.examples(32), ctx.examples(32, seed_offset=5)
     means = {c: o.mean(0) for c, o in reference_outputs(ctx.model, ref.tokens, all_components(ctx.model)).items()}
+    return ctx, ex, means
+
+
+def test_ablating_a_component_that_does_nothing_changes_nothing(tiny_run, tmp_path):
+    dead = Component(0, 1)
+    ctx, ex, means = _with_dead_component(tiny_run, tmp_path, dead)
     assert importance(ctx.model, ex, means)[dead] == accuracy(ctx.model, ex)
 
 
 def test_minimal_circuit_search_leaves_out_a_planted_dead_component(tiny_run, tmp_path):
-    ctx = _ctx(tiny_run, tmp_path)
     dead = Component(0, 0)
-    _silence(ctx.model, dead)
-    ex, ref = ctx.examples(32), ctx.examples(32, seed_offset=5)
-    means = {c: o.mean(0) for c, o in reference_outputs(ctx.model, ref.tokens, all_components(ctx.model)).items()}
+    ctx, ex, means = _with_dead_component(tiny_run, tmp_path, dead)
     clean = accuracy(ctx.model, ex)
     kept, acc, search = minimal_circuit(ctx.model, ex, means, clean)
     assert dead not in kept and acc >= clean and search.startswith("exhaustive over 8 subsets")

@@ -73,15 +73,6 @@ def local_attention(q: torch.Tensor, k_p: torch.Tensor, v_p: torch.Tensor, k_n: 
     return z
 
 
-def dense_index(height: int, width: int, window: int, device: torch.device) -> torch.Tensor:
-    """``[N, N]`` int64: the window offset of each (query cell, key cell), ``O`` outside the window."""
-    n, n_off = height * width, (2 * window + 1) ** 2
-    index = torch.full((n, n), n_off, dtype=torch.long, device=device)
-    near = window_index(height, width, window, device).view(n, n_off)
-    index.scatter_(1, near, torch.arange(n_off, device=device).expand(n, n_off).contiguous())
-    return index
-
-
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float,
                     own: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """``softmax(q k^T * scale + bias) v`` for ``q`` ``[b, h, Q, d]``, ``k, v`` ``[b, h, K, d]``, ``bias``
@@ -108,7 +99,11 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
     b, H, W, K = tokens.shape[0], layout.height, layout.width, layout.multi_steps
     phys = model.layout.physics_index.to(tokens.device)
     dense = H * W <= DENSE_MAX_CELLS
-    index = (dense_index if dense else window_index)(H, W, r, tokens.device)
+    if dense:  # [N, N] offset index of each (query cell, key cell), (2r+1)^2 outside the window
+        offsets = layout.window_offsets(r)[layout.targets[0]][:, layout.board]
+        index = torch.where(offsets >= 0, offsets, (2 * r + 1) ** 2).to(tokens.device)
+    else:
+        index = window_index(H, W, r, tokens.device)
 
     def ln(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
         return F.layer_norm(x, (d,), norm.w, norm.b, cfg.eps)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 from interfere.config import compose, layout_of, resolve_device, sections
-from interfere.cpu import configure_cpu
+from interfere.cpu import configure_cpu, cpu_description
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import BatchStream
 from interfere.model.life_model import LifeTransformer, ModelConfig
@@ -151,7 +150,7 @@ def main() -> None:
         "achieved_gflops": useful / step / 1e9, "matmul_ceiling_gflops": ceiling,
         "achieved_over_ceiling": useful / step / 1e9 / ceiling,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "machine": cpu_description(), "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
     }
     print(f"{args.config_name}  device={res['device']}  path={args.path}  autocast={args.autocast}  "

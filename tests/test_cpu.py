@@ -35,20 +35,58 @@ def test_keep_freed_memory_stops_refaulting_large_blocks():
     assert kept < default // 10
 
 
-def test_autocast_auto_picks_bf16_only_with_native_support_and_a_clear_speedup(monkeypatch):
-    from interfere import cpu
+RELEASE = """
+import resource, torch
+from pathlib import Path
+from interfere.cpu import keep_freed_memory, release_freed_memory
+rss = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
+keep_freed_memory()
+x = torch.ones(1 << 27)  # 512 MiB
+del x
+kept = rss()
+release_freed_memory()
+print(kept, rss())
+"""
 
-    monkeypatch.setattr(cpu, "native_bf16", lambda: False)
-    monkeypatch.setattr(cpu, "bf16_speedup", lambda *a: pytest.fail("no timing without native bf16"))
-    assert cpu.cpu_autocast_choice(4096, 64, 256)[0] is False
-    monkeypatch.setattr(cpu, "native_bf16", lambda: True)
-    for speedup, expected in ((2.0, True), (1.3, True), (1.1, False), (0.6, False)):
-        monkeypatch.setattr(cpu, "bf16_speedup", lambda *a, s=speedup: s)
-        use, why = cpu.cpu_autocast_choice(4096, 64, 256)
-        assert use is expected and f"{speedup:.2f}x" in why
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
+def test_release_freed_memory_hands_kept_blocks_back():
+    kept, released = map(int, subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True,
+                                              check=True).stdout.split())
+    assert kept - released > 400 << 20
 
 
-def test_bf16_speedup_measures_a_positive_ratio():
-    from interfere import cpu
+def test_autocast_auto_picks_bf16_only_with_native_support_and_a_wide_model(monkeypatch):
+    import torch
 
-    assert cpu.bf16_speedup(64, 32, 64, repeats=1) > 0
+    from interfere.train import precision
+
+    cpu, wide, narrow = torch.device("cpu"), precision.BF16_MIN_D_MODEL, precision.BF16_MIN_D_MODEL // 2
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    use, why = precision.autocast_choice("auto", cpu, wide)
+    assert use is False and "no native bf16" in why
+    assert precision.autocast_choice("bf16", cpu, narrow)[0] is True
+    assert precision.autocast_choice("auto", torch.device("cuda"), narrow)[0] is True
+    assert precision.autocast_choice("none", torch.device("cuda"), wide)[0] is False
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    assert precision.autocast_choice("auto", cpu, wide)[0] is True
+    use, why = precision.autocast_choice("auto", cpu, narrow)
+    assert use is False and f"d_model {narrow}" in why
+    assert precision.autocast_choice("none", cpu, wide)[0] is False
+
+
+def test_step_speedup_times_a_real_training_step_and_leaves_no_gradients():
+    import torch
+
+    from interfere.config import compose, layout_of, sections
+    from interfere.model.life_model import LifeTransformer
+    from interfere.train.loop import TargetLogits
+    from interfere.train.precision import step_speedup
+
+    data, model_cfg, _ = sections(compose("exp/cpu_demo", ["data.height=4", "data.width=4"]))
+    layout = layout_of(data)
+    model = LifeTransformer(model_cfg, layout, torch.device("cpu"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert step_speedup(TargetLogits(model, fast=True), layout, batch_size=4, repeats=1) > 0
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

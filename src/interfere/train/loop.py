@@ -1,7 +1,7 @@
 """The training loop: single process or DDP under `torchrun`, read top to bottom (DESIGN §5).
 
 AdamW on fp32 master weights, linear warm-up then cosine decay (in optimizer steps), gradient
-clipping, optional EMA, optional bf16 autocast (always on CUDA), cross-entropy over the two
+clipping, optional EMA, bf16 autocast where it pays (``train.precision``), cross-entropy over the two
 outputs at target positions only. Rank 0 alone evaluates, logs and writes checkpoints.
 
 A run is reproducible bit for bit for a given seed, device and thread count
@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from interfere.config import TrainConfig, layout_of, resolve_device, sections, to_plain
-from interfere.cpu import configure_cpu, cpu_autocast_choice
+from interfere.cpu import configure_cpu
 from interfere.data.layout import VOCAB
 from interfere.data.stream import BatchStream, DataConfig
 from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
@@ -51,6 +51,7 @@ from interfere.train.optim import (
     maybe_ema,
     snapshot_steps,
 )
+from interfere.train.precision import autocast_choice
 from interfere.train.runs import (
     RunClaim,
     TrainingError,
@@ -162,23 +163,13 @@ class Run:
         self.saved: tuple[int, Path] | None = None  # (step, path) of the last good checkpoint
         if resume_from is not None:
             self._restore(resume_from)
-        use_bf16, self.autocast_why = self._autocast_choice(model_cfg)
+        use_bf16, self.autocast_why = autocast_choice(tc.autocast, device, model_cfg.d_model)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
         targets = sum(len(self.layout.with_size(*size).target_index) for size in self.sizes)
         self.cells_per_step = tc.grad_accum * self.data_cfg.batch_size * targets * dd.world_size
         self.first_bad_step = torch.full((), -1, device=device, dtype=torch.long)
         self.bad_loss = torch.zeros((), device=device)
         self.snapshot_at = set(snapshot_steps(tc.steps, tc.snapshots))
-
-    def _autocast_choice(self, model_cfg: ModelConfig) -> tuple[bool, str]:
-        """(bf16 autocast on?, why): always on CUDA; on a CPU as ``train.autocast`` says, ``auto`` measured."""
-        if self.device.type == "cuda":
-            return True, "CUDA: bf16 autocast, fp32 master weights"
-        if self.tc.autocast != "auto":
-            return self.tc.autocast == "bf16", f"train.autocast={self.tc.autocast}"
-        cfg = model_cfg.resolved()
-        rows = self.data_cfg.batch_size * len(self.layout.target_index)
-        return cpu_autocast_choice(rows, cfg.d_model, cfg.d_mlp)
 
     def release(self) -> None:
         """Give up the claim on the run folder (at the end of the run, or when it fails)."""

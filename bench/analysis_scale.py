@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from interfere.cpu import cpu_description
+
 REPO = Path(__file__).resolve().parents[1]
 ANALYSES = {  # name: (module, extra flags)
     "attn_maps": ("interfere.explore.attn_maps", ["--layer", "0", "--head", "0", "--center"]),
@@ -85,11 +87,14 @@ def main() -> None:
                 r = results[config][name]
                 shown = r.get("skipped") or r.get("error") or f"{r['seconds']:8.1f} s   peak {r['peak_gb']:5.2f} GB"
                 print(f"{config:16s} {name:20s} {shown}", flush=True)
-    out = Path(args.out)
+                write(Path(args.out), results)  # after every analysis: a long run that stops keeps what it measured
+    print(f"wrote {args.out}")
+
+
+def write(out: Path, results: dict[str, dict[str, dict]]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"results": results, "machine": platform.processor() or platform.machine(),
-                               "date": time.strftime("%Y-%m-%d %H:%M")}, indent=2))
-    print(f"wrote {out}")
+                               "cpu": cpu_description(), "date": time.strftime("%Y-%m-%d %H:%M")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -255,6 +255,7 @@ def test_chunked_analyses_give_the_same_numbers(tiny_run, tmp_path, monkeypatch)
     from interfere.data.stream import DataConfig
     from interfere.explore import batched, logit_lens
     from interfere.explore.common import Context
+    from interfere.model import memory
 
     ckpt = load_checkpoint(ckpt=tiny_run["checkpoint"])
     model = model_from_checkpoint(ckpt)
@@ -268,7 +269,7 @@ def test_chunked_analyses_give_the_same_numbers(tiny_run, tmp_path, monkeypatch)
         return h1, h3, lens
 
     whole = numbers()
-    monkeypatch.setattr(batched, "ANALYSIS_BUDGET", 1.0)
+    monkeypatch.setattr(memory, "CHUNK_MAX_BYTES", 1.0)  # every hooked and inference forward: one sequence
     assert batched.chunk_size(model, 6) == 1
     chunked = numbers()
     for key in ("stencil_share", "own_share", "neighbour_share", "board_share"):

@@ -30,6 +30,7 @@ import torch
 from omegaconf import OmegaConf
 
 from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error, load_model_from_args
+from interfere.cpu import release_freed_memory
 from interfere.data.stream import DataConfig
 from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
 from interfere.explore import attn_maps, circuit, dynamics, logit_lens, physics_bits, probes
@@ -85,6 +86,7 @@ def analyse(ctx: Context, samples: dict[str, int], controls: int) -> dict:
         t0 = time.perf_counter()
         out[key], files[key] = run(ctx, args)
         seconds[key] = round(time.perf_counter() - t0, 1)
+        release_freed_memory()
     out["seconds"] = seconds
     files["h4"] = [layer_roles_figure(ctx, out)]
     out["files"] = {k: [str(p.relative_to(ctx.out.parent)) for p in v] for k, v in files.items()}
@@ -377,6 +379,7 @@ def _write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dic
     how, how_files = how_it_computes(context("circuit", args.seed), samples)
     forms, forms_files = when_it_forms(context("dynamics", args.seed), samples)
     control_results = run_controls(args, controls, samples, th, out, model.cfg.device)
+    release_freed_memory()
     print("report: evaluating the checkpoint for the model card ...", flush=True)
     rollouts = not args.quick and not too_big_for_cpu(model)
     ev = evaluate(model, data, n_boards=samples["card"], seed=args.seed, boards_per_named_rule=samples["card_named"],

@@ -103,16 +103,17 @@ def relative_maps(a: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
     return a.gather(-1, idx).mean(dim=(0, 2)).reshape(-1, h, w)
 
 
-def target_attention(model: LifeTransformer, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def target_attention(model: LifeTransformer, tokens: torch.Tensor, *spans: slice) -> tuple[torch.Tensor, ...]:
     """What the t+1 target queries attend to, from the model's own forward (in memory-bounded chunks):
-    (``[layer, batch, head, HW query, HW key]`` over the board, ``[layer, batch, head, HW, 18]`` over the rule)."""
+    ``[layer, batch, head, HW query, key]`` for each span of key positions asked for (e.g.
+    ``layout.board``, ``layout.rule``), and nothing else (at 32x32 the board alone is 34 MB per
+    sequence and layer)."""
     layout = model.layout
     names = [f"blocks.{i}.attn.hook_pattern" for i in range(model.cfg.n_layers)]
-    keys = torch.cat([torch.arange(layout.board.start, layout.board.stop), torch.arange(layout.rule.start,
-                                                                                          layout.rule.stop)])
+    keys = torch.cat([torch.arange(span.start, span.stop) for span in spans])
     cache = batched.cached(model, tokens, names, take=lambda _, p: p[:, :, layout.targets[0]][..., keys.to(p.device)])
-    both = torch.stack([cache[n] for n in names])
-    return both[..., : layout.n_cells], both[..., layout.n_cells :]
+    every = torch.stack([cache.pop(n) for n in names])
+    return every.split([span.stop - span.start for span in spans], dim=-1)
 
 
 def query_map(board_att: torch.Tensor, layout: SequenceLayout, layer: int, head: int, cell: tuple[int, int]):
@@ -124,7 +125,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     layout, cfg = ctx.layout, ctx.model.cfg
     cell = parse_cell(args.query, layout) if args.query else (layout.height // 2, layout.width // 2)
     ex = ctx.examples(args.samples)
-    patterns, _ = target_attention(ctx.model, ex.tokens)  # [layer, batch, head, query cell, key cell]
+    (patterns,) = target_attention(ctx.model, ex.tokens, layout.board)  # [layer, batch, head, query, key cell]
     shares = [stencil_shares(patterns[i], layout) for i in range(cfg.n_layers)]
     stencil = torch.stack([s for s, _ in shares])  # [layer, head]
     board = torch.stack([b for _, b in shares])

@@ -16,19 +16,17 @@ from collections.abc import Callable, Iterator
 import torch
 
 from interfere.model.life_model import LifeTransformer
-from interfere.model.memory import available_bytes, forward_bytes, largest_batch
+from interfere.model.memory import chunk_budget, forward_bytes, largest_batch
 
 Hook = tuple[str, Callable]  # (hook name, hook function), as TransformerLens' run_with_hooks takes them
 Hooks = list[Hook] | Callable[[slice], list[Hook]]  # the same hooks for every chunk, or per chunk of the batch
-ANALYSIS_BUDGET = 2e9  # bytes of transient activations per chunk (and at most a quarter of the free memory)
 BASE_CELLS = 64  # per-size sample defaults are stated for 8x8 boards and scaled down with the cell count
 
 
 def chunk_size(model: LifeTransformer, n: int) -> int:
     """Sequences per hooked forward: the most (up to ``n``) whose activations fit the budget; at least 1."""
-    free = available_bytes(torch.device(model.cfg.device))
-    budget = min(ANALYSIS_BUDGET, free / 4) if free else ANALYSIS_BUDGET
-    return max(1, largest_batch(lambda b: forward_bytes(model.life_cfg, model.layout, b), int(budget), n))
+    budget = chunk_budget(torch.device(model.cfg.device))
+    return max(1, largest_batch(lambda b: forward_bytes(model.life_cfg, model.layout, b), budget, n))
 
 
 def chunks(model: LifeTransformer, n: int) -> Iterator[slice]:

@@ -113,8 +113,8 @@ def snapshot_measures(model: LifeTransformer, ex: Examples, small: Examples, ref
         "loss": float(F.cross_entropy(logits.flatten(0, 1), truth.flatten())),
         "acc": float(correct.mean()), "acc_by_bit": per_bit,
     }
-    board_att, rule_att = attn_maps.target_attention(model, small.tokens)
     layout = model.layout
+    board_att, rule_att = attn_maps.target_attention(model, small.tokens, layout.board, layout.rule)
     stencil, neighbours, rule_mass = [], [], []
     for layer in range(model.cfg.n_layers):
         share, _ = attn_maps.stencil_shares(board_att[layer], layout)
@@ -242,7 +242,7 @@ def bits_figure(ctx: Context, steps: list[int], measures: list[dict]) -> Path:
 
 def stencil_animation(ctx: Context, steps: list[int], models: list[LifeTransformer], ex: Examples) -> list[Path]:
     """The relative stencil of the final model's most local layer-0 head, snapshot by snapshot."""
-    patterns = [attn_maps.target_attention(m, ex.tokens)[0][0] for m in models]
+    patterns = [attn_maps.target_attention(m, ex.tokens, ctx.layout.board)[0][0] for m in models]
     profile, _ = attn_maps.stencil_profile(patterns[-1], ctx.layout)
     head = int(attn_maps.locality_measures(profile)["neighbour_share"].argmax())
     maps = [attn_maps.relative_maps(p, ctx.layout)[head] for p in patterns]

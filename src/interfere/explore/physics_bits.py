@@ -190,7 +190,7 @@ def rule_use(path: dict[str, float], floor: float) -> float | None:
 def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     model, layout, cfg = ctx.model, ctx.layout, ctx.model.cfg
     ex = ctx.examples(args.samples)
-    rule_mass = rule_attention(target_attention(model, ex.tokens)[1])  # [layer, head, 18]
+    rule_mass = rule_attention(target_attention(model, ex.tokens, layout.rule)[0])  # [layer, head, 18]
     scores = flip_scores(model_predictor(model), ex.rules, ex.boards)
     bits = torch.arange(len(ex.rules)) % N_RULE_BITS  # every bit flipped on an equal share of boards
     flipped = flip_bits(ex.rules, bits)

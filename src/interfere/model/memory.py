@@ -5,13 +5,18 @@ The estimates count the tensors that dominate, in bytes, at fp32:
 * a training step (the fast path): per layer the saved target-to-context attention probabilities
   ``[batch, head, targets, context]`` and the activations of both streams, plus two transient
   attention-sized buffers in the backward, plus the weights, gradients and AdamW/EMA state;
-* a forward of the hooked model (analyses): per layer up to three ``[batch, head, T, T]`` tensors
-  (scores, masked scores, pattern) alive at once, plus the residual stream;
+* a forward of the hooked model (analyses): per layer up to five ``[batch, head, T, T]`` tensors
+  alive at once (scores, masked scores, pattern, and the zeros and result of TransformerLens's NaN
+  guard after the softmax; measured 4.8-5.1 per sequence at life32), plus the residual stream;
 * an inference forward of the fast path (evaluation, rollouts): one layer's target-to-context
   scores and probabilities, plus the residual streams.
 
 For a window model (``model.positions: window``) each query attends to its window and the physics
 tokens instead of the whole context, and each layer holds the window's gathered keys and values.
+
+Evaluation, rollouts and analyses split their sequences into chunks whose transient activations
+fit :func:`chunk_budget`: a quarter of the free memory, and never more than 1 GB, so that the
+peak does not grow with the machine and an analysis keeps room for what it collects.
 
 Checked against the peak resident memory of real steps (``bench/README.md``); they are meant to
 be within a factor of about two, which is enough to tell 8x8 from 512x512.
@@ -33,7 +38,8 @@ if TYPE_CHECKING:
 
 FP32 = 4
 GB = 1e9
-INFERENCE_SHARE = 0.25  # of the free memory, for one inference chunk
+CHUNK_SHARE = 0.25  # of the free memory, for the transient activations of one chunk (inference or analysis)
+CHUNK_MAX_BYTES = 1e9  # and never more: the peak does not grow with the machine, and life32 analyses stay under 8 GB
 
 
 def _n_params(cfg: ModelConfig, vocab: int = 64) -> int:
@@ -68,7 +74,7 @@ def forward_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int:
     """Peak bytes of one hooked forward (no gradients) on ``batch`` sequences (module docstring)."""
     cfg = cfg.resolved()
     t = layout.seq_len
-    attention = 3 * batch * cfg.n_heads * t * t * FP32
+    attention = 5 * batch * cfg.n_heads * t * t * FP32
     residual = 4 * batch * t * max(cfg.d_model * 3, cfg.d_mlp) * FP32
     return int(attention + residual + _n_params(cfg) * FP32)
 
@@ -83,12 +89,15 @@ def inference_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int
     return int(attention + streams + gathered)
 
 
+def chunk_budget(device: torch.device) -> int:
+    """Bytes of transient activations one chunk of sequences may use on ``device``."""
+    free = available_bytes(device)
+    return int(CHUNK_MAX_BYTES if free is None else min(CHUNK_MAX_BYTES, CHUNK_SHARE * free))
+
+
 def inference_batch(cfg: ModelConfig, layout: SequenceLayout, n: int, device: torch.device) -> int:
     """How many sequences (at most ``n``, at least 1) one inference chunk may hold on ``device``."""
-    free = available_bytes(device)
-    if free is None:
-        return min(n, 512)
-    return max(1, largest_batch(lambda b: inference_bytes(cfg, layout, b), int(INFERENCE_SHARE * free), n))
+    return max(1, largest_batch(lambda b: inference_bytes(cfg, layout, b), chunk_budget(device), n))
 
 
 def available_bytes(device: torch.device) -> int | None:

@@ -1,0 +1,100 @@
+"""Evaluation runs in memory-bounded chunks at any shape: same numbers, bounded peak."""
+
+import json
+import subprocess
+import sys
+
+import torch
+
+from interfere.config import compose, layout_of, sections
+from interfere.model import memory
+from interfere.model.life_model import LifeTransformer
+
+LIFE32_EVAL = """
+import json, resource, sys, torch
+from pathlib import Path
+from interfere.ca import get_rule
+from interfere.config import compose, layout_of, sections
+from interfere.cpu import configure_cpu
+from interfere.evaluate import eval_boards, evaluate, rollout_divergence
+from interfere.model import memory
+from interfere.model.life_model import LifeTransformer
+from interfere.train.precision import autocast_choice
+
+configure_cpu(2)
+free, n_boards = int(float(sys.argv[1]) * 1e9), int(sys.argv[2])
+memory.available_bytes = lambda device: free  # a machine with this much memory free
+data, model_cfg, train_cfg = sections(compose("exp/life32", ["model.n_layers=2"]))
+torch.manual_seed(0)
+model = LifeTransformer(model_cfg, layout_of(data)).eval()
+cpu = torch.device("cpu")
+bf16, _ = autocast_choice(train_cfg.autocast, cpu, model_cfg.d_model)  # as the end of training would
+rss = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
+before = rss()
+with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    report = evaluate(model, data, n_boards=n_boards, boards_per_named_rule=1, rollouts=False)
+    first_wrong = rollout_divergence(model, get_rule("B3/S23"), eval_boards(2, data, seed=1), steps=2)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"growth": peak - before, "peak": peak, "acc": report["heldout"]["cell_acc"],
+                  "rollout": first_wrong, "chunk": memory.inference_batch(model.life_cfg, model.layout, n_boards, cpu),
+                  "per_sequence": memory.inference_bytes(model.life_cfg, model.layout, 1)}))
+"""
+
+HOOKED_FORWARD = """
+import json, resource, torch
+from pathlib import Path
+from interfere.config import compose, layout_of, sections
+from interfere.cpu import configure_cpu
+from interfere.model import memory
+from interfere.model.life_model import LifeTransformer
+
+configure_cpu(2)
+data, model_cfg, _ = sections(compose("exp/life32", ["model.n_layers=1"]))
+model = LifeTransformer(model_cfg, layout_of(data)).eval()
+tokens = model.encode_prompt(torch.zeros(2, 18, dtype=torch.long), torch.zeros(2, 32, 32, dtype=torch.long))
+before = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
+with torch.no_grad():
+    model(tokens)
+growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+print(json.dumps({"growth": growth, "estimate": memory.forward_bytes(model.life_cfg, model.layout, 2)}))
+"""
+
+
+def test_the_hooked_forward_estimate_is_within_a_factor_of_two_at_the_life32_shape():
+    """Analyses size their chunks by ``forward_bytes``: two life32-shaped sequences through one layer
+    of the hooked model (T = 2,069: 137 MB per attention-sized tensor)."""
+    out = subprocess.run([sys.executable, "-c", HOOKED_FORWARD], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert 0.5 < res["growth"] / res["estimate"] < 2, res
+
+
+def test_chunked_inference_gives_the_same_logits_as_one_batch(monkeypatch):
+    data, model_cfg, _ = sections(compose("exp/life_smoke", []))
+    torch.manual_seed(0)
+    model = LifeTransformer(model_cfg, layout_of(data)).eval()
+    tokens = model.encode_prompt(torch.randint(0, 2, (6, 18)), torch.randint(0, 2, (6, data.height, data.width)))
+    with torch.no_grad():
+        whole = model.fast_target_logits(tokens)
+        one_per_chunk = memory.inference_bytes(model.life_cfg, model.layout, 1) / memory.CHUNK_SHARE
+        monkeypatch.setattr(memory, "available_bytes", lambda device: int(one_per_chunk * 1.5))
+        assert memory.inference_batch(model.life_cfg, model.layout, 6, torch.device("cpu")) == 1
+        chunked = model.inference_target_logits(tokens)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
+
+
+def test_end_of_training_evaluation_of_a_life32_model_stays_within_its_memory_budget():
+    """exp/life32's shape (32x32 boards, d_model 512, 8 heads: ~120 MB per sequence in an inference
+    layer; 2 of its 8 layers, as inference holds one layer's tensors at a time) evaluated as a run
+    ends, in chunks sized for 0.6 GB of free memory: 8 boards in one batch would need ~0.95 GB, a
+    chunk a quarter of the free memory, 0.15 GB."""
+    free_gb, n_boards = 0.6, 8
+    out = subprocess.run([sys.executable, "-c", LIFE32_EVAL, str(free_gb), str(n_boards)], capture_output=True,
+                         text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    budget = memory.CHUNK_SHARE * free_gb * 1e9
+    assert res["chunk"] < n_boards and n_boards * res["per_sequence"] > 3 * budget  # one batch would not fit
+    assert res["growth"] < 2 * budget, f"evaluation grew resident memory by {res['growth'] / 1e9:.2f} GB"
+    assert res["peak"] < 8e9  # the stated bound for life32-shaped work on a CPU (bench/README.md)
+    assert 0.0 <= res["acc"] <= 1.0 and all(0 <= step <= 2 for step in res["rollout"])

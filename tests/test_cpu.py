@@ -52,7 +52,7 @@ print(kept, rss())
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
 def test_release_freed_memory_hands_kept_blocks_back():
     kept, released = map(int, subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True,
-                                              check=True).stdout.split())
+                                              check=True, timeout=60).stdout.split())
     assert kept - released > 400 << 20
 
 

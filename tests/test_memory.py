@@ -10,18 +10,24 @@ from interfere.config import compose, layout_of, sections
 from interfere.model import memory
 from interfere.model.life_model import LifeTransformer
 
-LIFE32_EVAL = """
+PRELUDE = """
 import json, resource, sys, torch
 from pathlib import Path
-from interfere.ca import get_rule
 from interfere.config import compose, layout_of, sections
 from interfere.cpu import configure_cpu
-from interfere.evaluate import eval_boards, evaluate, rollout_divergence
 from interfere.model import memory
 from interfere.model.life_model import LifeTransformer
-from interfere.train.precision import autocast_choice
 
 configure_cpu(2)
+rss = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+"""
+
+LIFE32_EVAL = PRELUDE + """
+from interfere.ca import get_rule
+from interfere.evaluate import eval_boards, evaluate, rollout_divergence
+from interfere.train.precision import autocast_choice
+
 free, n_boards = int(float(sys.argv[1]) * 1e9), int(sys.argv[2])
 memory.available_bytes = lambda device: free  # a machine with this much memory free
 data, model_cfg, train_cfg = sections(compose("exp/life32", ["model.n_layers=2"]))
@@ -29,43 +35,37 @@ torch.manual_seed(0)
 model = LifeTransformer(model_cfg, layout_of(data)).eval()
 cpu = torch.device("cpu")
 bf16, _ = autocast_choice(train_cfg.autocast, cpu, model_cfg.d_model)  # as the end of training would
-rss = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
 before = rss()
 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
     report = evaluate(model, data, n_boards=n_boards, boards_per_named_rule=1, rollouts=False)
     first_wrong = rollout_divergence(model, get_rule("B3/S23"), eval_boards(2, data, seed=1), steps=2)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"growth": peak - before, "peak": peak, "acc": report["heldout"]["cell_acc"],
+print(json.dumps({"growth": peak() - before, "peak": peak(), "acc": report["heldout"]["cell_acc"],
                   "rollout": first_wrong, "chunk": memory.inference_batch(model.life_cfg, model.layout, n_boards, cpu),
                   "per_sequence": memory.inference_bytes(model.life_cfg, model.layout, 1)}))
 """
 
-HOOKED_FORWARD = """
-import json, resource, torch
-from pathlib import Path
-from interfere.config import compose, layout_of, sections
-from interfere.cpu import configure_cpu
-from interfere.model import memory
-from interfere.model.life_model import LifeTransformer
-
-configure_cpu(2)
+HOOKED_FORWARD = PRELUDE + """
 data, model_cfg, _ = sections(compose("exp/life32", ["model.n_layers=1"]))
 model = LifeTransformer(model_cfg, layout_of(data)).eval()
 tokens = model.encode_prompt(torch.zeros(2, 18, dtype=torch.long), torch.zeros(2, 32, 32, dtype=torch.long))
-before = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
+before = rss()
 with torch.no_grad():
     model(tokens)
-growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-print(json.dumps({"growth": growth, "estimate": memory.forward_bytes(model.life_cfg, model.layout, 2)}))
+print(json.dumps({"growth": peak() - before, "estimate": memory.forward_bytes(model.life_cfg, model.layout, 2)}))
 """
+
+
+def _child(script: str, *args: str, timeout: int) -> dict:
+    """Run ``script`` in a fresh interpreter (its own peak memory) and return the JSON it prints last."""
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_the_hooked_forward_estimate_is_within_a_factor_of_two_at_the_life32_shape():
     """Analyses size their chunks by ``forward_bytes``: two life32-shaped sequences through one layer
     of the hooked model (T = 2,069: 137 MB per attention-sized tensor)."""
-    out = subprocess.run([sys.executable, "-c", HOOKED_FORWARD], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = _child(HOOKED_FORWARD, timeout=120)
     assert 0.5 < res["growth"] / res["estimate"] < 2, res
 
 
@@ -89,10 +89,7 @@ def test_end_of_training_evaluation_of_a_life32_model_stays_within_its_memory_bu
     ends, in chunks sized for 0.6 GB of free memory: 8 boards in one batch would need ~0.95 GB, a
     chunk a quarter of the free memory, 0.15 GB."""
     free_gb, n_boards = 0.6, 8
-    out = subprocess.run([sys.executable, "-c", LIFE32_EVAL, str(free_gb), str(n_boards)], capture_output=True,
-                         text=True, timeout=240)
-    assert out.returncode == 0, out.stderr[-2000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = _child(LIFE32_EVAL, str(free_gb), str(n_boards), timeout=240)
     budget = memory.CHUNK_SHARE * free_gb * 1e9
     assert res["chunk"] < n_boards and n_boards * res["per_sequence"] > 3 * budget  # one batch would not fit
     assert res["growth"] < 2 * budget, f"evaluation grew resident memory by {res['growth'] / 1e9:.2f} GB"

@@ -5,7 +5,7 @@ choice; ``auto`` uses bf16 on CUDA, and on a CPU only where the CPU multiplies b
 (AVX-512 BF16 or AMX: without them bf16 is emulated, hundreds of times slower) *and* the model is
 wide enough for bf16 to pay: ``d_model >= BF16_MIN_D_MODEL``. The rule is a shape rule, not a timing
 at start-up, so that a seed gives the same run on a busy machine too (a start-up timing of the
-demo's step swung from 0.4x to 5x while another job ran), and a conservative one: the whole-step
+demo's step swung from 0.4x to 20x while another job ran), and a conservative one: the whole-step
 gain differs by CPU (at d_model 256, 2.4-2.7x on an AMD EPYC with AVX-512 BF16 but 1.1-1.3x on an
 Intel Xeon with AMX). The threshold comes from ``bench/autocast_crossover.py``, which times whole
 training steps in both precisions across widths with :func:`step_speedup` (bench/README.md).

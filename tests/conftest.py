@@ -24,3 +24,11 @@ def tiny_run(tmp_path_factory):
     """A tiny model trained once per test session (seconds): its result dict from `train`."""
     tmp = tmp_path_factory.mktemp("tiny")
     return train(smoke_cfg(tmp, "train.run_id=tiny", "train.steps=60", "train.final_eval=false"))
+
+
+@pytest.fixture(scope="session")
+def tiny_window_run(tmp_path_factory):
+    """A tiny size-free model (model.positions=window) trained for a few steps: its result dict."""
+    tmp = tmp_path_factory.mktemp("tiny_window")
+    return train(smoke_cfg(tmp, "train.run_id=tiny_window", "train.steps=10", "train.final_eval=false",
+                           "model.positions=window"))

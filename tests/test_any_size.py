@@ -8,7 +8,7 @@ import torch
 from interfere.ca.rules import get_rule
 from interfere.config import compose, sections
 from interfere.data.layout import SequenceLayout, window_shifts
-from interfere.evaluate import main as eval_main
+from interfere.evaluate_cli import main as eval_main
 from interfere.explore import attn_maps
 from interfere.model import window
 from interfere.model.life_model import LifeTransformer, ModelConfig
@@ -33,7 +33,7 @@ def _logits(model: LifeTransformer, boards: torch.Tensor, fast: bool = True) -> 
 
 @pytest.mark.parametrize("size,dense", [(5, True), (8, True), (11, True), (8, False), (11, False)])
 def test_window_fast_path_equals_hooked_forward_and_gradients(size, dense, monkeypatch):
-    """Both ways the fast path attends (dense up to DENSE_MAX_CELLS, gathered windows above)."""
+    """Both ways the fast path attends (dense up to DENSE_MAX_CELLS, tiles above; 11 is no multiple of TILE)."""
     monkeypatch.setattr(window, "DENSE_MAX_CELLS", 1024 if dense else 0)
     model = _window_model()
     g = torch.Generator().manual_seed(size)

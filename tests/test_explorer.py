@@ -1,10 +1,12 @@
 """The live explorer (issue 14): every endpoint with good and bad input, and a real headless browser."""
 
+import contextlib
 import os
 import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,6 +31,17 @@ def app(tiny_run):
 @pytest.fixture(scope="module")
 def client(app):
     return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def window_app(tiny_window_run):
+    ckpt = load_checkpoint(ckpt=tiny_window_run["checkpoint"])
+    model = model_from_checkpoint(ckpt)
+    engine = Engine.create(model, 1234, 8, (0.1, 0.9))
+    return create_app(engine, {"run_id": ckpt["run_id"], "step": ckpt["step"], "checkpoint": ckpt["path"]})
+
+
+GLIDER_RLE = "#N Glider\nx = 3, y = 3, rule = B3/S23\nbob$2bo$3o!\n"
 
 
 def _board(client):
@@ -89,12 +102,39 @@ def test_malformed_json_and_unknown_pattern(client):
     assert client.get("/api/pattern/nope").status_code == 400
 
 
+def test_size_free_checkpoint_takes_any_offered_size_and_rle(window_app):
+    client = TestClient(window_app)
+    info = client.get("/api/info").json()
+    assert info["size_free"] and 64 in info["sides"] and "gosper_glider_gun" in info["patterns"]
+    placed = client.post("/api/rle", json={"text": GLIDER_RLE, "height": 64, "width": 64}).json()
+    board = placed["board"]
+    assert (len(board), len(board[0]), sum(map(sum, board))) == (64, 64, 5) and placed["bits"] == CONWAY
+    assert placed["name"] == "Glider" and board[31][32] == 1  # the 3x3 glider's top row, in the middle
+    run = client.post("/api/run", json={"bits": CONWAY, "model_board": board, "sim_board": board, "gens": 4}).json()
+    assert len(run["simulator"]) == 4 and sum(map(sum, run["simulator"][3])) == 5  # a glider stays 5 cells
+    gun = client.get("/api/pattern/gosper_glider_gun", params={"height": 64, "width": 64}).json()
+    assert sum(map(sum, gun["board"])) == 36
+
+
+@pytest.mark.parametrize("path,body,message", [
+    ("/api/rle", {"text": "x = 3, y = 3, rule = 23/3/2\nbob$2bo$3o!", "height": 16, "width": 16}, "Generations"),
+    ("/api/rle", {"text": "x = 2, y = 2\n3o!", "height": 16, "width": 16}, "runs past its declared size"),
+    ("/api/rle", {"text": "x = 3, y = 1, rule = B3/S23\n2A!", "height": 16, "width": 16}, "two-state"),
+    ("/api/rle", {"text": "x = 40, y = 1, rule = B3/S23\n40o!", "height": 16, "width": 16}, "does not fit"),
+    ("/api/rle", {"text": GLIDER_RLE, "height": 20, "width": 20}, "must be 8x8, 16x16"),
+    ("/api/attention", {"bits": CONWAY, "board": [[0] * 64] * 64, "row": 1, "col": 1}, "32x32 or smaller"),
+])
+def test_bad_patterns_and_sizes_get_one_line(window_app, path, body, message):
+    r = TestClient(window_app).post(path, json=body)
+    assert r.status_code == 400 and message in r.json()["error"] and "\n" not in r.json()["error"]
+
+
 # --- a real browser ---------------------------------------------------------------------------
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
-@pytest.fixture(scope="module")
-def server(app):
+@contextlib.contextmanager
+def serving(app):
     import uvicorn
 
     with socket.socket() as s:
@@ -106,18 +146,33 @@ def server(app):
     deadline = time.monotonic() + 30
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and os.environ.get("CI") != "true",
-                    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
-def test_browser_click_a_cell_step_and_see_attention(server, tmp_path):
+@pytest.fixture(scope="module")
+def server(app):
+    with serving(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def window_server(window_app):
+    with serving(window_app) as url:
+        yield url
+
+
+BROWSER = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and os.environ.get("CI") != "true",
+                             reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+
+
+@pytest.fixture
+def browser(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium look for drivers on the network
     options = webdriver.ChromeOptions()
@@ -128,20 +183,62 @@ def test_browser_click_a_cell_step_and_see_attention(server, tmp_path):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        driver.get(server)
-        wait = WebDriverWait(driver, 30)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#board-model rect.cell"))
-        driver.find_element(By.ID, "edit").click()  # off: a click selects the cell to inspect
-        driver.find_element(By.CSS_SELECTOR, '#board-model rect.cell[data-row="2"][data-col="3"]').click()
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#attention .head .attention-map rect.cell"))
-        driver.find_element(By.ID, "step").click()
-        wait.until(lambda d: d.find_element(By.ID, "generation").text == "1")
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#board-model rect.cell")) == 25
-        assert driver.find_element(By.ID, "query-cell").text == "(2, 3)"
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#attention .head")) == 2
-        assert driver.find_element(By.ID, "status").text == ""  # no error shown
-        shot = tmp_path / "explorer.png"
-        driver.save_screenshot(str(shot))
-        assert shot.stat().st_size > 10_000
+        yield driver
     finally:
         driver.quit()
+
+
+def screenshot(driver, tmp_path, name: str):
+    """Save a screenshot (in $INTERFERE_SCREENSHOTS when set, to keep it) and check it has content."""
+    folder = Path(os.environ.get("INTERFERE_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    shot = folder / name
+    driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    return shot
+
+
+@BROWSER
+def test_browser_click_a_cell_step_and_see_attention(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    driver.get(server)
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#board-model rect.cell"))
+    driver.find_element(By.ID, "edit").click()  # off: a click selects the cell to inspect
+    driver.find_element(By.CSS_SELECTOR, '#board-model rect.cell[data-row="2"][data-col="3"]').click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#attention .head .attention-map rect.cell"))
+    driver.find_element(By.ID, "step").click()
+    wait.until(lambda d: d.find_element(By.ID, "generation").text == "1")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#board-model rect.cell")) == 25
+    assert driver.find_element(By.ID, "query-cell").text == "(2, 3)"
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#attention .head")) == 2
+    assert driver.find_element(By.ID, "status").text == ""  # no error shown
+    screenshot(driver, tmp_path, "explorer.png")
+
+
+@BROWSER
+def test_browser_paste_an_rle_at_64x64_and_play(window_server, browser, tmp_path):
+    """A size-free checkpoint: choose 64x64, paste an RLE, play with the view following the pattern."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver = browser
+    driver.get(window_server)
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#board-model rect.cell, #board-model canvas"))
+    Select(driver.find_element(By.ID, "size")).select_by_value("64")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#board-model canvas"))
+    driver.find_element(By.CSS_SELECTOR, "#rle-panel summary").click()
+    driver.find_element(By.ID, "rle-text").send_keys(GLIDER_RLE)
+    driver.find_element(By.ID, "rle-load").click()
+    wait.until(lambda d: d.find_element(By.ID, "rle-name").text == "Glider (B3/S23)")
+    driver.find_element(By.ID, "follow").click()
+    driver.find_element(By.ID, "play").click()
+    wait.until(lambda d: int(d.find_element(By.ID, "generation").text) >= 8)
+    driver.find_element(By.ID, "play").click()
+    assert driver.find_element(By.ID, "status").text == ""  # no error shown
+    assert driver.find_element(By.ID, "rule-current").text == "B3/S23"
+    screenshot(driver, tmp_path, "explorer_rle_64x64.png")

@@ -7,7 +7,7 @@ import sys
 import torch
 
 from interfere.config import compose, layout_of, sections
-from interfere.model import memory
+from interfere.model import inference, memory
 from interfere.model.life_model import LifeTransformer
 
 PRELUDE = """
@@ -79,7 +79,7 @@ def test_chunked_inference_gives_the_same_logits_as_one_batch(monkeypatch):
         one_per_chunk = memory.inference_bytes(model.life_cfg, model.layout, 1) / memory.CHUNK_SHARE
         monkeypatch.setattr(memory, "available_bytes", lambda device: int(one_per_chunk * 1.5))
         assert memory.inference_batch(model.life_cfg, model.layout, 6, torch.device("cpu")) == 1
-        chunked = model.inference_target_logits(tokens)
+        chunked = inference.target_logits(model, tokens)
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
 
 

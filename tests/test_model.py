@@ -6,7 +6,7 @@ import torch
 
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import BatchStream, DataConfig
-from interfere.model import LifeTransformer, ModelConfig
+from interfere.model import LifeTransformer, ModelConfig, inference
 from interfere.model.fast_path import TargetAttention
 from interfere.model.rope2d import apply_rope, rope_angles
 
@@ -145,8 +145,8 @@ def test_fast_path_equals_hooked_forward_and_gradients(k, kw):
 
 def test_predict_and_rollout_shapes():
     model, layout, batch = _model()
-    assert model.predict(batch.rules, batch.boards[:, 0]).shape == (4, 5, 6)
-    roll = model.rollout(batch.rules, batch.boards[:, 0], 3)
+    assert inference.predict(model, batch.rules, batch.boards[:, 0]).shape == (4, 5, 6)
+    roll = inference.rollout(model, batch.rules, batch.boards[:, 0], 3)
     assert roll.shape == (4, 4, 5, 6) and torch.equal(roll[:, 0], batch.boards[:, 0])
     assert set(roll.unique().tolist()) <= {0, 1}
 

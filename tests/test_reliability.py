@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from interfere import evaluate
+from interfere import evaluate_cli
 from interfere.config import compose, sections
 from interfere.explore import attn_maps
 from interfere.model.checkpoint import CheckpointError, default_file_mode, load_checkpoint, read_checkpoint
@@ -127,7 +127,7 @@ def test_flags_are_validated_before_any_work(tiny_run, tmp_path, capsys, monkeyp
     monkeypatch.chdir(tmp_path)
     for gif in ("garbage", ""):
         with pytest.raises(SystemExit):
-            evaluate.main(["--ckpt", tiny_run["checkpoint"], "--gif", gif, "--no-rollouts", "--boards", "8"])
+            evaluate_cli.main(["--ckpt", tiny_run["checkpoint"], "--gif", gif, "--no-rollouts", "--boards", "8"])
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and len(err.splitlines()) == 1
     assert not list(tmp_path.rglob("eval.json"))

@@ -4,19 +4,20 @@ from interfere.ca import named_rule_bits, rule_codes, step
 from interfere.data.stream import BatchStream, DataConfig
 
 
-def test_heldout_rules_never_emitted():
+def test_test_and_validation_rules_never_emitted():
     stream = BatchStream(DataConfig(named_frac=0.1, bit_p_min=0.3, bit_p_max=0.7), seed=0)
-    held = set(rule_codes(stream.heldout).tolist())
-    assert len(held) == stream.cfg.n_heldout
-    assert not held & set(rule_codes(named_rule_bits()).tolist())
+    held, valid = set(rule_codes(stream.heldout).tolist()), set(rule_codes(stream.validation).tolist())
+    assert len(held) == stream.cfg.n_heldout and len(valid) == stream.cfg.n_validation
+    assert not held & valid
+    assert not (held | valid) & set(rule_codes(named_rule_bits()).tolist())
     emitted = rule_codes(stream.sample_rules(100_000))
-    assert not torch.isin(emitted, torch.tensor(sorted(held))).any()
+    assert not torch.isin(emitted, torch.tensor(sorted(held | valid))).any()
 
 
 def test_heldout_clash_is_redrawn():
     cfg = DataConfig(named_frac=0.0, n_heldout=4)
     stream = BatchStream(cfg, seed=0)
-    stream._heldout_codes = rule_codes(torch.zeros(1, 18, dtype=torch.bool))  # the all-dead rule
+    stream._unseen_codes = rule_codes(torch.zeros(1, 18, dtype=torch.bool))  # the all-dead rule
     cfg.bit_p_min = cfg.bit_p_max = 0.02  # makes the all-dead rule very likely
     rules = stream.sample_rules(5000)
     assert rules.any(dim=1).all()

@@ -26,7 +26,7 @@ def test_tiny_run_writes_checkpoint_and_log(tiny_run):
     assert link.is_symlink() and link.resolve() == Path(tiny_run["checkpoint"]).resolve()
     torch.load(tiny_run["checkpoint"], weights_only=True)  # plain tensors and containers only
     log = [json.loads(line) for line in (Path(tiny_run["checkpoint"]).parents[2] / "runs/tiny/log.jsonl").open()]
-    assert any("eval" in r for r in log) and all(math.isfinite(r.get("loss", 0)) for r in log)
+    assert any("validation" in r for r in log) and all(math.isfinite(r.get("loss", 0)) for r in log)
 
 
 def test_loss_falls_well_below_the_prior(tmp_path, smoke_cfg):

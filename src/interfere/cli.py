@@ -12,8 +12,8 @@ from pathlib import Path
 
 from interfere.config import compose, resolve_device, to_plain
 from interfere.cpu import configure_cpu
+from interfere.errors import UserError
 from interfere.model.checkpoint import (
-    CheckpointError,
     config_mismatches,
     load_checkpoint,
     model_from_checkpoint,
@@ -23,14 +23,11 @@ from interfere.model.life_model import LifeTransformer
 
 @contextlib.contextmanager
 def exit_on_user_error() -> Iterator[None]:
-    """Turn the errors a user can fix (bad rule, config, checkpoint, input) into ``error: ...``."""
+    """Turn a :class:`~interfere.errors.UserError` (bad rule, config, flag, file, checkpoint) into one line
+    ``error: ...`` and exit code 2; any other exception is a bug and keeps its traceback."""
     try:
         yield
-    except Exception as err:
-        # TrainingError is matched by name: the analyses that use this module never import the loop
-        if not isinstance(err, (ValueError, CheckpointError, FileNotFoundError)) \
-                and type(err).__name__ != "TrainingError":
-            raise
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -54,10 +51,10 @@ def board_size(text: str) -> tuple[int, int]:
     """``--size 32`` or ``32x16`` -> (rows, cols)."""
     match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.strip().lower())
     if match is None:
-        raise ValueError(f"--size: board size must be N or HxW (e.g. 32 or 32x16), got {text!r}")
+        raise UserError(f"--size: board size must be N or HxW (e.g. 32 or 32x16), got {text!r}")
     size = int(match[1]), int(match[2] or match[1])
     if min(size) < 1:
-        raise ValueError(f"--size: board size must be at least 1x1, got {text!r}")
+        raise UserError(f"--size: board size must be at least 1x1, got {text!r}")
     return size
 
 

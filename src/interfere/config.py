@@ -18,14 +18,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig
+from interfere.errors import UserError
 from interfere.model.life_model import ModelConfig
+from interfere.train.stopping import parse_stop_when
 from interfere.validate import at_least, one_of, within
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
+    steps: int = 1000  # the cap: at most this many steps (and the length of the schedule)
     stop_at: int | None = None
+    stop_when: str | None = None  # e.g. "validation_acc >= 0.9999": stop early once validation reaches it
     lr: float = 3e-3
     min_lr_frac: float = 0.1
     warmup_steps: int = 100
@@ -57,7 +60,7 @@ class TrainConfig:
         if self.stop_at is not None:
             at_least("train.stop_at", self.stop_at, 1)
         if not self.lr > 0:
-            raise ValueError(f"train.lr must be > 0, got {self.lr!r}")
+            raise UserError(f"train.lr must be > 0, got {self.lr!r}")
         within("train.min_lr_frac", self.min_lr_frac, 0.0, 1.0)
         for name in ("warmup_steps", "weight_decay", "grad_clip", "snapshots"):
             at_least(f"train.{name}", getattr(self, name), 0)
@@ -66,6 +69,8 @@ class TrainConfig:
         for name in ("grad_accum", "threads", "log_every", "eval_every", "eval_boards", "save_every"):
             at_least(f"train.{name}", getattr(self, name), 1)
         one_of("train.autocast", self.autocast, ("auto", "none", "bf16"))
+        if self.stop_when is not None:
+            parse_stop_when(self.stop_when)
 
 
 def config_dir() -> Path:
@@ -74,7 +79,7 @@ def config_dir() -> Path:
                       Path(__file__).resolve().parents[2] / "cfg"):
         if candidate and (Path(candidate) / "base.yaml").is_file():
             return Path(candidate).resolve()
-    raise FileNotFoundError("Cannot find the cfg/ folder: run from the repository root or set INTERFERE_CFG")
+    raise UserError("Cannot find the cfg/ folder: run from the repository root or set INTERFERE_CFG")
 
 
 def available_configs() -> list[str]:
@@ -88,7 +93,7 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
     from hydra import initialize_config_dir
 
     if config_name not in available_configs():
-        raise ValueError(f"Unknown config {config_name!r}; choose from {', '.join(available_configs())}")
+        raise UserError(f"Unknown config {config_name!r}; choose from {', '.join(available_configs())}")
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = hydra_compose(config_name=config_name, overrides=overrides or [])
     OmegaConf.set_struct(cfg, False)
@@ -101,7 +106,7 @@ def _build(cls: type, section: Any, name: str) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"Unknown key(s) in '{name}': {unknown}; valid keys: {sorted(known)}")
+        raise UserError(f"Unknown key(s) in '{name}': {unknown}; valid keys: {sorted(known)}")
     return cls(**values)
 
 
@@ -109,7 +114,7 @@ def sections(cfg: DictConfig | dict) -> tuple[DataConfig, ModelConfig, TrainConf
     """The typed ``data``, ``model`` and ``train`` sections of a run config."""
     data, model = _build(DataConfig, cfg["data"], "data"), _build(ModelConfig, cfg["model"], "model")
     if data.sizes and model.positions != "window":
-        raise ValueError(f"data.sizes={data.sizes} needs a size-free model: set model.positions=window "
+        raise UserError(f"data.sizes={data.sizes} needs a size-free model: set model.positions=window "
                          "(a rope model runs only data.height x data.width)")
     if model.positions == "window":
         for size in [(data.height, data.width), *((s, s) for s in data.sizes)]:
@@ -126,9 +131,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device=cuda was asked for but no CUDA GPU is visible; use device=cpu")
+        raise UserError("device=cuda was asked for but no CUDA GPU is visible; use device=cpu")
     if device.split(":")[0] not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+        raise UserError(f"device must be auto, cpu or cuda, got {device!r}")
     return torch.device(device)
 
 

@@ -17,12 +17,14 @@ from sklearn.metrics import roc_auc_score
 from interfere.ca.patterns import place
 from interfere.ca.rules import NAMED_RULES, Rule, get_rule
 from interfere.ca.simulate import rollout as simulate_rollout
-from interfere.data.stream import DataConfig, future_boards, heldout_rules, random_boards
+from interfere.data.stream import DataConfig, future_boards, heldout_rules, random_boards, validation_rules
+from interfere.model import inference
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.animate import rollout_frames, write_frames
 
 ROLLOUT_CAP = 100
 ROLLOUT_PATTERNS = ("blinker", "glider", "r_pentomino")
+VALIDATION_BOARD_SEED = 5  # validation boards are drawn from seed + this (test boards use seed .. seed + 3)
 
 
 @dataclass
@@ -56,7 +58,7 @@ def target_probs(model: LifeTransformer, rules: torch.Tensor, boards: torch.Tens
     out = []
     for i in range(0, len(boards), batch_size):
         tokens = model.encode_prompt(rules[i : i + batch_size], boards[i : i + batch_size])
-        logits = model.inference_target_logits(tokens).float()
+        logits = inference.target_logits(model, tokens).float()
         out.append(logits.softmax(-1)[..., 1].cpu())
     return model.layout.labels_to_boards(torch.cat(out))
 
@@ -75,15 +77,26 @@ def eval_boards(n: int, data: DataConfig, seed: int) -> torch.Tensor:
     return random_boards(n, data.height, data.width, data.density_min, data.density_max, g)
 
 
-def heldout_metrics(model: LifeTransformer, data: DataConfig, n_boards: int, seed: int = 0) -> dict:
-    """Metrics on the held-out random rules (``n_boards`` boards spread evenly over them)."""
-    rules = heldout_rules(data.n_heldout, data.heldout_seed).repeat_interleave(
-        -(-n_boards // data.n_heldout), 0)[:n_boards]
-    scores = score(model, rules, eval_boards(n_boards, data, seed))
-    out = {"n_rules": data.n_heldout, **scores[0].summary()}
+def rule_set_metrics(model: LifeTransformer, data: DataConfig, rules: torch.Tensor, n_boards: int,
+                     seed: int) -> dict:
+    """Metrics on ``n_boards`` soups spread evenly over ``rules`` (``[n, 18]``)."""
+    spread = rules.repeat_interleave(-(-n_boards // len(rules)), 0)[:n_boards]
+    scores = score(model, spread, eval_boards(n_boards, data, seed))
+    out = {"n_rules": len(rules), **scores[0].summary()}
     if len(scores) > 1:
         out["cell_acc_by_step"] = [s.summary()["cell_acc"] for s in scores]
     return out
+
+
+def heldout_metrics(model: LifeTransformer, data: DataConfig, n_boards: int, seed: int = 0) -> dict:
+    """Metrics on the held-out test rules: measured at the end of training, never used to steer it."""
+    return rule_set_metrics(model, data, heldout_rules(data.n_heldout, data.heldout_seed), n_boards, seed)
+
+
+def validation_metrics(model: LifeTransformer, data: DataConfig, n_boards: int, seed: int = 0) -> dict:
+    """Metrics on the validation rules (disjoint from the test rules and never trained on), on boards
+    of their own seed: what training checks while it runs."""
+    return rule_set_metrics(model, data, validation_rules(data), n_boards, seed + VALIDATION_BOARD_SEED)
 
 
 def named_metrics(model: LifeTransformer, data: DataConfig, boards_per_rule: int, seed: int = 0) -> dict:
@@ -95,18 +108,45 @@ def named_metrics(model: LifeTransformer, data: DataConfig, boards_per_rule: int
     return out
 
 
-def rollout_divergence(model: LifeTransformer, rules: torch.Tensor | Rule, starts: torch.Tensor,
-                       steps: int = ROLLOUT_CAP) -> list[int]:
-    """First generation at which the model's rollout differs from the simulator, per start board.
+@dataclass
+class RolloutComparison:
+    """The model's autoregressive rollouts next to the simulator's, from the same start boards."""
+
+    model: torch.Tensor  # [N, steps + 1, H, W] int64, on the CPU
+    truth: torch.Tensor  # [N, steps + 1, H, W]
+
+    @property
+    def wrong_cells(self) -> torch.Tensor:
+        """``[N, steps + 1]``: wrong cells per generation."""
+        return (self.model != self.truth).flatten(2).sum(-1)
+
+    @property
+    def accuracy(self) -> torch.Tensor:
+        """``[N, steps + 1]``: cell accuracy per generation."""
+        return 1 - self.wrong_cells.float() / self.truth[0, 0].numel()
+
+    def first_wrong(self) -> list[int | None]:
+        """Per start, the first generation with a wrong cell (None: exact throughout)."""
+        wrong = self.wrong_cells > 0
+        return [int(w.float().argmax()) if w.any() else None for w in wrong]
+
+
+def compare_rollouts(model: LifeTransformer, rules: torch.Tensor | Rule, starts: torch.Tensor,
+                     steps: int) -> RolloutComparison:
+    """Roll ``[N, H, W]`` starts out ``steps`` generations with the model and with the simulator.
 
     ``rules``: one :class:`Rule` for all starts, or ``[N, 18]`` bits (one per start).
     """
     bits = rules.bits.expand(len(starts), -1) if isinstance(rules, Rule) else rules
-    model_states = model.rollout(bits, starts, steps).cpu()
-    true_states = simulate_rollout(starts.cpu(), bits.cpu(), steps)
-    wrong = (model_states != true_states).flatten(2).any(-1)  # [N, steps + 1]
-    first = torch.where(wrong.any(1), wrong.float().argmax(1), torch.full((len(starts),), steps))
-    return first.tolist()
+    ours = inference.rollout(model, bits, starts, steps).cpu()
+    return RolloutComparison(ours, simulate_rollout(starts.cpu(), bits.cpu(), steps))
+
+
+def rollout_divergence(model: LifeTransformer, rules: torch.Tensor | Rule, starts: torch.Tensor,
+                       steps: int = ROLLOUT_CAP) -> list[int]:
+    """First generation at which the model's rollout differs from the simulator, per start board
+    (``steps``: it never did)."""
+    return [steps if first is None else first for first in compare_rollouts(model, rules, starts, steps).first_wrong()]
 
 
 def rollout_starts(data: DataConfig, n_soups: int, seed: int) -> dict[str, torch.Tensor]:
@@ -207,70 +247,7 @@ def save_rollout_animation(model: LifeTransformer, rule: str | Rule, start: str 
     if isinstance(start, str):
         start = place(start, layout.height, layout.width, layout.height // 2 - 1, layout.width // 2 - 1)
     steps = steps or 4 * max(layout.height, layout.width)
-    model_states = model.rollout(rule.bits.expand(1, -1), start[None], steps)[0].cpu()
+    model_states = inference.rollout(model, rule.bits.expand(1, -1), start[None], steps)[0].cpu()
     true_states = simulate_rollout(start, rule, steps)
     title = f"{rule.name or rule}"
     return write_frames(rollout_frames(model_states, true_states, title), path)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python eval.py [--run-id ID | --ckpt PATH]``: evaluate a checkpoint, print and save the table."""
-    import argparse
-    import json
-
-    from interfere.cli import add_checkpoint_args, exit_on_user_error, load_model_from_args
-
-    parser = argparse.ArgumentParser(description="Evaluate a checkpoint on held-out and named rules.")
-    add_checkpoint_args(parser)
-    parser.add_argument("--boards", type=int, default=4096, help="held-out boards (spread over the held-out rules)")
-    parser.add_argument("--no-rollouts", action="store_true", help="skip the rollout-divergence runs")
-    parser.add_argument("--gif", default=None, metavar="RULE",
-                        help="also animate a glider rollout under RULE (e.g. B3/S23)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=None, metavar="N",
-                        help="evaluate N x N boards for each N (a size-free model, model.positions=window): "
-                             "a table per size, eval_sizes.json, and a glider rollout GIF at the largest")
-    args = parser.parse_args(argv)
-    with exit_on_user_error():
-        if args.boards < 1:
-            raise ValueError(f"--boards must be >= 1, got {args.boards}")
-        if args.gif is not None:
-            get_rule(args.gif)  # a bad rule fails before any work
-        model, ckpt = load_model_from_args(args)
-        data = DataConfig(**ckpt["config"]["data"])
-        if args.sizes:
-            return _main_sizes(model, ckpt, data, args)
-        report = evaluate(model, data, n_boards=args.boards, seed=args.seed, rollouts=not args.no_rollouts)
-        report.update({"checkpoint": ckpt["path"], "step": ckpt["step"], "seed": args.seed,
-                       "run_id": ckpt.get("run_id")})
-        out = Path(ckpt["config"]["train"]["log_dir"]) / str(ckpt.get("run_id")) / "eval.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2))
-        print(f"checkpoint {ckpt['path']} (step {ckpt['step']})")
-        print(format_report(report))
-        print(f"wrote {out}")
-        if args.gif is not None:
-            files = save_rollout_animation(model, args.gif, "glider", out.parent / "rollout_glider")
-            print("rollout animation: " + ", ".join(str(f) for f in files))
-
-
-def _main_sizes(model: LifeTransformer, ckpt: dict, data: DataConfig, args: object) -> None:
-    """``eval.py --sizes``: the per-size table, ``eval_sizes.json`` and a rollout GIF at the largest size."""
-    import json
-
-    for size in args.sizes:  # every size is checked before any work
-        model.check_size(size, size)
-    reports = evaluate_sizes(model, data, args.sizes, n_boards=args.boards, seed=args.seed,
-                             rollouts=not args.no_rollouts)
-    out = Path(ckpt["config"]["train"]["log_dir"]) / str(ckpt.get("run_id")) / "eval_sizes.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"checkpoint": ckpt["path"], "step": ckpt["step"], "seed": args.seed,
-                               "run_id": ckpt.get("run_id"), "sizes": reports}, indent=2))
-    trained = ", ".join(f"{s}x{s}" for s in data.sizes) or f"{data.height}x{data.width}"
-    print(f"checkpoint {ckpt['path']} (step {ckpt['step']}), trained on {trained} boards")
-    print(format_sizes(reports))
-    print(f"wrote {out}")
-    biggest = max(args.sizes)
-    with model.sized(biggest, biggest):
-        files = save_rollout_animation(model, args.gif or "B3/S23", "glider", out.parent / f"rollout_glider_{biggest}",
-                                       steps=ROLLOUT_CAP)
-    print("rollout animation: " + ", ".join(str(f) for f in files))

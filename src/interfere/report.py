@@ -32,6 +32,7 @@ from omegaconf import OmegaConf
 from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error, load_model_from_args
 from interfere.cpu import release_freed_memory
 from interfere.data.stream import DataConfig
+from interfere.errors import UserError
 from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
 from interfere.explore import attn_maps, circuit, dynamics, logit_lens, physics_bits, probes
 from interfere.explore.batched import scaled_samples
@@ -349,9 +350,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     with exit_on_user_error():
         if args.seeds < 1:
-            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+            raise UserError(f"--seeds must be >= 1, got {args.seeds}")
         if args.controls and args.no_controls:
-            raise ValueError("--controls and --no-controls exclude each other")
+            raise UserError("--controls and --no-controls exclude each other")
         th = load_thresholds(Path(args.thresholds) if args.thresholds else None)
         model, ckpt = load_model_from_args(args)
         controls = control_checkpoints(args, ckpt)

@@ -7,13 +7,14 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from interfere.config import config_dir
+from interfere.errors import UserError
 
 
 def load_thresholds(path: Path | None = None) -> dict:
     """The thresholds file as a plain dict (default ``cfg/report/thresholds.yaml``)."""
     path = path or config_dir() / "report" / "thresholds.yaml"
     if not Path(path).is_file():
-        raise FileNotFoundError(f"Thresholds file {str(path)!r} does not exist")
+        raise UserError(f"Thresholds file {str(path)!r} does not exist")
     return OmegaConf.to_container(OmegaConf.load(path))  # type: ignore[return-value]
 
 

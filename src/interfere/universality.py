@@ -25,6 +25,7 @@ from interfere.cli import command_line, exit_on_user_error
 from interfere.config import compose, resolve_device
 from interfere.cpu import configure_cpu
 from interfere.data.stream import DataConfig
+from interfere.errors import UserError
 from interfere.evaluate import heldout_metrics
 from interfere.explore import circuit
 from interfere.explore.common import Context, staged_dir
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     with exit_on_user_error():
         if len(set(args.seeds)) < 2:
-            raise ValueError(f"--seeds needs at least two different seeds, got {args.seeds}")
+            raise UserError(f"--seeds needs at least two different seeds, got {args.seeds}")
         compose(args.config_name)  # an unknown config fails before any training
         configure_cpu(args.threads)
         t0, results = time.time(), {}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from interfere.errors import UserError
+
 N_COUNTS = 9  # a cell has 0..8 live Moore neighbours
 N_RULE_BITS = 2 * N_COUNTS
 SURVIVE_OFFSET = 0
@@ -71,22 +73,22 @@ class Rule:
 def parse_rule(s: str) -> Rule:
     """Parse ``B3/S23``, ``S23/B3``, ``b36/s23``, ``B2/S`` style strings (Golly/LifeWiki B/S form)."""
     if not isinstance(s, str):
-        raise ValueError(f"Rule must be a string like 'B3/S23', got {s!r}")
+        raise UserError(f"Rule must be a string like 'B3/S23', got {s!r}")
     parts = s.strip().split("/")
     if len(parts) != 2:
-        raise ValueError(f"Bad rule string {s!r}: expected two parts 'B<digits>/S<digits>', e.g. 'B3/S23'")
+        raise UserError(f"Bad rule string {s!r}: expected two parts 'B<digits>/S<digits>', e.g. 'B3/S23'")
     found: dict[str, frozenset[int]] = {}
     for part in parts:
         m = _PART.fullmatch(part.strip())
         if m is None:
-            raise ValueError(
+            raise UserError(
                 f"Bad rule string {s!r}: part {part!r} is not 'B' or 'S' followed by digits 0-8"
             )
         letter, digits = m.group(1).upper(), m.group(2)
         if letter in found:
-            raise ValueError(f"Bad rule string {s!r}: part {letter!r} appears twice")
+            raise UserError(f"Bad rule string {s!r}: part {letter!r} appears twice")
         if len(set(digits)) != len(digits):
-            raise ValueError(f"Bad rule string {s!r}: a neighbour count is repeated in {part!r}")
+            raise UserError(f"Bad rule string {s!r}: a neighbour count is repeated in {part!r}")
         found[letter] = frozenset(int(d) for d in digits)
     return Rule(born=found["B"], survive=found["S"])
 
@@ -125,13 +127,13 @@ def get_rule(name_or_rule: str | Rule) -> Rule:
     if isinstance(name_or_rule, Rule):
         return name_or_rule
     if not isinstance(name_or_rule, str) or not name_or_rule.strip():
-        raise ValueError(f"Empty rule {name_or_rule!r}: give a rule string like 'B3/S23' or a named rule")
+        raise UserError(f"Empty rule {name_or_rule!r}: give a rule string like 'B3/S23' or a named rule")
     slug = _slug(name_or_rule)
     if slug in _RULE_BY_SLUG:
         return _RULE_BY_SLUG[slug]
     if "/" in name_or_rule:
         return parse_rule(name_or_rule)
-    raise ValueError(
+    raise UserError(
         f"Unknown rule {name_or_rule!r}: give a rule string like 'B3/S23' or one of "
         + ", ".join(repr(n) for n in NAMED_RULES)
     )

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import torch
 
 from interfere.ca.rules import N_RULE_BITS
+from interfere.errors import UserError
 
 SPECIAL_TOKENS = ("<BOS>", "<SEP>", "<SEP2>", "<SEP3>", "<SEP4>", "<MASK>")
 VOCAB: tuple[str, ...] = (
@@ -78,9 +79,9 @@ class SequenceLayout:
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
-            raise ValueError(f"Board must be at least 1x1, got {self.height}x{self.width}")
+            raise UserError(f"Board must be at least 1x1, got {self.height}x{self.width}")
         if not 1 <= self.multi_steps <= MAX_STEPS:
-            raise ValueError(f"multi_steps must be in 1..{MAX_STEPS}, got {self.multi_steps}")
+            raise UserError(f"multi_steps must be in 1..{MAX_STEPS}, got {self.multi_steps}")
 
     # --- named positions -------------------------------------------------------------------
     @property
@@ -146,7 +147,7 @@ class SequenceLayout:
 
     def _check_cell(self, row: int, col: int) -> None:
         if not (0 <= row < self.height and 0 <= col < self.width):
-            raise ValueError(
+            raise UserError(
                 f"cell ({row}, {col}) is outside the {self.height}x{self.width} board "
                 f"(rows 0..{self.height - 1}, cols 0..{self.width - 1})"
             )
@@ -195,7 +196,7 @@ class SequenceLayout:
     def check_window(self, window: int) -> None:
         """A window must fit on the board without wrapping onto itself."""
         if min(self.height, self.width) < 2 * window + 1:
-            raise ValueError(f"{self.height}x{self.width} boards are smaller than the model's "
+            raise UserError(f"{self.height}x{self.width} boards are smaller than the model's "
                              f"{2 * window + 1}x{2 * window + 1} attention window (model.window={window}): "
                              f"use boards of at least {2 * window + 1}x{2 * window + 1}")
 

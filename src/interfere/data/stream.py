@@ -1,9 +1,10 @@
 """On-the-fly training batches, generated vectorised on the training device (DESIGN §5).
 
-Rules are a mixture of random rules (each bit Bernoulli(p)) and the named rules; a fixed,
-seeded set of held-out random rules is never emitted. Boards are random soups at mixed
-densities, optionally with stamped patterns, optionally augmented by D4 symmetries and toroidal
-shifts applied to the board at t and to its futures together.
+Rules are a mixture of random rules (each bit Bernoulli(p)) and the named rules. Two fixed,
+seeded, disjoint sets of random rules are never emitted: the held-out *test* rules (measured once,
+at the end) and the *validation* rules (checked during training, e.g. to stop it). Boards are
+random soups at mixed densities, optionally with stamped patterns, optionally augmented by D4
+symmetries and toroidal shifts applied to the board at t and to its futures together.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass, field
 import torch
 
 from interfere.ca.patterns import PATTERNS, stamp
-from interfere.ca.rules import N_RULE_BITS, bits_from_codes, get_rule, named_rule_bits, rule_codes
-from interfere.ca.simulate import step
+from interfere.ca.rules import N_COUNTS, N_RULE_BITS, bits_from_codes, get_rule, named_rule_bits, rule_codes
+from interfere.ca.simulate import neighbour_counts, step
 from interfere.data.layout import MAX_STEPS, Encoded, SequenceLayout
+from interfere.errors import UserError
 from interfere.validate import at_least, ordered, within
 
 
@@ -31,10 +33,13 @@ class DataConfig:
     density_min: float = 0.1  # each board draws its live-cell density ~ U[density_min, density_max]
     density_max: float = 0.9
     pattern_frac: float = 0.0  # share of boards with a known pattern stamped on them
+    case_balance: float = 0.0  # loss weight of a target ~ (its (state, count) case's share of the batch) ** -this
     augment_d4: bool = False
     augment_shift: bool = False
-    n_heldout: int = 64  # held-out random rules, for evaluation only
+    n_heldout: int = 64  # held-out random test rules, for the final evaluation only
     heldout_seed: int = 1234
+    n_validation: int = 64  # validation rules (disjoint from the test rules), checked during training
+    validation_seed: int = 4321
     rules: list[str] = field(default_factory=list)  # train on these rules only (names or strings); [] = the mix
     sizes: list[int] = field(default_factory=list)  # square board sides to train on together; [] = height x width
 
@@ -50,7 +55,9 @@ class DataConfig:
         within("data.multi_steps", self.multi_steps, 1, MAX_STEPS)
         at_least("data.batch_size", self.batch_size, 1)
         at_least("data.n_heldout", self.n_heldout, 1)
-        for name in ("named_frac", "pattern_frac", "bit_p_min", "bit_p_max", "density_min", "density_max"):
+        at_least("data.n_validation", self.n_validation, 1)
+        for name in ("named_frac", "pattern_frac", "bit_p_min", "bit_p_max", "density_min", "density_max",
+                     "case_balance"):
             within(f"data.{name}", getattr(self, name), 0.0, 1.0)
         ordered("data.bit_p_min", self.bit_p_min, "data.bit_p_max", self.bit_p_max)
         ordered("data.density_min", self.density_min, "data.density_max", self.density_max)
@@ -59,6 +66,8 @@ class DataConfig:
 class Batch:
     """One batch: the encoded sequences plus the raw rules and boards they came from."""
 
+    weights: torch.Tensor | None = None  # [N, K*H*W] loss weights of the targets (None: equal; data.case_balance)
+
     def __init__(self, encoded: Encoded, rules: torch.Tensor, boards: torch.Tensor, layout: SequenceLayout) -> None:
         self.tokens, self.labels, self.loss_mask = encoded
         self.rules = rules  # [N, 18] bool
@@ -66,10 +75,11 @@ class Batch:
         self.layout = layout
 
 
-def heldout_rules(n: int, seed: int) -> torch.Tensor:
-    """``[n, 18]`` bool: distinct random rules (bits ~ B(0.5)) that are not named rules."""
+def distinct_random_rules(n: int, seed: int, excluded: set[int] | None = None) -> torch.Tensor:
+    """``[n, 18]`` bool: distinct random rules (bits ~ B(0.5)) that are neither named rules nor in
+    ``excluded`` (rule codes)."""
     g = torch.Generator().manual_seed(seed)
-    seen = set(rule_codes(named_rule_bits()).tolist())
+    seen = set(rule_codes(named_rule_bits()).tolist()) | set(excluded or ())
     codes: list[int] = []
     while len(codes) < n:  # one-off set-up: a few draws of n candidates
         for code in rule_codes(torch.rand(n, N_RULE_BITS, generator=g) < 0.5).tolist():
@@ -77,6 +87,17 @@ def heldout_rules(n: int, seed: int) -> torch.Tensor:
                 seen.add(code)
                 codes.append(code)
     return bits_from_codes(torch.tensor(codes, dtype=torch.long))
+
+
+def heldout_rules(n: int, seed: int) -> torch.Tensor:
+    """``[n, 18]`` bool: the held-out test rules (never trained on, never used to steer training)."""
+    return distinct_random_rules(n, seed)
+
+
+def validation_rules(data: DataConfig) -> torch.Tensor:
+    """``[n_validation, 18]`` bool: rules checked during training, disjoint from the test rules."""
+    test = set(rule_codes(heldout_rules(data.n_heldout, data.heldout_seed)).tolist())
+    return distinct_random_rules(data.n_validation, data.validation_seed, excluded=test)
 
 
 def random_boards(
@@ -119,8 +140,20 @@ def augment(
     return boards
 
 
+def case_weights(states: torch.Tensor, power: float) -> torch.Tensor:
+    """``[N, K*H*W]`` loss weights, mean 1: each target's weight is its case's share of the batch's
+    targets to the power ``-power``, where the case is the (state, neighbour count) of the cell on the
+    board it follows. Rare cases (a dead cell among 8 live ones, a live one among none: about 1% of
+    soup cells each) then weigh as much as common ones (``power`` 1) or in between."""
+    before = states[:, :-1]  # [N, K, H, W]: the board each target follows
+    case = before * N_COUNTS + neighbour_counts(before.flatten(0, 1)).view_as(before)
+    share = torch.bincount(case.flatten(), minlength=2 * N_COUNTS).float() / case.numel()
+    weights = share[case.flatten(1)].pow(-power)
+    return weights / weights.mean()
+
+
 class BatchStream:
-    """An endless, seeded generator of training batches that never emits a held-out rule."""
+    """An endless, seeded generator of training batches that never emits a test or validation rule."""
 
     def __init__(self, cfg: DataConfig, seed: int, device: torch.device | str = "cpu") -> None:
         self.cfg = cfg
@@ -128,34 +161,35 @@ class BatchStream:
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.heldout = heldout_rules(cfg.n_heldout, cfg.heldout_seed).to(self.device)
-        self._heldout_codes = rule_codes(self.heldout)
+        self.validation = validation_rules(cfg).to(self.device)
+        self._unseen_codes = rule_codes(torch.cat([self.heldout, self.validation]))  # never trained on
         self._named = named_rule_bits().to(self.device)
         self._only = self._fixed_rules(cfg.rules)
 
     def _fixed_rules(self, rules: list[str]) -> torch.Tensor | None:
-        """``[n, 18]`` bits of ``data.rules`` (None when empty); a held-out rule may not be trained on."""
+        """``[n, 18]`` bits of ``data.rules`` (None when empty); a test or validation rule may not be trained on."""
         if not rules:
             return None
         bits = torch.stack([get_rule(r).bits for r in rules]).to(self.device)
-        clash = torch.isin(rule_codes(bits), self._heldout_codes)
+        clash = torch.isin(rule_codes(bits), self._unseen_codes)
         if clash.any():
-            raise ValueError(f"data.rules: {[r for r, c in zip(rules, clash.tolist()) if c]} is a held-out "
-                             "evaluation rule; train on other rules or change data.heldout_seed")
+            raise UserError(f"data.rules: {[r for r, c in zip(rules, clash.tolist()) if c]} is a held-out test or "
+                             "validation rule; train on other rules or change data.heldout_seed/validation_seed")
         return bits
 
     def sample_rules(self, n: int) -> torch.Tensor:
         """``[n, 18]`` bool training rules: ``data.rules`` uniformly if given; else named with
-        prob ``named_frac`` and random non-held-out rules otherwise."""
+        prob ``named_frac`` and random rules (neither test nor validation rules) otherwise."""
         c, g, dev = self.cfg, self.generator, self.device
         if self._only is not None:
             return self._only[torch.randint(0, len(self._only), (n,), generator=g, device=dev)]
         p = c.bit_p_min + (c.bit_p_max - c.bit_p_min) * torch.rand(n, 1, generator=g, device=dev)
         rules = torch.rand(n, N_RULE_BITS, generator=g, device=dev) < p
-        clash = torch.isin(rule_codes(rules), self._heldout_codes)
+        clash = torch.isin(rule_codes(rules), self._unseen_codes)
         while clash.any():  # rare (n_heldout / 2**18 per rule): redraw just those
             redraw = torch.rand(n, N_RULE_BITS, generator=g, device=dev) < p
             rules = torch.where(clash[:, None], redraw, rules)
-            clash = torch.isin(rule_codes(rules), self._heldout_codes)
+            clash = torch.isin(rule_codes(rules), self._unseen_codes)
         named = torch.rand(n, generator=g, device=dev) < c.named_frac
         pick = torch.randint(0, len(self._named), (n,), generator=g, device=dev)
         return torch.where(named[:, None], self._named[pick], rules)
@@ -182,7 +216,10 @@ class BatchStream:
         if self.cfg.augment_d4 or self.cfg.augment_shift:
             states = augment(states, self.generator, self.cfg.augment_d4, self.cfg.augment_shift)
         layout = self.layout.with_size(*states.shape[-2:])
-        return Batch(layout.encode(rules, states[:, 0], states[:, 1:]), rules, states, layout)
+        batch = Batch(layout.encode(rules, states[:, 0], states[:, 1:]), rules, states, layout)
+        if self.cfg.case_balance > 0:
+            batch.weights = case_weights(states, self.cfg.case_balance)
+        return batch
 
     def next(self, batch_size: int | None = None, size: tuple[int, int] | None = None) -> Batch:
         n = batch_size or self.cfg.batch_size

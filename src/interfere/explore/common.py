@@ -23,6 +23,7 @@ from interfere.ca.simulate import neighbour_counts, step
 from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error, load_model_from_args
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig, heldout_rules, random_boards
+from interfere.errors import UserError
 from interfere.explore.batched import scaled_samples
 from interfere.model.life_model import LifeTransformer
 
@@ -135,14 +136,14 @@ def add_samples_arg(p: argparse.ArgumentParser, base: int, floor: int, what: str
 
 def check_range(name: str, value: int, n: int) -> None:
     if not 0 <= value < n:
-        raise ValueError(f"{name} {value} is out of range: valid values are 0..{n - 1}")
+        raise UserError(f"{name} {value} is out of range: valid values are 0..{n - 1}")
 
 
 def parse_cell(text: str, layout: SequenceLayout) -> tuple[int, int]:
     try:
         row, col = (int(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"--query must be ROW,COL (e.g. 3,4), got {text!r}") from None
+        raise UserError(f"--query must be ROW,COL (e.g. 3,4), got {text!r}") from None
     layout.board_position(row, col)  # raises a clear error outside the board
     return row, col
 
@@ -177,8 +178,8 @@ def _validate_common(ctx: Context, args: argparse.Namespace) -> None:
     if getattr(args, "head", None) is not None:
         check_range("--head", args.head, cfg.n_heads)
     if getattr(args, "samples", None) is not None and args.samples < 2:
-        raise ValueError(f"--samples must be at least 2, got {args.samples}")
+        raise UserError(f"--samples must be at least 2, got {args.samples}")
     if getattr(args, "controls", None) is not None and args.controls < 1:
-        raise ValueError(f"--controls must be at least 1, got {args.controls}")
+        raise UserError(f"--controls must be at least 1, got {args.controls}")
     if getattr(args, "query", None):
         parse_cell(args.query, ctx.layout)

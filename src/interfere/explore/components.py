@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from interfere.errors import UserError
 from interfere.explore import batched
 from interfere.explore.batched import Hook, Hooks
 from interfere.explore.common import Examples
@@ -60,7 +61,7 @@ def parse_component(name: str, model: LifeTransformer) -> Component:
     for c in all_components(model):
         if c.name == name.upper():
             return c
-    raise ValueError(f"unknown component {name!r}: use LxHy for heads or MLPx, with x < {model.cfg.n_layers} "
+    raise UserError(f"unknown component {name!r}: use LxHy for heads or MLPx, with x < {model.cfg.n_layers} "
                      f"and y < {model.cfg.n_heads}")
 
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
+from interfere.errors import UserError
 from interfere.explore import attn_maps, batched
 from interfere.explore.common import Context, Examples, add_samples_arg, parser, run_main
 from interfere.explore.components import (
@@ -41,6 +42,7 @@ from interfere.explore.components import (
     minimal_circuit,
     reference_outputs,
 )
+from interfere.model import inference
 from interfere.model.checkpoint import list_snapshots, model_from_checkpoint, read_checkpoint
 from interfere.model.life_model import LifeTransformer
 from interfere.thresholds import load_thresholds
@@ -103,7 +105,7 @@ def probe_scores(model: LifeTransformer, ex: Examples) -> dict[str, float]:
 def snapshot_measures(model: LifeTransformer, ex: Examples, small: Examples, ref: Examples,
                       circuit: list[Component] | None) -> dict[str, float | list[float]]:
     """Every measure of one snapshot (module docstring)."""
-    logits = model.inference_target_logits(ex.tokens)[:, : model.layout.n_cells].float().cpu()
+    logits = inference.target_logits(model, ex.tokens)[:, : model.layout.n_cells].float().cpu()
     truth = ex.next_boards.flatten(1)
     correct = (logits.argmax(-1) == truth).float()
     governing = torch.where(ex.boards.flatten(1) == 1, ex.counts.flatten(1), N_COUNTS + ex.counts.flatten(1))
@@ -155,11 +157,11 @@ def series(measures: list[dict], key: str, layer: int | None) -> list[float]:
 
 def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     if not 0 < args.fraction <= 1:
-        raise ValueError(f"--fraction must be in (0, 1], got {args.fraction}")
+        raise UserError(f"--fraction must be in (0, 1], got {args.fraction}")
     run_dir = Path(ctx.ckpt["path"]).parent
     paths = list_snapshots(run_dir)
     if not paths:
-        raise ValueError(f"run {ctx.ckpt.get('run_id')!r} has no snapshots in {run_dir / 'snapshots'}: train with "
+        raise UserError(f"run {ctx.ckpt.get('run_id')!r} has no snapshots in {run_dir / 'snapshots'}: train with "
                          "train.snapshots=N (exp/cpu_demo writes 19)")
     snaps = [read_checkpoint(p) for p in paths]
     ex, small = ctx.examples(args.samples), ctx.examples(max(16, args.samples // 4), seed_offset=11)

@@ -43,6 +43,7 @@ from interfere.explore import batched
 from interfere.explore.attn_maps import target_attention
 from interfere.explore.common import Context, Examples, add_samples_arg, parser, run_main
 from interfere.explore.components import accuracy
+from interfere.model import inference
 from interfere.model.life_model import LifeTransformer
 from interfere.thresholds import effect_floors
 from interfere.viz.boards import head_grid
@@ -146,7 +147,7 @@ def head_patching(model: LifeTransformer, rules: torch.Tensor, flipped: torch.Te
 
 
 def model_predictor(model: LifeTransformer) -> Predictor:
-    return lambda rules, boards: model.predict(rules, boards).cpu()
+    return lambda rules, boards: inference.predict(model, rules, boards).cpu()
 
 
 def rule_blind_ceiling(boards: torch.Tensor, next_boards: torch.Tensor) -> float:

@@ -1,4 +1,7 @@
-"""Serve the explorer for a checkpoint on 127.0.0.1 (``--host`` to change it): ``make explore``."""
+"""Serve the explorer for a checkpoint on 127.0.0.1 (``--host`` to change it): ``make explore``.
+
+Without ``--run-id``/``--ckpt`` it opens the newest size-free checkpoint (any board size) when there
+is one, else the newest checkpoint."""
 
 from __future__ import annotations
 
@@ -6,8 +9,10 @@ import argparse
 
 from interfere.cli import add_checkpoint_args, exit_on_user_error, load_model_from_args
 from interfere.data.stream import DataConfig
+from interfere.errors import UserError
 from interfere.explorer.app import create_app
 from interfere.explorer.engine import Engine
+from interfere.model.checkpoint import newest_size_free
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     with exit_on_user_error():
         if not 0 < args.port < 65536:
-            raise ValueError(f"--port must be in 1..65535, got {args.port}")
+            raise UserError(f"--port must be in 1..65535, got {args.port}")
+        if args.ckpt is None and args.run_id is None:
+            args.ckpt = newest_size_free(args.ckpt_dir)
         model, ckpt = load_model_from_args(args)
         data = DataConfig(**ckpt["config"]["data"])
         engine = Engine.create(model, data.heldout_seed, data.n_heldout, (data.density_min, data.density_max))

@@ -2,48 +2,90 @@
 
 The web layer (:mod:`interfere.explorer.app`) only validates requests and calls these; they run the
 model through its own hooks (predictions by the fast path, attention by ``run_with_cache``,
-head switches by mean ablation from :mod:`interfere.explore.components`).
+head switches by mean ablation from :mod:`interfere.explore.components`). A size-free model runs
+the size of the board it is given (one request at a time: the model's size is switched under a lock).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 
+from interfere.ca.simulate import rollout as simulate_rollout
 from interfere.ca.simulate import step
 from interfere.data.stream import heldout_rules, random_boards
 from interfere.explore.components import Component, mean_ablation, reference_outputs
+from interfere.model import inference
 from interfere.model.life_model import LifeTransformer
 
 REFERENCE_BOARDS = 64
+SIZE_FREE_SIDES = (8, 16, 32, 64, 128)  # the board sides the page offers a size-free model
+MAX_INSPECT_CELLS = 32 * 32  # attention and head switches run the hooked forward: T x T per head and layer
 
 
 @dataclass
 class Engine:
-    """A model with the reference means its head switches need (computed once, at start-up)."""
+    """A model with the reference means its head switches need (per board size, computed when first asked)."""
 
     model: LifeTransformer
-    means: dict[Component, torch.Tensor]
+    heldout_seed: int
+    n_heldout: int
+    density: tuple[float, float]
+    means: dict[tuple[int, int], dict[Component, torch.Tensor]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls, model: LifeTransformer, heldout_seed: int, n_heldout: int, density: tuple[float, float]) -> Engine:
-        layout = model.layout
-        g = torch.Generator().manual_seed(0)
-        rules = heldout_rules(n_heldout, heldout_seed)
-        rules = rules[torch.randint(0, len(rules), (REFERENCE_BOARDS,), generator=g)]
-        boards = random_boards(REFERENCE_BOARDS, layout.height, layout.width, *density, g)
-        heads = [Component(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
-        outputs = reference_outputs(model, model.encode_prompt(rules, boards), heads)
-        return cls(model, {c: o.mean(0) for c, o in outputs.items()})
+        engine = cls(model, heldout_seed, n_heldout, density)
+        engine.means_at(model.layout.height, model.layout.width)
+        return engine
+
+    @property
+    def sides(self) -> list[int]:
+        """Board sides the page offers: any of SIZE_FREE_SIDES for a size-free model, else its own."""
+        if self.model.size_free:
+            return list(SIZE_FREE_SIDES)
+        return [self.model.built_size[0]]
+
+    @contextlib.contextmanager
+    def sized(self, board: torch.Tensor) -> Iterator[LifeTransformer]:
+        """The model, running ``board``'s size, for one request at a time."""
+        with self.lock, self.model.sized(*board.shape[-2:]) as model:
+            yield model
+
+    def means_at(self, height: int, width: int) -> dict[Component, torch.Tensor]:
+        """Each head's mean output per position on reference soups of this size (for head switches)."""
+        if (height, width) not in self.means:
+            g = torch.Generator().manual_seed(0)
+            rules = heldout_rules(self.n_heldout, self.heldout_seed)
+            rules = rules[torch.randint(0, len(rules), (REFERENCE_BOARDS,), generator=g)]
+            boards = random_boards(REFERENCE_BOARDS, height, width, *self.density, g)
+            heads = [Component(l, h) for l in range(self.model.cfg.n_layers) for h in range(self.model.cfg.n_heads)]
+            with self.lock, self.model.sized(height, width):
+                outputs = reference_outputs(self.model, self.model.encode_prompt(rules, boards), heads)
+            self.means[(height, width)] = {c: o.mean(0) for c, o in outputs.items()}
+        return self.means[(height, width)]
 
     def _tokens(self, bits: torch.Tensor, board: torch.Tensor) -> torch.Tensor:
         return self.model.encode_prompt(bits[None], board[None])
 
     @torch.no_grad()
+    def run(self, bits: torch.Tensor, model_board: torch.Tensor, sim_board: torch.Tensor, gens: int) -> dict:
+        """``gens`` generations of the model's own rollout and of the simulator, from their current boards."""
+        with self.sized(model_board) as model:
+            ours = inference.rollout(model, bits[None], model_board[None], gens)[0, 1:].cpu()
+        truth = simulate_rollout(sim_board, bits, gens)[1:]
+        return {"model": ours.tolist(), "simulator": truth.tolist(), "wrong": (ours != truth).long().tolist()}
+
+    @torch.no_grad()
     def predict(self, bits: torch.Tensor, board: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(the model's next board ``[H, W]``, its P(alive) per cell)."""
-        logits = self.model.inference_target_logits(self._tokens(bits, board))[0, : self.model.layout.n_cells]
+        with self.sized(board) as model:
+            logits = inference.target_logits(model, self._tokens(bits, board))[0, : board.numel()]
         prob = logits.float().softmax(-1)[:, 1].view_as(board).cpu()
         return (prob > 0.5).long(), prob
 
@@ -51,10 +93,11 @@ class Engine:
     def attention(self, bits: torch.Tensor, board: torch.Tensor, row: int, col: int) -> list[list[dict]]:
         """Per layer, per head: the t+1 target query of (row, col) over the board ``[H, W]`` and the 18 rule
         tokens, with the mass left for the other tokens (BOS, separators, itself)."""
-        layout = self.model.layout
-        query = layout.target_position(row, col)
-        tokens = self._tokens(bits, board)
-        _, cache = self.model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+        with self.sized(board) as model:
+            layout = model.layout
+            query = layout.target_position(row, col)
+            tokens = self._tokens(bits, board)
+            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
         out = []
         for layer in range(self.model.cfg.n_layers):
             pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0, :, query].float().cpu()  # [head, T]
@@ -81,9 +124,10 @@ class Engine:
     @torch.no_grad()
     def with_heads_off(self, bits: torch.Tensor, board: torch.Tensor, heads: list[Component]) -> dict:
         """The next board with ``heads`` mean-ablated, and its accuracy against the simulator."""
-        tokens = self._tokens(bits, board)
-        logits = self.model.run_with_hooks(tokens, fwd_hooks=mean_ablation(self.means, heads))
-        pred = self.model.target_logits(logits)[0, : self.model.layout.n_cells].argmax(-1).view_as(board).cpu()
+        means = self.means_at(*board.shape)
+        with self.sized(board) as model:
+            logits = model.run_with_hooks(self._tokens(bits, board), fwd_hooks=mean_ablation(means, heads))
+            pred = model.target_logits(logits)[0, : board.numel()].argmax(-1).view_as(board).cpu()
         truth = step(board[None], bits[None])[0]
         return {"model": pred.tolist(), "accuracy": float((pred == truth).float().mean())}
 

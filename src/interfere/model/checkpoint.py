@@ -17,6 +17,7 @@ import torch
 
 from interfere.data.layout import VOCAB, SequenceLayout
 from interfere.data.stream import DataConfig
+from interfere.errors import UserError
 from interfere.model.life_model import LifeTransformer, ModelConfig
 
 FORMAT_VERSION = 1
@@ -26,7 +27,7 @@ TEMP_SUFFIX = ".tmp"  # a file being written: ``.<name>.<random>.tmp`` next to i
 REQUIRED_KEYS = ("format_version", "config", "vocab", "model", "step")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, or does not fit what it is being loaded into."""
 
 
@@ -112,6 +113,20 @@ def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
         f"No checkpoint found under {str(ckpt_dir)!r}. Train one first: "
         "`make demo` or `python train.py --config-name exp/cpu_demo`"
     )
+
+
+def newest_size_free(ckpt_dir: str | Path = "checkpoints") -> Path | None:
+    """The newest run checkpoint (controls aside) of a size-free model (``model.positions: window``), if any."""
+    runs = sorted((p for p in Path(ckpt_dir).glob(f"*/{LATEST}") if not p.parent.name.startswith(CONTROL_PREFIX)),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in runs:
+        try:  # memory-mapped: only the small config is read
+            config = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("config", {})
+        except Exception:  # an unreadable file is not a candidate; loading it by name reports why
+            continue
+        if config.get("model", {}).get("positions") == "window":
+            return path
+    return None
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

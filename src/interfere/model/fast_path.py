@@ -16,17 +16,14 @@ Every analysis uses the hooked forward (``forward``, ``run_with_cache``, ``run_w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
+from transformer_lens import HookedTransformer
 
 from interfere.data.layout import MASK
+from interfere.model.ops import affine, attention_out, layer_norm, mlp_residual, project
 from interfere.model.precision import at_least_fp32
 from interfere.model.rope2d import apply_rope
-
-if TYPE_CHECKING:
-    from interfere.model.life_model import LifeTransformer
 
 
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -81,13 +78,9 @@ class TargetAttention(torch.autograd.Function):
                 dk_t.sum_to_size(k_t.shape).to(k_t.dtype), dv_t.sum_to_size(v_t.shape).to(v_t.dtype), None)
 
 
-def affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``x @ w + b`` for TransformerLens' ``[in, out]`` weights, the bias added inside the matmul."""
-    return F.linear(x, w.t(), b)
-
-
-def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
-    """``[batch, K*H*W, 2]`` logits at the target positions, in layout order.
+def target_logits(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tensor:
+    """``[batch, K*H*W, 2]`` logits at the target positions of a :class:`~interfere.model.LifeTransformer`
+    (its layout tables are the model's buffers), in layout order.
 
     Target tokens are not read: the layout defines every target input as ``<MASK>``.
     """
@@ -97,28 +90,15 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
     rope_t = model.rope_cos[tgt], model.rope_sin[tgt]
     scale = cfg.d_head**-0.5
 
-    def layer_norm(x: torch.Tensor, ln: torch.nn.Module) -> torch.Tensor:
-        return F.layer_norm(x, (cfg.d_model,), ln.w, ln.b, cfg.eps)
-
-    def project(h: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``h @ W + b`` for several ``[head, d_model, d_head]`` weights in one matmul, split back."""
-        w = torch.cat([w.permute(1, 0, 2).flatten(1) for w in weights], dim=1)
-        b = torch.cat([b.flatten() for b in biases])
-        return list(affine(h, w, b).chunk(len(weights), dim=-1))
-
     def rotate(x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """2D RoPE on ``[(b,) pos, head * d_head]``, returned heads-first."""
         return apply_rope(x.unflatten(-1, (n_heads, -1)), *cos_sin).transpose(-3, -2)
-
-    def mlp(x: torch.Tensor, block: torch.nn.Module) -> torch.Tensor:
-        hidden = block.mlp.act_fn(affine(layer_norm(x, block.ln2), block.mlp.W_in, block.mlp.b_in))
-        return x + affine(hidden, block.mlp.W_out, block.mlp.b_out)
 
     x_c = model.embed.W_E[tokens[:, ctx]] + model.W_seg[model.segment_ids[ctx]]  # W_pos is zero
     x_t = model.embed.W_E[MASK] + model.W_seg[model.segment_ids[tgt]]  # [targets, d]: same in every sequence
     for i, block in enumerate(model.blocks):
         attn, last = block.attn, i == cfg.n_layers - 1
-        h_c, h_t = layer_norm(x_c, block.ln1), layer_norm(x_t, block.ln1)
+        h_c, h_t = layer_norm(x_c, block.ln1, cfg), layer_norm(x_t, block.ln1, cfg)
         if last:
             k_c, v_c = project(h_c, [attn.W_K, attn.W_V], [attn.b_K, attn.b_V])
         else:
@@ -128,9 +108,8 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
         q_t, k_t, v_t = rotate(q_t, rope_t), rotate(k_t, rope_t), _heads(v_t, n_heads)  # [(b,) head, tgt, d_head]
 
         z_t = TargetAttention.apply(q_t, k_c, v_c, k_t, v_t, scale)
-        x_t = x_t + affine(_merge_heads(z_t), attn.W_O.flatten(0, 1), attn.b_O)
-        x_t = mlp(x_t, block)
+        x_t = mlp_residual(x_t + attention_out(_merge_heads(z_t), attn), block, cfg)
         if not last:
             z_c = F.scaled_dot_product_attention(rotate(q_c, rope_c), k_c, v_c)
-            x_c = mlp(x_c + affine(_merge_heads(z_c), attn.W_O.flatten(0, 1), attn.b_O), block)
-    return affine(layer_norm(x_t, model.ln_final), model.unembed.W_U, model.unembed.b_U)
+            x_c = mlp_residual(x_c + attention_out(_merge_heads(z_c), attn), block, cfg)
+    return affine(layer_norm(x_t, model.ln_final, cfg), model.unembed.W_U, model.unembed.b_U)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -33,60 +32,10 @@ from transformer_lens.hook_points import HookPoint
 from interfere.ca.rules import Rule
 from interfere.ca.simulate import as_rule_bits
 from interfere.data.layout import SEG_BOARD, VOCAB, SequenceLayout
+from interfere.errors import UserError
 from interfere.model import fast_path, window
-from interfere.model.memory import inference_batch
-from interfere.model.rope2d import ROPE_KINDS, apply_rope, rope_angles
-from interfere.validate import at_least, one_of
-
-
-@dataclass
-class ModelConfig:
-    n_layers: int = 2
-    d_model: int = 64
-    n_heads: int = 4
-    d_head: int | None = None  # default d_model // n_heads
-    d_mlp: int | None = None  # default 4 * d_model
-    act_fn: str = "gelu"
-    positions: str = "rope"  # rope: 2D RoPE for one board size; window: a local window, any size
-    window: int = 2  # positions=window: attend at most this many rows/columns away (plus the rule)
-    rope: str = "toroidal"  # or "standard"
-    rope_base: float = 10000.0
-    rotary_dim: int | None = None  # head dims rotated by 2D RoPE; default: all of them
-    seed: int = 0  # initialisation seed
-
-    def __post_init__(self) -> None:
-        for name in ("n_layers", "d_model", "n_heads"):
-            at_least(f"model.{name}", getattr(self, name), 1)
-        one_of("model.rope", self.rope, ROPE_KINDS)
-        one_of("model.positions", self.positions, POSITION_KINDS)
-        at_least("model.window", self.window, 1)
-        if self.positions == "window" and self.rotary_dim:
-            raise ValueError("model.rotary_dim applies to model.positions=rope; a window model has no RoPE: "
-                             "set model.rotary_dim=null")
-        if self.d_head is None and self.d_model % self.n_heads:
-            raise ValueError(f"model.d_model {self.d_model} is not divisible by model.n_heads {self.n_heads}: "
-                             "choose n_heads that divides d_model, or set model.d_head")
-        d_head = self.d_head or self.d_model // self.n_heads
-        at_least("model.d_head", d_head, 1)
-        if self.d_mlp is not None:
-            at_least("model.d_mlp", self.d_mlp, 1)
-        if self.rotary_dim is None and d_head % 4 and self.positions == "rope":
-            raise ValueError(f"d_head {d_head} (model.d_model / model.n_heads) is not a multiple of 4, which 2D RoPE "
-                             "rotates in row and column pairs: choose other sizes or set model.rotary_dim")
-        if self.rotary_dim is not None and (not 0 <= self.rotary_dim <= d_head or self.rotary_dim % 4):
-            raise ValueError(f"model.rotary_dim must be a multiple of 4 in 0..d_head={d_head}, got {self.rotary_dim}")
-
-    def resolved(self) -> ModelConfig:
-        d_head = self.d_head or self.d_model // self.n_heads
-        return ModelConfig(**{
-            **asdict(self),
-            "d_head": d_head,
-            "d_mlp": self.d_mlp or 4 * self.d_model,
-            "rotary_dim": 0 if self.positions == "window" else d_head if self.rotary_dim is None else self.rotary_dim,
-        })
-
-
-POSITION_KINDS = ("rope", "window")
+from interfere.model.config import ModelConfig
+from interfere.model.rope2d import apply_rope, rope_angles
 
 
 class NoPositions(nn.Module):
@@ -173,7 +122,7 @@ class LifeTransformer(HookedTransformer):
             self.layout.with_size(height, width).check_window(self.life_cfg.window)
         elif (height, width) != self.built_size:
             h, w = self.built_size
-            raise ValueError(f"this checkpoint is a fixed-size model (model.positions=rope, {h}x{w} boards): it "
+            raise UserError(f"this checkpoint is a fixed-size model (model.positions=rope, {h}x{w} boards): it "
                              f"cannot run {height}x{width} boards; train a size-free model (model.positions=window, "
                              "e.g. --config-name exp/cpu_any)")
 
@@ -237,14 +186,6 @@ class LifeTransformer(HookedTransformer):
             return window.target_logits(self, tokens)
         return fast_path.target_logits(self, tokens)
 
-    @torch.no_grad()
-    def inference_target_logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``[N, K*H*W, 2]`` target logits for any number of sequences, by the fast path in chunks
-        sized to the free memory (:mod:`interfere.model.memory`): evaluation and rollouts at any
-        board size, never a ``T x T`` tensor. Analyses that need activations use the hooked forward."""
-        chunk = inference_batch(self.life_cfg, self.layout, len(tokens), tokens.device)
-        return torch.cat([self.fast_target_logits(tokens[i : i + chunk]) for i in range(0, len(tokens), chunk)])
-
     # --- convenience on top of forward ---------------------------------------------------------
     def target_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """``[batch, T, 2]`` logits -> ``[batch, K*H*W, 2]`` at the target positions, in order."""
@@ -257,21 +198,6 @@ class LifeTransformer(HookedTransformer):
             rules = torch.stack([r.bits for r in rules])
         bits = as_rule_bits(rules, boards.shape[0], boards.device)
         return self.layout.encode(bits, boards).tokens
-
-    @torch.no_grad()
-    def predict(self, rules: torch.Tensor | Rule | list[Rule], boards: torch.Tensor, steps: int = 1) -> torch.Tensor:
-        """The model's board after ``steps`` generations (autoregressive): ``[N, H, W]`` int64."""
-        return self.rollout(rules, boards, steps)[:, -1]
-
-    @torch.no_grad()
-    def rollout(self, rules: torch.Tensor | Rule | list[Rule], boards: torch.Tensor, steps: int) -> torch.Tensor:
-        """``[N, steps + 1, H, W]``: the given boards, then the model's own predictions fed back."""
-        states = [boards.to(self.cfg.device).long()]
-        for _ in range(steps):
-            logits = self.inference_target_logits(self.encode_prompt(rules, states[-1]))
-            first = logits[:, : self.layout.n_cells]  # the t+1 targets
-            states.append(first.argmax(-1).view_as(states[-1]))
-        return torch.stack(states, dim=1)
 
 
 def n_params(model: nn.Module, trainable_only: bool = True) -> int:

@@ -12,7 +12,8 @@ The estimates count the tensors that dominate, in bytes, at fp32:
   scores and probabilities, plus the residual streams.
 
 For a window model (``model.positions: window``) each query attends to its window and the physics
-tokens instead of the whole context, and each layer holds the window's gathered keys and values.
+tokens instead of the whole context, and above 16x16 each layer holds per-tile copies of its
+queries, keys and values.
 
 Evaluation, rollouts and analyses split their sequences into chunks whose transient activations
 fit :func:`chunk_budget`: a quarter of the free memory, and never more than 1 GB, so that the
@@ -26,15 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from interfere.data.layout import SequenceLayout
-from interfere.model.window import DENSE_MAX_CELLS
-
-if TYPE_CHECKING:
-    from interfere.model.life_model import ModelConfig
+from interfere.errors import UserError
+from interfere.model.config import DENSE_MAX_CELLS, TILE, ModelConfig
 
 FP32 = 4
 GB = 1e9
@@ -49,14 +47,15 @@ def _n_params(cfg: ModelConfig, vocab: int = 64) -> int:
 
 
 def _keys_and_gathered(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> tuple[int, int]:
-    """Keys each target attends to, and the bytes of one layer's gathered window keys and values and
-    the two elementwise products over them (scores, weighted values)."""
+    """Keys each target attends to, and the bytes of one layer's per-tile copies of the queries, keys
+    and values (a window model above DENSE_MAX_CELLS, :func:`interfere.model.window.tiled_attention`)."""
     if cfg.positions != "window":
         return layout.seq_len - len(layout.target_index), 0
     if layout.n_cells <= DENSE_MAX_CELLS:  # the window model attends densely (interfere.model.window)
         return len(layout.physics_index) + layout.n_cells + 1, 0
-    window = (2 * cfg.window + 1) ** 2
-    return len(layout.physics_index) + window + 1, 4 * batch * layout.n_cells * window * cfg.d_model * FP32
+    halo = (TILE + 2 * cfg.window) ** 2
+    tiles = -(-layout.height // TILE) * -(-layout.width // TILE)
+    return len(layout.physics_index) + halo + 1, (2 * tiles * halo + 4 * layout.n_cells) * batch * cfg.d_model * FP32
 
 
 def train_step_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int:
@@ -134,7 +133,7 @@ def check_training_fits(cfg: ModelConfig, layout: SequenceLayout, batch: int, de
     fits = largest_batch(lambda b: train_step_bytes(cfg, layout, b), free, batch)
     advice = (f"data.batch_size={fits} would fit" if fits else
               "not even one sequence fits: use smaller boards (data.height, data.width) or a smaller model")
-    raise ValueError(
+    raise UserError(
         f"{layout.height}x{layout.width} boards with data.batch_size={batch} need about {need / GB:,.1f} GB per "
         f"training step ({len(layout.target_index):,} targets attending to "
         f"{layout.seq_len - len(layout.target_index):,} context tokens), but {device.type} has "

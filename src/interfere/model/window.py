@@ -15,62 +15,89 @@ each other, and the board cells and targets attend in one of two ways:
   (and the targets to themselves), far cells masked by the bias: plain matrix products, whose
   backward is several times faster on a CPU than the gathered windows' at 12x12, in memory bounded
   by ``DENSE_MAX_CELLS`` per cell;
-* above it: each cell gathers its window's ``(2r+1)^2`` keys and values, in memory linear in the
-  board (at 32x32 3.5x faster than dense attention without gradients), so evaluation and
-  rollouts run 64x64 boards and beyond.
+* above it: in tiles of ``TILE x TILE`` query cells that share one halo of ``(TILE + 2r)^2`` keys
+  (batched matrix products, in memory linear in the board), so evaluation and rollouts run 64x64
+  boards and beyond.
 
 It is what training, evaluation and rollouts use at every size; analyses use the hooked forward.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from transformer_lens import HookedTransformer
 
-from interfere.data.layout import MASK, SEG_BOARD, SEG_TARGET, window_shifts
-from interfere.model.fast_path import affine
-
-if TYPE_CHECKING:
-    from interfere.model.life_model import LifeTransformer
+from interfere.data.layout import MASK, SEG_BOARD, SEG_TARGET
+from interfere.model.config import DENSE_MAX_CELLS, TILE
+from interfere.model.ops import affine, attention_out, layer_norm, mlp_residual
 
 BOARD_QUERY, TARGET_QUERY = 0, 1  # the two bias tables of a layer
-DENSE_MAX_CELLS = 256  # boards up to 16x16 attend densely (module docstring)
 
 
-def window_index(height: int, width: int, window: int, device: torch.device) -> torch.Tensor:
-    """``[H*W * O]`` int64: the row-major cell of every cell's window, in :func:`window_shifts` order."""
-    rows = torch.arange(height, device=device)[:, None, None]
-    cols = torch.arange(width, device=device)[None, :, None]
-    shifts = torch.tensor(window_shifts(window), device=device)
-    return (((rows + shifts[:, 0]) % height) * width + (cols + shifts[:, 1]) % width).flatten()
 
 
-def neighbours(cells: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``[b, h, N, d]`` -> ``[b, h, N, O, d]``: each cell's window (``index`` from :func:`window_index`)."""
-    return cells.index_select(2, index).unflatten(2, (cells.shape[2], -1))
+class Tiles(NamedTuple):
+    """How a board is cut into tiles for :func:`tiled_attention` (from :func:`tile_tables`)."""
+
+    queries: torch.Tensor  # [tiles * TILE^2] the cell of every query slot (cells repeat where TILE does not divide)
+    keys: torch.Tensor  # [tiles * (TILE + 2r)^2] the cell of every key slot of each tile's halo
+    offsets: torch.Tensor  # [TILE^2, (TILE + 2r)^2] window offset index of (query slot, key slot); O outside
+    first: torch.Tensor  # [H*W] the query slot that answers for each cell
 
 
-def local_attention(q: torch.Tensor, k_p: torch.Tensor, v_p: torch.Tensor, k_n: torch.Tensor, v_n: torch.Tensor,
-                    bias: torch.Tensor, scale: float, own: tuple[torch.Tensor, torch.Tensor] | None = None
-                    ) -> torch.Tensor:
-    """Each query attends to the physics keys, its window (with ``bias``) and optionally its own key.
+def tile_tables(height: int, width: int, window: int, device: torch.device) -> Tiles:
+    """Tiles of ``TILE x TILE`` cells over the torus, each with the ``(TILE + 2r)^2`` cells its queries' windows
+    reach; the same relative layout in every tile, so one offset table serves them all."""
+    starts_r, starts_c = torch.meshgrid(torch.arange(0, height, TILE), torch.arange(0, width, TILE), indexing="ij")
+    q_r, q_c = torch.meshgrid(torch.arange(TILE), torch.arange(TILE), indexing="ij")
+    k_r, k_c = torch.meshgrid(torch.arange(-window, TILE + window), torch.arange(-window, TILE + window), indexing="ij")
+
+    def cells(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        r = (starts_r.flatten()[:, None] + rows.flatten()) % height
+        return (r * width + (starts_c.flatten()[:, None] + cols.flatten()) % width).flatten()
+
+    d_r, d_c = k_r.flatten()[None] - q_r.flatten()[:, None], k_c.flatten()[None] - q_c.flatten()[:, None]
+    span = 2 * window + 1
+    inside = (d_r.abs() <= window) & (d_c.abs() <= window)
+    offsets = torch.where(inside, (d_r + window) * span + d_c + window, span * span)
+    queries = cells(q_r, q_c)
+    first = torch.full((height * width,), -1, dtype=torch.long)
+    first[queries.flip(0)] = torch.arange(len(queries) - 1, -1, -1)  # the lowest slot wins
+    return Tiles(queries.to(device), cells(k_r, k_c).to(device), offsets.to(device), first.to(device))
+
+
+def tiled_attention(q: torch.Tensor, k_p: torch.Tensor, v_p: torch.Tensor, k_b: torch.Tensor, v_b: torch.Tensor,
+                    bias: torch.Tensor, scale: float, tiles: Tiles,
+                    own: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Each query attends to the physics keys, its window of board keys (with ``bias``) and optionally its
+    own key, tile by tile: a tile's queries share one halo of keys, so scores and values are batched
+    matrix products over ``(TILE + 2r)^2`` keys (window offsets outside a query's reach get ``-inf``).
 
     ``q``: ``[b, h, S, N, d]`` (S query blocks over the same N cells); ``k_p, v_p``: ``[b, h, P, d]``;
-    ``k_n, v_n``: ``[b, h, N, O, d]``; ``bias``: ``[h, O]``; ``own``: ``[b, h, S, N, d]`` keys and values.
+    ``k_b, v_b``: ``[b, h, N, d]``; ``bias``: ``[h, O]``; ``own``: ``[b, h, S, N, d]`` keys and values.
     """
-    near = (q.unsqueeze(-2) * k_n.unsqueeze(2)).sum(-1)  # [b, h, S, N, O]: many tiny products, not a bmm
-    scores = [torch.einsum("bhsnd,bhpd->bhsnp", q, k_p) * scale, near * scale + bias[None, :, None, None, :]]
+    n_tiles = len(tiles.keys) // tiles.offsets.shape[1]
+
+    def per_tile(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # [..., N, d] -> [..., tiles, slots, d]
+        return x.index_select(-2, index).unflatten(-2, (n_tiles, -1))
+
+    q_t = per_tile(q, tiles.queries)  # [b, h, S, tiles, T^2, d]
+    k_t, v_t = per_tile(k_b, tiles.keys).unsqueeze(2), per_tile(v_b, tiles.keys).unsqueeze(2)  # [b, h, 1, tiles, K, d]
+    table = torch.cat([bias, bias.new_full((bias.shape[0], 1), float("-inf"))], dim=1)[:, tiles.offsets]
+    scores = [torch.einsum("bhstqd,bhpd->bhstqp", q_t, k_p) * scale,
+              torch.matmul(q_t, k_t.transpose(-1, -2)) * scale + table[None, :, None, None]]
     if own is not None:
-        scores.append((q * own[0]).sum(-1, keepdim=True) * scale)
+        own_k, own_v = per_tile(own[0], tiles.queries), per_tile(own[1], tiles.queries)
+        scores.append((q_t * own_k).sum(-1, keepdim=True) * scale)
     p = torch.softmax(torch.cat(scores, dim=-1), dim=-1)
-    n_p, n_o = k_p.shape[2], k_n.shape[3]
-    z = torch.einsum("bhsnp,bhpd->bhsnd", p[..., :n_p], v_p)
-    z = z + (p[..., n_p : n_p + n_o].unsqueeze(-1) * v_n.unsqueeze(2)).sum(-2)
+    n_p, n_k = k_p.shape[2], k_t.shape[-2]
+    z = torch.einsum("bhstqp,bhpd->bhstqd", p[..., :n_p], v_p) + torch.matmul(p[..., n_p : n_p + n_k], v_t)
     if own is not None:
-        z = z + p[..., n_p + n_o :] * own[1]
-    return z
+        z = z + p[..., n_p + n_k :] * own_v
+    return z.flatten(3, 4).index_select(3, tiles.first)
 
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float,
@@ -92,8 +119,9 @@ def dense_bias(table: torch.Tensor, index: torch.Tensor, n_physics: int, steps: 
     return torch.cat([table.new_zeros(n_heads, n, n_physics), board], dim=2).repeat(1, steps, 1)
 
 
-def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
-    """``[batch, K*H*W, 2]`` logits at the target positions of a window model, in layout order."""
+def target_logits(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tensor:
+    """``[batch, K*H*W, 2]`` logits at the target positions of a window
+    :class:`~interfere.model.LifeTransformer`, in layout order."""
     cfg, layout, r = model.cfg, model.layout, model.life_cfg.window
     n_heads, d, scale = cfg.n_heads, cfg.d_model, cfg.d_head**-0.5
     b, H, W, K = tokens.shape[0], layout.height, layout.width, layout.multi_steps
@@ -103,10 +131,7 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
         offsets = layout.window_offsets(r)[layout.targets[0]][:, layout.board]
         index = torch.where(offsets >= 0, offsets, (2 * r + 1) ** 2).to(tokens.device)
     else:
-        index = window_index(H, W, r, tokens.device)
-
-    def ln(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
-        return F.layer_norm(x, (d,), norm.w, norm.b, cfg.eps)
+        tiles = tile_tables(H, W, r, tokens.device)
 
     def heads(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``[b, ..., d_model]`` -> ``[b, head, ..., d_head]`` through one of Q, K, V."""
@@ -115,9 +140,7 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
 
     def out(x: torch.Tensor, z: torch.Tensor, block: torch.nn.Module) -> torch.Tensor:
         """Residual after the attention output ``z`` ``[b, head, ..., d_head]`` and the MLP."""
-        x = x + affine(z.movedim(1, -2).flatten(-2), block.attn.W_O.flatten(0, 1), block.attn.b_O)
-        hidden = block.mlp.act_fn(affine(ln(x, block.ln2), block.mlp.W_in, block.mlp.b_in))
-        return x + affine(hidden, block.mlp.W_out, block.mlp.b_out)
+        return mlp_residual(x + attention_out(z.movedim(1, -2).flatten(-2), block.attn), block, cfg)
 
     x_p = model.embed.W_E[tokens[:, phys]] + model.W_seg[model.segment_ids[phys]]  # [b, P, d]
     x_b = model.embed.W_E[tokens[:, layout.board]] + model.W_seg[SEG_BOARD]  # [b, N, d]
@@ -125,7 +148,7 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
     x_t = (model.embed.W_E[MASK] + seg_t)[None, :, None, :].expand(b, K, H * W, d)  # [b, K, N, d]
     for i, block in enumerate(model.blocks):
         attn, last = block.attn, i == cfg.n_layers - 1
-        h_p, h_b, h_t = ln(x_p, block.ln1), ln(x_b, block.ln1), ln(x_t, block.ln1)
+        h_p, h_b, h_t = (layer_norm(x, block.ln1, cfg) for x in (x_p, x_b, x_t))
         k_p, v_p = heads(h_p, attn.W_K, attn.b_K), heads(h_p, attn.W_V, attn.b_V)
         k_b, v_b = heads(h_b, attn.W_K, attn.b_K), heads(h_b, attn.W_V, attn.b_V)  # [b, h, N, dh]
         q_t = heads(h_t, attn.W_Q, attn.b_Q)  # [b, h, K, N, dh]
@@ -140,13 +163,13 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor) -> torch.Tensor:
                 z_b = dense_attention(q_b, keys, values, dense_bias(model.W_rel[i, BOARD_QUERY], index, len(phys)),
                                       scale)
         else:
-            k_n, v_n = neighbours(k_b, index), neighbours(v_b, index)
-            z_t = local_attention(q_t, k_p, v_p, k_n, v_n, model.W_rel[i, TARGET_QUERY], scale, own)
+            z_t = tiled_attention(q_t, k_p, v_p, k_b, v_b, model.W_rel[i, TARGET_QUERY], scale, tiles, own)
             if q_b is not None:
-                z_b = local_attention(q_b[:, :, None], k_p, v_p, k_n, v_n, model.W_rel[i, BOARD_QUERY], scale)[:, :, 0]
+                z_b = tiled_attention(q_b[:, :, None], k_p, v_p, k_b, v_b, model.W_rel[i, BOARD_QUERY], scale,
+                                      tiles)[:, :, 0]
         x_t = out(x_t, z_t, block)
         if not last:
             z_p = F.scaled_dot_product_attention(heads(h_p, attn.W_Q, attn.b_Q), k_p, v_p)
             x_p, x_b = out(x_p, z_p, block), out(x_b, z_b, block)
-    logits = affine(ln(x_t, model.ln_final), model.unembed.W_U, model.unembed.b_U)  # [b, K, N, 2]
+    logits = affine(layer_norm(x_t, model.ln_final, cfg), model.unembed.W_U, model.unembed.b_U)  # [b, K, N, 2]
     return logits.flatten(1, 2)

@@ -4,6 +4,10 @@ AdamW on fp32 master weights, linear warm-up then cosine decay (in optimizer ste
 clipping, optional EMA, bf16 autocast where it pays (``train.precision``), cross-entropy over the two
 outputs at target positions only. Rank 0 alone evaluates, logs and writes checkpoints.
 
+Every ``train.eval_every`` steps the model is checked on the validation rules; training stops when
+they reach ``train.stop_when`` (``train.stopping``) or at the cap ``train.steps``, and only then is it
+measured on the held-out test rules (``eval.json`` says when and why it stopped).
+
 A run is reproducible bit for bit for a given seed, device and thread count
 (``train.deterministic``); it never writes a checkpoint with non-finite weights, and says which
 step its last good checkpoint is when it stops on a non-finite loss.
@@ -28,7 +32,7 @@ from interfere.config import TrainConfig, layout_of, resolve_device, sections, t
 from interfere.cpu import configure_cpu
 from interfere.data.layout import VOCAB
 from interfere.data.stream import BatchStream, DataConfig
-from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
+from interfere.evaluate import evaluate, format_report, save_rollout_animation, validation_metrics
 from interfere.model.checkpoint import (
     FORMAT_VERSION,
     LATEST,
@@ -60,6 +64,7 @@ from interfere.train.runs import (
     resolve_run,
     resume_mismatches,
 )
+from interfere.train.stopping import parse_stop_when, shortfall, stop_reason
 
 __all__ = ["TargetLogits", "TrainingError", "accumulate_gradients", "lr_factor", "make_optimizer", "target_loss",
            "train"]
@@ -80,9 +85,15 @@ class TargetLogits(torch.nn.Module):
         return self.model.target_logits(self.model(tokens))
 
 
-def target_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy over the two outputs, and the number of correct cells (no sync)."""
-    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
+def target_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy over the two outputs (weighted by ``weights`` ``[N, targets]``, mean 1, if
+    given), and the number of correct cells (no sync)."""
+    if weights is None:
+        loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
+    else:
+        per_cell = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="none")
+        loss = (per_cell * weights.flatten().to(per_cell.device)).mean()
     correct = (logits.argmax(-1) == labels).sum()
     return loss, correct
 
@@ -100,7 +111,8 @@ def accumulate_gradients(net: torch.nn.Module, batches: list,
         with sync:
             with autocast:
                 logits = net(batch.tokens, (batch.layout.height, batch.layout.width))
-            loss, correct = target_loss(logits, batch.labels[:, batch.layout.target_index.to(logits.device)])
+            loss, correct = target_loss(logits, batch.labels[:, batch.layout.target_index.to(logits.device)],
+                                        batch.weights)
             (loss / len(batches)).backward()
         loss_sum = loss_sum.to(loss.device) + loss.detach() / len(batches)
         correct_sum = correct_sum.to(correct.device) + correct
@@ -160,6 +172,8 @@ class Run:
         self.scheduler = make_scheduler(self.optimizer, tc)
         self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay > 0 else None
         self.step, self.train_time, self.last_eval = 0, 0.0, {}
+        self.stop_clauses = parse_stop_when(tc.stop_when) if tc.stop_when else []
+        self.stopped: dict | None = None  # when and why training ended (None while it runs)
         self.saved: tuple[int, Path] | None = None  # (step, path) of the last good checkpoint
         if resume_from is not None:
             self._restore(resume_from)
@@ -216,6 +230,7 @@ class Run:
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         self.step, self.train_time = int(ckpt["step"]), float(ckpt.get("train_time_s", 0.0))
         self.last_eval = ckpt.get("metrics", {})
+        self.stopped = ckpt.get("stopped")
         self.saved = (self.step, path)
 
     # --- the loop ---------------------------------------------------------------------------
@@ -249,7 +264,7 @@ class Run:
                    desc=self.exp_name)
         self.model.train()
         window = Window(self.device)
-        while self.step < end:
+        while self.step < end and self.stopped is None:
             t0 = time.perf_counter()
             loss, correct = self._train_step(net)
             window.add(loss, correct)
@@ -258,19 +273,48 @@ class Run:
             if self.step % tc.log_every == 0 or self.step == tc.steps:
                 record = self._log_window(window)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['acc']:.4f}",
-                                heldout=f"{self.last_eval.get('cell_acc', float('nan')):.4f}",
+                                valid=f"{self.last_eval.get('cell_acc', float('nan')):.4f}",
                                 cells_s=f"{record['cells_per_s']:.3g}", refresh=False)
-            if self.dd.is_main and (self.step % tc.eval_every == 0 or self.step == tc.steps):
+            if self.step % tc.eval_every == 0 or self.step == tc.steps:
                 eval_start = time.perf_counter()
-                self.last_eval = self._held_out_eval()
+                self._validate()
                 window.start += time.perf_counter() - eval_start  # cells/s counts training only
-                self._log({"step": self.step, "eval": self.last_eval})
-                bar.set_postfix(heldout=f"{self.last_eval['cell_acc']:.5f}", refresh=True)
-            if self.step % tc.save_every == 0 or self.step == tc.steps or self.step == end:
+                bar.set_postfix(valid=f"{self.last_eval.get('cell_acc', float('nan')):.5f}", refresh=True)
+            if self.step % tc.save_every == 0 or self.step == end or self.stopped is not None:
                 self.save()
-            if self.step in self.snapshot_at:
+            if self.step in self.snapshot_at or (self.stopped is not None and tc.snapshots > 0):
                 self.snapshot()
         bar.close()
+        if self.stopped is None and self.step >= tc.steps:  # train.steps=0, or a resumed run that had ended
+            self.stopped = {"step": self.step, "reason": "train.steps", "target_reached": None,
+                            "message": f"trained the full {tc.steps} steps (train.steps)"}
+
+    def _validate(self) -> None:
+        """Rank 0 measures the validation rules and decides whether to stop; every rank learns it."""
+        decision = None
+        if self.dd.is_main:
+            self.last_eval = self._validation_metrics()
+            self._log({"step": self.step, "validation": self.last_eval})
+            decision = self._stop_decision(self.last_eval)
+            if decision is not None:
+                self._log({"step": self.step, "stopped": decision, "train_time_s": self.train_time})
+        self.stopped = self.dd.broadcast(decision) if self.dd.enabled else decision
+
+    def _stop_decision(self, metrics: dict) -> dict | None:
+        """``{"step", "reason", "target_reached", "message"}`` when training ends now, else None."""
+        tc, reason = self.tc, stop_reason(self.stop_clauses, metrics)
+        if reason is not None:
+            message = f"stopped at step {self.step} of at most {tc.steps}: {reason} (train.stop_when)"
+            return {"step": self.step, "reason": reason, "target_reached": True, "message": message}
+        if self.step < tc.steps:
+            return None
+        if not self.stop_clauses:
+            message = f"trained the full {tc.steps} steps (train.steps; no train.stop_when)"
+            return {"step": self.step, "reason": "train.steps", "target_reached": None, "message": message}
+        missed = shortfall(self.stop_clauses, metrics)
+        message = (f"reached the cap of {tc.steps} steps without the target {tc.stop_when!r}: "
+                   f"the last validation has {missed}")
+        return {"step": self.step, "reason": f"cap; missed: {missed}", "target_reached": False, "message": message}
 
     def _train_step(self, net: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         batches = [self.stream.next(size=size) for _ in range(self.tc.grad_accum) for size in self.sizes]
@@ -309,10 +353,10 @@ class Run:
             with open(self.log_dir / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def _held_out_eval(self) -> dict:
+    def _validation_metrics(self) -> dict:
         self.model.eval()
         with maybe_ema(self.ema), self.autocast:
-            metrics = heldout_metrics(self.model, self.data_cfg, self.tc.eval_boards, seed=self.seed)
+            metrics = validation_metrics(self.model, self.data_cfg, self.tc.eval_boards, seed=self.seed)
         self.model.train()
         return metrics
 
@@ -351,7 +395,7 @@ class Run:
                 "ema": self.ema.state_dict(self.model) if self.ema is not None else None,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": {"stream": stream_states, "torch": torch.get_rng_state()},
-                "metrics": self.last_eval,
+                "metrics": self.last_eval, "stopped": self.stopped,
             }, path)
             point_latest_link(self.ckpt_dir, path)
         self.dd.barrier()
@@ -378,9 +422,11 @@ class Run:
             torch.save(self.model.state_dict(), self.log_dir / f"weights_rank{self.dd.rank}.pt")
         result = {"run_id": self.run_id, "checkpoint": str(path), "step": self.step,
                   "train_time_s": self.train_time, "model": self.model, "rank": self.dd.rank,
-                  "world_size": self.dd.world_size}
-        if self.dd.is_main and tc.final_eval and self.step == tc.steps:
+                  "world_size": self.dd.world_size, "stopped": self.stopped}
+        if self.dd.is_main and tc.final_eval and self.stopped is not None:
             result["eval"] = self._final_eval(path)
+        if self.dd.is_main and self.stopped is not None:
+            print(self.stopped["message"])  # the last line: when and why training ended
         self.dd.barrier()
         return result
 
@@ -389,7 +435,8 @@ class Run:
         with maybe_ema(self.ema), self.autocast:
             report = evaluate(self.model, self.data_cfg, n_boards=max(self.tc.eval_boards, 1024), seed=self.seed)
             report.update({"run_id": self.run_id, "checkpoint": str(path), "step": self.step,
-                           "train_time_s": self.train_time, "seed": self.seed})
+                           "train_time_s": self.train_time, "seed": self.seed, "stopped": self.stopped,
+                           "validation": self.last_eval})
             self.log_dir.mkdir(parents=True, exist_ok=True)
             (self.log_dir / "eval.json").write_text(json.dumps(report, indent=2))
             print(format_report(report))

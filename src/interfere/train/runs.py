@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from interfere.errors import UserError
 from interfere.model.checkpoint import LATEST, TEMP_SUFFIX, config_mismatches
 
 LOCK_NAME = ".lock"
@@ -21,12 +22,12 @@ LOCK_NAME = ".lock"
 # train.* keys a resumed run may change: they decide where output goes and how often, not the
 # trajectory of the weights. Every other key must equal the checkpoint's.
 RESUMABLE_CHANGES = frozenset({
-    "stop_at", "resume", "run_id", "threads", "log_every", "eval_every", "eval_boards", "save_every",
+    "stop_at", "stop_when", "resume", "run_id", "threads", "log_every", "eval_every", "eval_boards", "save_every",
     "ckpt_dir", "log_dir", "rollout_gif", "final_eval", "dump_rank_weights", "snapshots",
 })
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError):
     """Training cannot go on (non-finite loss, a run id clash, a resume that does not fit)."""
 
 

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from interfere.config import compose, layout_of, sections
 from interfere.data.stream import BatchStream
+from interfere.errors import UserError
 from interfere.model.life_model import LifeTransformer
 from interfere.train.distributed import init_distributed, session
 from interfere.train.loop import TargetLogits, accumulate_gradients, make_optimizer
@@ -78,9 +79,9 @@ def _worker(rank: int, nprocs: int, iters: int, teardown: str, rendezvous: str, 
 def stress(iters: int, nprocs: int = 2, teardown: str = "session", hang_after: float = 60.0) -> StressResult:
     """Run the cycle ``iters`` times on ``nprocs`` processes; a stall of ``hang_after`` s is a hang."""
     if teardown not in TEARDOWNS:
-        raise ValueError(f"teardown must be one of {TEARDOWNS}, got {teardown!r}")
+        raise UserError(f"teardown must be one of {TEARDOWNS}, got {teardown!r}")
     if iters < 1 or nprocs < 2:
-        raise ValueError(f"need iters >= 1 and nprocs >= 2, got {iters} and {nprocs}")
+        raise UserError(f"need iters >= 1 and nprocs >= 2, got {iters} and {nprocs}")
     ctx = mp.get_context("spawn")
     progress = ctx.Array("i", nprocs)
     t0 = time.perf_counter()

@@ -2,7 +2,9 @@
 "use strict";
 
 const S = { info: null, bits: [], start: [], model: [], sim: [], wrong: null, generation: 0, diverged: null,
-            query: null, headsOff: new Set(), playing: null, flip: null };
+            query: null, headsOff: new Set(), playing: false, frames: [], fetching: null, flip: null,
+            height: 0, width: 0, view: [0, 0], source: null };  // source: where the board came from
+const SVG_MAX_SIDE = 32;  // larger boards are drawn on a canvas (thousands of SVG cells are slow)
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -20,19 +22,26 @@ async function api(path, body) {
   return data;
 }
 
-const empty = () => Array.from({ length: S.info.height }, () => Array(S.info.width).fill(0));
+const empty = () => Array.from({ length: S.height }, () => Array(S.width).fill(0));
 const copy = (b) => b.map((r) => r.slice());
+const inspectable = () => S.height * S.width <= S.info.max_inspect_cells;
 
 // --- drawing ----------------------------------------------------------------------------------
-function drawBoard(el, board, { wrong = null, classes = null, heat = null, vmax = 1, onClick = null } = {}) {
+// `view` [dr, dc] shifts what is drawn on the torus: display cell (r, c) shows board cell (r + dr, c + dc).
+const at = (board, view, r, c) => board[(r + view[0]) % board.length][(c + view[1]) % board[0].length];
+
+function drawBoard(el, board, opts = {}) {
+  if (board.length > SVG_MAX_SIDE || board[0].length > SVG_MAX_SIDE) return drawCanvas(el, board, opts);
+  const { wrong = null, classes = null, heat = null, vmax = 1, onClick = null, view = [0, 0] } = opts;
   const h = board.length, w = board[0].length, size = Math.min(280, 28 * w);
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
   svg.setAttribute("width", size);
   svg.setAttribute("height", size * h / w);
-  for (let r = 0; r < h; r++) for (let c = 0; c < w; c++) {
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    const r = (y + view[0]) % h, c = (x + view[1]) % w;
     const cell = document.createElementNS(SVG, "rect");
-    Object.entries({ x: c, y: r, width: 1, height: 1, class: "cell" }).forEach(([k, v]) => cell.setAttribute(k, v));
+    Object.entries({ x, y, width: 1, height: 1, class: "cell" }).forEach(([k, v]) => cell.setAttribute(k, v));
     let fill = board[r][c] ? "var(--alive)" : "var(--dead)";
     if (heat) fill = heatColor(heat[r][c] / vmax);
     if (wrong && wrong[r][c]) fill = "var(--wrong)";
@@ -44,11 +53,46 @@ function drawBoard(el, board, { wrong = null, classes = null, heat = null, vmax 
   }
   if (S.query) {
     const q = document.createElementNS(SVG, "rect");
-    Object.entries({ x: S.query[1], y: S.query[0], width: 1, height: 1, class: "query" })
-      .forEach(([k, v]) => q.setAttribute(k, v));
+    const y = (S.query[0] - view[0] + h) % h, x = (S.query[1] - view[1] + w) % w;
+    Object.entries({ x, y, width: 1, height: 1, class: "query" }).forEach(([k, v]) => q.setAttribute(k, v));
     svg.appendChild(q);
   }
   el.replaceChildren(svg);
+}
+
+function drawCanvas(el, board, { wrong = null, onClick = null, view = [0, 0] } = {}) {
+  const h = board.length, w = board[0].length, px = Math.max(1, Math.floor(384 / Math.max(h, w)));
+  const canvas = document.createElement("canvas");
+  canvas.width = w * px; canvas.height = h * px; canvas.className = "cells";
+  const ctx = canvas.getContext("2d"), css = getComputedStyle(document.documentElement);
+  const color = (name) => css.getPropertyValue(name).trim();
+  ctx.fillStyle = color("--dead"); ctx.fillRect(0, 0, canvas.width, canvas.height);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    const r = (y + view[0]) % h, c = (x + view[1]) % w;
+    if (wrong && wrong[r][c]) ctx.fillStyle = color("--wrong");
+    else if (board[r][c]) ctx.fillStyle = color("--alive");
+    else continue;
+    ctx.fillRect(x * px, y * px, px, px);
+  }
+  if (onClick) canvas.addEventListener("click", (e) => {
+    const box = canvas.getBoundingClientRect();
+    const x = Math.floor((e.clientX - box.left) / px), y = Math.floor((e.clientY - box.top) / px);
+    onClick((y + view[0]) % h, (x + view[1]) % w);
+  });
+  el.replaceChildren(canvas);
+}
+
+function centreOn(board) {  // the view that puts the live cells' circular mean in the middle of the torus
+  const h = board.length, w = board[0].length;
+  let sr = 0, cr = 0, sc = 0, cc = 0;
+  board.forEach((row, r) => row.forEach((v, c) => {
+    if (!v) return;
+    sr += Math.sin(2 * Math.PI * r / h); cr += Math.cos(2 * Math.PI * r / h);
+    sc += Math.sin(2 * Math.PI * c / w); cc += Math.cos(2 * Math.PI * c / w);
+  }));
+  if (!sr && !cr && !sc && !cc) return [0, 0];
+  const mean = (s, c, n) => Math.round((Math.atan2(s, c) / (2 * Math.PI)) * n + n) % n;
+  return [(mean(sr, cr, h) - Math.floor(h / 2) + h) % h, (mean(sc, cc, w) - Math.floor(w / 2) + w) % w];
 }
 
 function heatColor(t) {  // white -> deep blue, like the figures' sequential map read on a light page
@@ -82,10 +126,11 @@ function render() {
   $("generation").textContent = S.generation;
   $("divergence").textContent = S.diverged === null ? "model and simulator agree"
     : `first divergence at generation ${S.diverged}`;
-  drawBoard($("board-model"), S.model, { wrong: S.wrong, onClick: clickCell });
-  drawBoard($("board-sim"), S.sim, { onClick: clickCell });
-  if (S.flip) drawBoard($("board-flip"), S.model, { classes: S.flip });
-  else drawBoard($("board-flip"), S.model, { onClick: clickCell });
+  S.view = $("follow").checked ? centreOn(S.sim) : [0, 0];
+  drawBoard($("board-model"), S.model, { wrong: S.wrong, onClick: clickCell, view: S.view });
+  drawBoard($("board-sim"), S.sim, { onClick: clickCell, view: S.view });
+  if (S.flip) drawBoard($("board-flip"), S.model, { classes: S.flip, view: S.view });
+  else drawBoard($("board-flip"), S.model, { onClick: clickCell, view: S.view });
   document.querySelectorAll("#bit-toggles button").forEach((b, i) => b.classList.toggle("on", !!S.bits[i]));
 }
 
@@ -123,22 +168,57 @@ function clickCell(r, c) {
   }
 }
 
+function advance(model, sim, wrong) {
+  S.model = model; S.sim = sim; S.generation += 1; S.wrong = wrong; S.flip = null;
+  if (S.diverged === null && wrong.some((row) => row.some((x) => x))) S.diverged = S.generation;
+}
+
 async function step() {
   const r = await api("/api/step", { bits: S.bits, model_board: S.model, sim_board: S.sim });
-  S.model = r.model; S.sim = r.simulator; S.generation += 1; S.wrong = r.wrong; S.flip = null;
-  if (S.diverged === null && r.wrong.some((row) => row.some((x) => x))) S.diverged = S.generation;
+  advance(r.model, r.simulator, r.wrong);
   render();
   refreshInspection();
 }
 
+function fetchFrames() {  // the next generations, computed by the server in one request while the page plays
+  const last = S.frames.length ? S.frames[S.frames.length - 1] : { model: S.model, sim: S.sim };
+  const gens = Math.min(S.info.max_gens, Number($("speed").value));
+  S.fetching = api("/api/run", { bits: S.bits, model_board: last.model, sim_board: last.sim, gens })
+    .then((r) => { r.model.forEach((m, i) => S.frames.push({ model: m, sim: r.simulator[i], wrong: r.wrong[i] })); })
+    .finally(() => { S.fetching = null; });
+  return S.fetching;
+}
+
+async function tick() {
+  if (!S.playing) return;
+  const started = performance.now();
+  if (!S.frames.length) await (S.fetching || fetchFrames());
+  if (!S.playing) return;
+  const frame = S.frames.shift();
+  advance(frame.model, frame.sim, frame.wrong);
+  render();
+  if (S.frames.length < Number($("speed").value) / 2 && !S.fetching) fetchFrames();
+  setTimeout(() => tick().catch(stopPlaying), Math.max(0, 1000 / Number($("speed").value) - (performance.now() - started)));
+}
+
+function stopPlaying() {
+  S.playing = false; S.frames = []; $("play").textContent = "play";
+  refreshInspection();
+}
+
 function play() {
-  if (S.playing) { clearInterval(S.playing); S.playing = null; $("play").textContent = "play"; return; }
-  $("play").textContent = "pause";
-  S.playing = setInterval(() => step().catch(() => play()), 350);
+  if (S.playing) return stopPlaying();
+  S.playing = true; S.frames = []; $("play").textContent = "pause";
+  tick().catch(stopPlaying);
 }
 
 async function refreshInspection() {
-  if (!S.query) return;
+  if (!S.query || S.playing) return;
+  if (!inspectable()) {
+    $("attention").textContent = `Attention is shown for boards up to 32x32 (the hooked forward); this one is ` +
+      `${S.height}x${S.width}.`;
+    return;
+  }
   $("query-cell").textContent = `(${S.query[0]}, ${S.query[1]})`;
   const body = { bits: S.bits, board: S.model, row: S.query[0], col: S.query[1] };
   const att = await api("/api/attention", body);
@@ -202,16 +282,52 @@ async function flip() {
   render();
 }
 
+// --- patterns and sizes ------------------------------------------------------------------------
+function placePattern(r) {
+  if (r.bits) { S.bits = r.bits.slice(); $("rule-current").textContent = r.rule; }
+  $("rle-name").textContent = r.name ? `${r.name}${r.rule ? ` (${r.rule})` : ""}` : "";
+  S.query = null;
+  setBoard(r.board);
+}
+
+async function loadPattern(name) {
+  S.source = { name };
+  placePattern(await api(`/api/pattern/${name}?height=${S.height}&width=${S.width}`));
+}
+
+async function loadRLE(text) {
+  stopPlaying();
+  S.source = { text };
+  placePattern(await api("/api/rle", { text, height: S.height, width: S.width }));
+}
+
+async function setSize(side) {
+  stopPlaying();
+  S.height = side; S.width = side; S.query = null;
+  try {
+    if (S.source && S.source.name) await loadPattern(S.source.name);
+    else if (S.source && S.source.text) await loadRLE(S.source.text);
+    else setBoard(empty());
+  } catch (err) {  // e.g. the pattern does not fit: the status line says so, the board is empty
+    setBoard(empty());
+  }
+}
+
 // --- start-up ---------------------------------------------------------------------------------
 async function init() {
   S.info = await api("/api/info");
+  S.height = S.info.height; S.width = S.info.width;
   $("provenance").textContent = `run ${S.info.run_id} · step ${S.info.step} · ` +
-    `${S.info.height}x${S.info.width} · ${S.info.n_layers} layers x ${S.info.n_heads} heads`;
+    (S.info.size_free ? "size-free (any board size)" : `${S.info.height}x${S.info.width}`) +
+    ` · ${S.info.n_layers} layers x ${S.info.n_heads} heads`;
+  S.info.sides.forEach((s) => $("size").add(new Option(`${s}x${s}`, s, s === S.height, s === S.height)));
+  $("size").disabled = !S.info.size_free;
+  $("size").addEventListener("change", () => setSize(Number($("size").value)));
   const named = $("named-rule");
   Object.entries(S.info.named_rules).forEach(([name, r]) => named.add(new Option(`${name} (${r.rule})`, name)));
   named.addEventListener("change", () => setBits(S.info.named_rules[named.value].bits));
-  S.info.patterns.forEach((p) => $("pattern").add(new Option(p, p)));
-  $("pattern").addEventListener("change", async () => setBoard((await api(`/api/pattern/${$("pattern").value}`)).board));
+  S.info.patterns.forEach((p) => $("pattern").add(new Option(p, p, p === "glider", p === "glider")));
+  $("pattern").addEventListener("change", () => loadPattern($("pattern").value));
   S.info.bit_names.forEach((name, i) => {
     const b = document.createElement("button");
     b.textContent = name;
@@ -224,16 +340,23 @@ async function init() {
   $("density").addEventListener("input", () => { $("density-value").textContent = $("density").value; });
   $("soup").addEventListener("click", () => {
     const d = Number($("density").value);
+    S.source = null;
     setBoard(empty().map((row) => row.map(() => (Math.random() < d ? 1 : 0))));
   });
-  $("clear").addEventListener("click", () => setBoard(empty()));
+  $("clear").addEventListener("click", () => { S.source = null; setBoard(empty()); });
+  $("rle-load").addEventListener("click", () => loadRLE($("rle-text").value));
+  $("rle-file").addEventListener("change", async () => {
+    const file = $("rle-file").files[0];
+    if (file) { $("rle-text").value = await file.text(); await loadRLE($("rle-text").value); }
+  });
+  $("follow").addEventListener("change", render);
   $("step").addEventListener("click", () => step());
   $("play").addEventListener("click", play);
-  $("reset").addEventListener("click", () => setBoard(S.start));
+  $("reset").addEventListener("click", () => { stopPlaying(); setBoard(S.start); });
   $("flip").addEventListener("click", () => flip());
   S.bits = S.info.named_rules["Conway's Life"].bits.slice();
   $("rule-current").textContent = "B3/S23";
-  setBoard((await api("/api/pattern/glider")).board);
+  await loadPattern("glider");
 }
 
 init().catch((err) => status(`could not start: ${err.message}`, true));

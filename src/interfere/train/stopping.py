@@ -1,0 +1,62 @@
+"""When training stops: ``train.stop_when``, a target on the validation metrics, with ``train.steps`` the cap.
+
+A target is a condition such as ``validation_acc >= 0.9999``, or several joined by ``and``
+(``validation_acc >= 0.9999 and validation_exact >= 0.995``). It is checked at every validation
+(every ``train.eval_every`` steps) on the validation rules, which are disjoint from the held-out
+test rules and never trained on (:func:`interfere.data.stream.validation_rules`); the test rules are
+measured only once training has stopped, so they never decide when it stops.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+from interfere.errors import UserError
+
+# name in train.stop_when -> key of the validation metrics (interfere.evaluate.rule_set_metrics)
+METRICS = {"validation_acc": "cell_acc", "validation_exact": "board_exact"}
+OPERATORS = {">=": operator.ge, ">": operator.gt}
+_CLAUSE = re.compile(r"^\s*(\w+)\s*(>=|>)\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class Clause:
+    metric: str
+    op: str
+    value: float
+
+    def holds(self, metrics: dict) -> bool:
+        return OPERATORS[self.op](metrics[METRICS[self.metric]], self.value)
+
+    def describe(self, metrics: dict) -> str:
+        return f"{self.metric} {metrics[METRICS[self.metric]]:.5f} {self.op} {self.value}"
+
+
+def parse_stop_when(text: str) -> list[Clause]:
+    """``"validation_acc >= 0.9999 [and ...]"`` -> its clauses; a one-line error naming the problem."""
+    clauses = []
+    for part in re.split(r"\band\b", text):
+        match = _CLAUSE.match(part)
+        if not match:
+            raise UserError(f"train.stop_when: cannot read {part.strip()!r}; write e.g. 'validation_acc >= 0.9999' "
+                             f"(metrics: {', '.join(METRICS)}; joined by 'and')")
+        metric, op, value = match.groups()
+        if metric not in METRICS:
+            raise UserError(f"train.stop_when: unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+        clauses.append(Clause(metric, op, float(value)))
+    return clauses
+
+
+def stop_reason(clauses: list[Clause], metrics: dict) -> str | None:
+    """Why training should stop now (every clause holds), else None."""
+    if clauses and all(c.holds(metrics) for c in clauses):
+        return " and ".join(c.describe(metrics) for c in clauses)
+    return None
+
+
+def shortfall(clauses: list[Clause], metrics: dict) -> str:
+    """What the last validation missed, for a run that reached its cap without its target."""
+    return " and ".join(f"{c.metric} {metrics[METRICS[c.metric]]:.5f} (needs {c.op} {c.value})"
+                        for c in clauses if not c.holds(metrics))

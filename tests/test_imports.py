@@ -1,0 +1,81 @@
+"""The package's import graph has no cycle (issue 25): every module can be read top to bottom."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import interfere
+
+SRC = Path(interfere.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports anywhere in its text (also under TYPE_CHECKING and inside
+    functions: a cycle that is only broken by import order is still a cycle)."""
+    modules = {module_name(p): p for p in SRC.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                            for a in node.names}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_cycle_under_src():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_only_user_errors_become_one_line(capsys):
+    """The CLI turns a UserError (and its kinds) into one line and exit code 2; a bug keeps its traceback."""
+    from interfere.ca.rle import RLEError
+    from interfere.cli import exit_on_user_error
+    from interfere.errors import UserError
+    from interfere.model.checkpoint import CheckpointError
+    from interfere.train.runs import TrainingError
+
+    for kind in (UserError, RLEError, CheckpointError, TrainingError):
+        with pytest.raises(SystemExit) as exit_, exit_on_user_error():
+            raise kind("bad input, and the fix")
+        assert exit_.value.code == 2 and capsys.readouterr().err == "error: bad input, and the fix\n"
+    for bug in (ValueError("a library bug"), KeyError("k"), FileNotFoundError("internal")):
+        with pytest.raises(type(bug)), exit_on_user_error():
+            raise bug

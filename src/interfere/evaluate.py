@@ -20,7 +20,7 @@ from interfere.ca.simulate import rollout as simulate_rollout
 from interfere.data.stream import DataConfig, future_boards, heldout_rules, random_boards, validation_rules
 from interfere.model import inference
 from interfere.model.life_model import LifeTransformer
-from interfere.viz.animate import rollout_frames, write_frames
+from interfere.viz.animate import comparison_frames, write_frames
 
 ROLLOUT_CAP = 100
 ROLLOUT_PATTERNS = ("blinker", "glider", "r_pentomino")
@@ -250,4 +250,4 @@ def save_rollout_animation(model: LifeTransformer, rule: str | Rule, start: str 
     model_states = inference.rollout(model, rule.bits.expand(1, -1), start[None], steps)[0].cpu()
     true_states = simulate_rollout(start, rule, steps)
     title = f"{rule.name or rule}"
-    return write_frames(rollout_frames(model_states, true_states, title), path)
+    return write_frames(comparison_frames(model_states, true_states, title), path)

@@ -1,4 +1,5 @@
-"""The verdict thresholds and effect-size floors (``cfg/report/thresholds.yaml``), read in one place."""
+"""The verdict thresholds and effect-size floors (``cfg/report/thresholds.yaml`` or ``--thresholds``), read in
+one place: commands load them once and pass them to every analysis they run."""
 
 from __future__ import annotations
 
@@ -18,6 +19,6 @@ def load_thresholds(path: Path | None = None) -> dict:
     return OmegaConf.to_container(OmegaConf.load(path))  # type: ignore[return-value]
 
 
-def effect_floors() -> dict[str, float]:
+def effect_floors(thresholds: dict) -> dict[str, float]:
     """The floors below which an exploration reports "no effect" instead of a ratio of effects."""
-    return load_thresholds()["effect_floors"]
+    return thresholds["effect_floors"]

@@ -1,4 +1,4 @@
-"""The sequence layout (the DESIGN §3 contract) and the on-device batch generator."""
+"""The sequence layout (the contract of docs/design.md) and the on-device batch generator."""
 
 from interfere.data.layout import VOCAB, Encoded, SequenceLayout
 from interfere.data.stream import Batch, BatchStream, DataConfig

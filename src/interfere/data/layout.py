@@ -1,4 +1,4 @@
-"""The sequence contract (DESIGN §3): vocabulary, positions, segments, attention mask, encode/decode.
+"""The sequence contract (docs/design.md, "The sequence"): vocabulary, positions, segments, the mask.
 
 ::
 

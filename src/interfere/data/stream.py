@@ -1,4 +1,4 @@
-"""On-the-fly training batches, generated vectorised on the training device (DESIGN §5).
+"""On-the-fly training batches, generated vectorised on the training device (docs/design.md, "Training").
 
 Rules are a mixture of random rules (each bit Bernoulli(p)) and the named rules. Two fixed,
 seeded, disjoint sets of random rules are never emitted: the held-out *test* rules (measured once,

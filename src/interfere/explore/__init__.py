@@ -1,1 +1,2 @@
-"""The explorations (DESIGN §6): one module per analysis, plus what they share (common)."""
+"""The explorations: one module per analysis (the interface in analysis.py and docs/design.md), plus what
+they share: examples and activations (analysis), the command line (common), chunked forwards (batched)."""

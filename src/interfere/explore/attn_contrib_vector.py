@@ -12,13 +12,15 @@ over the board, with a quiver of the field's spatial gradient on top.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from interfere.explore import batched
+from interfere.explore.analysis import Examples, View, Want
 from interfere.explore.common import Context, add_samples_arg, parse_cell, parser, run_main
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.boards import draw_board, draw_field, mark_cell
@@ -27,21 +29,61 @@ from interfere.viz.style import DIV_CMAP, INK, caption, save
 NAME = "attn_contrib_vector"
 
 
-def key_contributions(model: LifeTransformer, tokens: torch.Tensor, layer: int, head: int,
-                      query_pos: int) -> torch.Tensor:
+@dataclass
+class Params:
+    samples: int = 64
+    layer: int = 0
+    head: int = 0
+    query: tuple[int, int] | None = None  # the target's cell (default: the centre)
+
+
+@dataclass
+class Result:
+    layer: int
+    head: int
+    query: list[int]
+    samples: int
+    example_board: list  # [H][W]: the first example's board at t
+    example_field: list  # [H][W]: its per-cell direct contribution
+    mean_board_field: list  # [H][W]: the mean over the examples
+    mean_total_from_board: float
+    mean_total_from_prefix: float
+
+
+def query_position(model: LifeTransformer, params: Params) -> int:
+    layout = model.layout
+    return layout.target_position(*(params.query or (layout.height // 2, layout.width // 2)))
+
+
+def wants(model: LifeTransformer, params: Params) -> list[Want]:
+    q, head = query_position(model, params), params.head
+    return [(f"blocks.{params.layer}.attn.hook_v", View(f"head{head}", lambda act: act[:, :, head])),
+            (f"blocks.{params.layer}.attn.hook_pattern", View(f"head{head}@{q}", lambda act: act[:, head, q])),
+            ("ln_final.hook_scale", View(f"@{q}", lambda act: act[:, q]))]
+
+
+def key_contributions(model: LifeTransformer, ex: Examples, params: Params) -> torch.Tensor:
     """``[batch, T]``: each key's direct contribution, via (layer, head), to the query's logit difference."""
-    v_name, p_name = f"blocks.{layer}.attn.hook_v", f"blocks.{layer}.attn.hook_pattern"
-    take = {v_name: lambda act: act[:, :, head], p_name: lambda act: act[:, head, query_pos],
-            "ln_final.hook_scale": lambda act: act[:, query_pos]}
-    cache = {k: x.to(model.cfg.device) for k, x in
-             batched.cached(model, tokens, list(take), take=lambda name, act: take[name](act)).items()}
-    v = cache[v_name]  # [batch, key, d_head]
-    a = cache[p_name]  # [batch, key]
-    written = torch.einsum("bk,bkd,dm->bkm", a, v, model.blocks[layer].attn.W_O[head].float())
+    (v_name, v_view), (p_name, p_view), (s_name, s_view) = wants(model, params)
+    v = ex.act(v_name, v_view).to(model.cfg.device)  # [batch, key, d_head]
+    a = ex.act(p_name, p_view).to(model.cfg.device)  # [batch, key]
+    written = torch.einsum("bk,bkd,dm->bkm", a, v, model.blocks[params.layer].attn.W_O[params.head].float())
     written = written - written.mean(-1, keepdim=True)  # the final LayerNorm centres
-    scale = cache["ln_final.hook_scale"]  # [batch, 1]
+    scale = ex.act(s_name, s_view).to(model.cfg.device)  # [batch, 1]
     direction = model.ln_final.w.float() * (model.unembed.W_U[:, 1] - model.unembed.W_U[:, 0]).float()
-    return (written @ direction) / scale
+    return ((written @ direction) / scale).cpu()
+
+
+def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
+    layout = model.layout
+    contrib = key_contributions(model, ex, params)
+    board_field = contrib[:, layout.board].reshape(-1, layout.height, layout.width)
+    return Result(layer=params.layer, head=params.head, query=list(params.query or (layout.height // 2,
+                                                                                     layout.width // 2)),
+                  samples=len(ex), example_board=ex.boards[0].tolist(), example_field=board_field[0].tolist(),
+                  mean_board_field=board_field.mean(0).tolist(),
+                  mean_total_from_board=float(board_field.sum((1, 2)).mean()),
+                  mean_total_from_prefix=contrib[:, layout.prefix].sum(1).mean().item())
 
 
 def quiver(ax, field: np.ndarray) -> None:
@@ -55,33 +97,25 @@ def quiver(ax, field: np.ndarray) -> None:
               alpha=0.75, width=0.006, pivot="mid")
 
 
-def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
-    layout = ctx.layout
-    cell = parse_cell(args.query, layout) if args.query else (layout.height // 2, layout.width // 2)
-    ex = ctx.examples(args.samples)
-    q = layout.target_position(*cell)
-    contrib = key_contributions(ctx.model, ex.tokens, args.layer, args.head, q).cpu()
-    board_field = contrib[:, layout.board].reshape(-1, layout.height, layout.width)
-    example, mean = board_field[0].numpy(), board_field.mean(0).numpy()
+def plot(result: Result, out: Path, provenance: Callable[..., str]) -> list[Path]:
+    r, cell = result, tuple(result.query)
+    example, mean = np.array(r.example_field), np.array(r.mean_board_field)
     lim = float(max(np.abs(example).max(), np.abs(mean).max(), 1e-6))
-
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
-    draw_board(axes[0], ex.boards[0].numpy(), "board at t (example 0)")
+    draw_board(axes[0], np.array(r.example_board), "board at t (example 0)")
     mark_cell(axes[0], *cell)
-    for ax, field, title in ((axes[1], example, "example 0"), (axes[2], mean, f"mean over {args.samples} boards")):
+    for ax, field, title in ((axes[1], example, "example 0"), (axes[2], mean, f"mean over {r.samples} boards")):
         draw_field(ax, field, title, DIV_CMAP, -lim, lim, cell, "direct logit contribution")
         quiver(ax, field)
-    fig.suptitle(f"L{args.layer}H{args.head}: each board cell's direct contribution to target {cell}'s "
+    fig.suptitle(f"L{r.layer}H{r.head}: each board cell's direct contribution to target {cell}'s "
                  "logit(alive) − logit(dead)")
-    caption(fig, ctx.caption(layer=args.layer, head=args.head, query=cell)
-            + " · arrows: spatial gradient of the field")
-    files = [save(fig, ctx.out / f"contrib_L{args.layer}H{args.head}_q{cell[0]}_{cell[1]}.png")]
-    prefix_total = contrib[:, layout.prefix].sum(1).mean().item()
-    return {
-        "layer": args.layer, "head": args.head, "query": list(cell),
-        "mean_board_field": mean.tolist(), "mean_total_from_board": float(board_field.sum((1, 2)).mean()),
-        "mean_total_from_prefix": prefix_total,
-    }, files
+    caption(fig, provenance(layer=r.layer, head=r.head, query=cell) + " · arrows: spatial gradient of the field")
+    return [save(fig, out / f"contrib_L{r.layer}H{r.head}_q{cell[0]}_{cell[1]}.png")]
+
+
+def params_from_args(args: argparse.Namespace, ctx: Context, thresholds: dict) -> Params:
+    query = parse_cell(args.query, ctx.layout) if args.query else None
+    return Params(samples=args.samples, layer=args.layer, head=args.head, query=query)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run_main(NAME, build_parser, run, argv)
+    return run_main(__spec__.name, argv)
 
 
 if __name__ == "__main__":

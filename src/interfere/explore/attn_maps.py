@@ -22,14 +22,18 @@ stencil (every query's map re-centred on the query, then averaged), and the per-
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 from interfere.ca.simulate import moore_neighbourhood
 from interfere.data.layout import SequenceLayout
 from interfere.explore import batched
+from interfere.explore.analysis import Examples, Want, target_rows
 from interfere.explore.common import Context, add_samples_arg, parse_cell, parser, run_main
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.animate import figure_to_array, write_frames
@@ -121,88 +125,140 @@ def query_map(board_att: torch.Tensor, layout: SequenceLayout, layer: int, head:
     return board_att[layer][:, head, layout.cell_index(*cell)].mean(0).reshape(layout.height, layout.width)
 
 
-def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
-    layout, cfg = ctx.layout, ctx.model.cfg
-    cell = parse_cell(args.query, layout) if args.query else (layout.height // 2, layout.width // 2)
-    ex = ctx.examples(args.samples)
-    (patterns,) = target_attention(ctx.model, ex.tokens, layout.board)  # [layer, batch, head, query, key cell]
+@dataclass
+class Params:
+    samples: int = 64
+    layer: int = 0  # the layer and head of the single-query figures
+    head: int = 0
+    query: tuple[int, int] | None = None  # the query cell (default: the centre)
+    sweep: str | None = None  # "heads" | "layers": also an animation across them
+
+
+@dataclass
+class Result:
+    """Per (layer, head) locality measures (module docstring), and the maps the figures draw."""
+
+    samples: int
+    layer: int
+    head: int
+    query: list[int]
+    board_size: list[int]  # [height, width]
+    uniform_baseline: float
+    neighbour_uniform_baseline: float
+    stencil_share: list[list[float]]  # [layer][head]
+    board_share: list[list[float]]
+    own_share: list[list[float]]
+    neighbour_share: list[list[float]]
+    neighbour_evenness: list[list[float]]
+    effective_cells: list[list[float]]
+    stencil_profile: list  # [layer][head][9]
+    best_head: dict
+    best_stencil_share_per_layer: list[float]
+    query_maps: list  # [layer][head][H][W]: the query cell's mean attention over the board
+    relative_maps: list  # [head][H][W] of the chosen layer: every query re-centred
+    sweep: str | None = None
+
+
+def wants(model: LifeTransformer, params: Params) -> list[Want]:
+    view = target_rows(model.layout, "targets->board", model.layout.board)
+    return [(f"blocks.{i}.attn.hook_pattern", view) for i in range(model.cfg.n_layers)]
+
+
+def board_patterns(model: LifeTransformer, ex: Examples) -> torch.Tensor:
+    """``[layer, batch, head, HW query, HW key]``: the t+1 targets' attention over the board."""
+    return torch.stack([ex.act(hook, view) for hook, view in wants(model, Params())])
+
+
+def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
+    layout, cfg = model.layout, model.cfg
+    cell = params.query or (layout.height // 2, layout.width // 2)
+    patterns = board_patterns(model, ex)
     shares = [stencil_shares(patterns[i], layout) for i in range(cfg.n_layers)]
     stencil = torch.stack([s for s, _ in shares])  # [layer, head]
     board = torch.stack([b for _, b in shares])
     profile = torch.stack([stencil_profile(patterns[i], layout)[0] for i in range(cfg.n_layers)])  # [l, h, 9]
     measures = locality_measures(profile)
-    uniform = float(stencil_mask(layout).sum(1).mean()) / layout.n_cells
-    files = []
+    best = torch.nonzero(stencil == stencil.nan_to_num(-1).max())[0].tolist()
+    maps = [[query_map(patterns, layout, layer, h, cell) for h in range(cfg.n_heads)] for layer in range(cfg.n_layers)]
+    return Result(
+        samples=len(ex), layer=params.layer, head=params.head, query=list(cell),
+        board_size=[layout.height, layout.width],
+        uniform_baseline=float(stencil_mask(layout).sum(1).mean()) / layout.n_cells,
+        neighbour_uniform_baseline=8 / layout.n_cells, stencil_share=stencil.tolist(), board_share=board.tolist(),
+        **{k: v.tolist() for k, v in measures.items()}, stencil_profile=profile.tolist(),
+        best_head={"layer": best[0], "head": best[1], "stencil_share": float(stencil[best[0], best[1]])},
+        best_stencil_share_per_layer=stencil.nan_to_num(-1).max(1).values.tolist(),
+        query_maps=torch.stack([torch.stack(m) for m in maps]).tolist(),
+        relative_maps=relative_maps(patterns[params.layer], layout).tolist(), sweep=params.sweep)
 
+
+def plot(result: Result, out: Path, provenance: Callable[..., str]) -> list[Path]:
+    r, cell = result, tuple(result.query)
+    maps = torch.tensor(r.query_maps)
+    height, width = r.board_size
     fig, ax = plt.subplots(figsize=(4.2, 3.6))
-    m = query_map(patterns, layout, args.layer, args.head, cell)
-    draw_field(ax, m, f"L{args.layer}H{args.head}: attention of target {cell} to the board",
+    draw_field(ax, maps[r.layer, r.head], f"L{r.layer}H{r.head}: attention of target {cell} to the board",
                SEQ_CMAP, 0, None, cell, "attention weight (mean over boards)")
-    caption(fig, ctx.caption(layer=args.layer, head=args.head, query=cell))
-    files.append(save(fig, ctx.out / f"query_L{args.layer}H{args.head}.png"))
-
-    for name, maps, title in [
-        ("heads", [query_map(patterns, layout, args.layer, h, cell) for h in range(cfg.n_heads)],
-         f"layer {args.layer}: attention of target {cell} to the board, every head"),
-        ("relative_stencil", list(relative_maps(patterns[args.layer], layout)),
-         f"layer {args.layer}: relative stencil (query re-centred at {layout.height // 2},{layout.width // 2})"),
+    caption(fig, provenance(layer=r.layer, head=r.head, query=cell))
+    files = [save(fig, out / f"query_L{r.layer}H{r.head}.png")]
+    for name, fields_, title, centre in [
+        ("heads", list(maps[r.layer]), f"layer {r.layer}: attention of target {cell} to the board, every head", cell),
+        ("relative_stencil", list(torch.tensor(r.relative_maps)),
+         f"layer {r.layer}: relative stencil (query re-centred at {height // 2},{width // 2})",
+         (height // 2, width // 2)),
     ]:
-        fig, axes = plt.subplots(1, cfg.n_heads, figsize=(2.9 * cfg.n_heads + 0.8, 3.2), squeeze=False,
+        fig, axes = plt.subplots(1, len(fields_), figsize=(2.9 * len(fields_) + 0.8, 3.2), squeeze=False,
                                  layout="constrained")
-        vmax = max(float(x.max()) for x in maps)
-        centre = cell if name == "heads" else (layout.height // 2, layout.width // 2)
+        vmax = max(float(x.max()) for x in fields_)
         for h, ax in enumerate(axes[0]):
-            im = draw_field(ax, maps[h], f"head {h}", SEQ_CMAP, 0, vmax, centre, extent_labels=h == 0)
+            im = draw_field(ax, fields_[h], f"head {h}", SEQ_CMAP, 0, vmax, centre, extent_labels=h == 0)
         fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, pad=0.01).set_label("attention weight")
         fig.suptitle(title)
-        caption(fig, ctx.caption(layer=args.layer))
-        files.append(save(fig, ctx.out / f"{name}_L{args.layer}.png"))
-
-    files.append(locality_figure(ctx, stencil, measures, board, uniform, args.samples))
-
-    if args.sweep:
-        frames = []
-        items = range(cfg.n_heads) if args.sweep == "heads" else range(cfg.n_layers)
-        for i in items:
-            layer, head = (args.layer, i) if args.sweep == "heads" else (i, args.head)
-            fig, ax = plt.subplots(figsize=(4.2, 3.6))
-            draw_field(ax, query_map(patterns, layout, layer, head, cell), f"L{layer}H{head}: target {cell}",
-                       SEQ_CMAP, 0, 1, cell, "attention weight")
-            caption(fig, ctx.caption(layer=layer, head=head))
-            frames.append(figure_to_array(fig))
-        files += write_frames(frames, ctx.out / f"sweep_{args.sweep}", fps=1.5)
-
-    best = torch.nonzero(stencil == stencil.nan_to_num(-1).max())[0].tolist()
-    numbers = {
-        "query": list(cell), "samples": args.samples, "uniform_baseline": uniform,
-        "neighbour_uniform_baseline": 8 / layout.n_cells,
-        "stencil_share": stencil.tolist(), "board_share": board.tolist(),
-        **{k: v.tolist() for k, v in measures.items()}, "stencil_profile": profile.tolist(),
-        "best_head": {"layer": best[0], "head": best[1], "stencil_share": float(stencil[best[0], best[1]])},
-        "best_stencil_share_per_layer": stencil.nan_to_num(-1).max(1).values.tolist(),
-    }
-    return numbers, files
+        caption(fig, provenance(layer=r.layer))
+        files.append(save(fig, out / f"{name}_L{r.layer}.png"))
+    files.append(locality_figure(r, out, provenance))
+    if r.sweep:
+        files += sweep_animation(r, maps, out, provenance)
+    return files
 
 
-def locality_figure(ctx: Context, stencil: torch.Tensor, measures: dict[str, torch.Tensor], board: torch.Tensor,
-                    uniform: float, samples: int) -> Path:
+def sweep_animation(r: Result, maps: torch.Tensor, out: Path, provenance: Callable[..., str]) -> list[Path]:
+    """The query's map across heads (of ``r.layer``) or layers (of ``r.head``), as a GIF/MP4."""
+    cell = tuple(r.query)
+    pairs = [(r.layer, h) for h in range(maps.shape[1])] if r.sweep == "heads" else \
+        [(layer, r.head) for layer in range(maps.shape[0])]
+    frames = []
+    for layer, head in pairs:
+        fig, ax = plt.subplots(figsize=(4.2, 3.6))
+        draw_field(ax, maps[layer, head], f"L{layer}H{head}: target {cell}", SEQ_CMAP, 0, 1, cell, "attention weight")
+        caption(fig, provenance(layer=layer, head=head))
+        frames.append(figure_to_array(fig))
+    return write_frames(frames, out / f"sweep_{r.sweep}", fps=1.5)
+
+
+def locality_figure(r: Result, out: Path, provenance: Callable[..., str]) -> Path:
     """The per-head H1 measures side by side: where a head's board attention goes, and how evenly."""
-    cfg = ctx.model.cfg
+    n_layers, n_heads = len(r.stencil_share), len(r.stencil_share[0])
+    n_cells = r.board_size[0] * r.board_size[1]
     panels = [
-        (stencil, f"3x3 stencil share\n(uniform {uniform:.3f})", "share of board attention"),
-        (measures["own_share"], f"own-cell share\n(uniform {1 / ctx.layout.n_cells:.3f})", "share of board attention"),
-        (measures["neighbour_share"], f"8-neighbour share\n(uniform {8 / ctx.layout.n_cells:.3f})",
-         "share of board attention"),
-        (measures["neighbour_evenness"], "neighbour evenness\n(min / mean of the 8)", "1 = even"),
-        (board, "board share", "attention mass on the board"),
+        (r.stencil_share, f"3x3 stencil share\n(uniform {r.uniform_baseline:.3f})", "share of board attention"),
+        (r.own_share, f"own-cell share\n(uniform {1 / n_cells:.3f})", "share of board attention"),
+        (r.neighbour_share, f"8-neighbour share\n(uniform {8 / n_cells:.3f})", "share of board attention"),
+        (r.neighbour_evenness, "neighbour evenness\n(min / mean of the 8)", "1 = even"),
+        (r.board_share, "board share", "attention mass on the board"),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.8 + 2.3 * len(panels) * max(1, cfg.n_heads / 4),
-                                                      1.9 + 0.55 * cfg.n_layers), layout="constrained")
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.8 + 2.3 * len(panels) * max(1, n_heads / 4),
+                                                      1.9 + 0.55 * n_layers), layout="constrained")
     for ax, (values, title, label) in zip(axes, panels):
-        head_grid(ax, values, title, label)
+        head_grid(ax, np.array(values, dtype=float), title, label)
     fig.suptitle("H1: where t+1 target queries look on the board, per head")
-    caption(fig, ctx.caption(samples=samples))
-    return save(fig, ctx.out / "h1_locality.png")
+    caption(fig, provenance(samples=r.samples))
+    return save(fig, out / "h1_locality.png")
+
+
+def params_from_args(args: argparse.Namespace, ctx: Context, thresholds: dict) -> Params:
+    query = parse_cell(args.query, ctx.layout) if args.query else None
+    return Params(samples=args.samples, layer=args.layer, head=args.head, query=query, sweep=args.sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run_main(NAME, build_parser, run, argv)
+    return run_main(__spec__.name, argv)
 
 
 if __name__ == "__main__":

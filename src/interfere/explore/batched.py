@@ -35,20 +35,29 @@ def chunks(model: LifeTransformer, n: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
+def cached_views(model: LifeTransformer, tokens: torch.Tensor,
+                 wants: list[tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]]
+                 ) -> dict[tuple[str, str], torch.Tensor]:
+    """One chunked ``run_with_cache`` for several cuts of several hooks: ``(hook name, key, take)`` ->
+    ``{(hook name, key): take(activation)}``, float32 on the CPU, concatenated along the batch. Only the
+    cuts outlive their chunk."""
+    names = {name for name, _, _ in wants}
+    parts: dict[tuple[str, str], list[torch.Tensor]] = {(name, key): [] for name, key, _ in wants}
+    with torch.no_grad():
+        for part in chunks(model, len(tokens)):
+            _, cache = model.run_with_cache(tokens[part], names_filter=lambda n: n in names)
+            for name, key, take in wants:
+                parts[(name, key)].append(take(cache[name]).float().cpu())
+            del cache
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
 def cached(model: LifeTransformer, tokens: torch.Tensor, names: list[str],
            take: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """``run_with_cache`` over chunks: each named activation passed through ``take(name, act)``
     (default: kept whole), as float32 on the CPU, concatenated along the batch."""
-    wanted = set(names)
-    parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    with torch.no_grad():
-        for part in chunks(model, len(tokens)):
-            _, cache = model.run_with_cache(tokens[part], names_filter=lambda n: n in wanted)
-            for name in names:
-                act = cache[name]
-                parts[name].append((take(name, act) if take else act).float().cpu())
-            del cache
-    return {name: torch.cat(p) for name, p in parts.items()}
+    wants = [(name, name, (lambda act, n=name: take(n, act)) if take else (lambda act: act)) for name in names]
+    return {name: act for (name, _), act in cached_views(model, tokens, wants).items()}
 
 
 def target_logits(model: LifeTransformer, tokens: torch.Tensor, hooks: Hooks | None = None) -> torch.Tensor:

@@ -1,20 +1,23 @@
-"""What every exploration shares: flags, the checkpoint and model, example batches, outputs.
+"""What every exploration's command line shares: flags, the checkpoint and model, examples, outputs.
 
-An exploration is ``run(ctx, args) -> summary`` plus a ``main`` that parses flags; this module
-turns the flags into a :class:`Context` (model from the checkpoint, layout, seeded examples,
-a fresh output folder) and writes ``summary.json`` with provenance.
+An exploration is an analysis module (:mod:`interfere.explore.analysis`: ``Params``, ``wants``,
+``measure``, ``plot``) plus ``build_parser``; :func:`run_main` turns the flags into a :class:`Context`
+(model from the checkpoint, layout, seeded examples) and typed params, measures, plots into a fresh
+output folder and writes ``summary.json`` with provenance.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -24,21 +27,12 @@ from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error,
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig, heldout_rules, random_boards
 from interfere.errors import UserError
+from interfere.explore.analysis import Activations, Examples, jsonable
 from interfere.explore.batched import scaled_samples
 from interfere.model.life_model import LifeTransformer
+from interfere.thresholds import load_thresholds
 
 DEFAULT_OUT_ROOT = Path("assets/explorations")
-
-
-@dataclass
-class Examples:
-    """A seeded batch of prompts with every ground-truth quantity an analysis may want."""
-
-    rules: torch.Tensor  # [N, 18] bool
-    boards: torch.Tensor  # [N, H, W] int64, the state at t
-    next_boards: torch.Tensor  # [N, H, W] int64, the simulator's t+1
-    counts: torch.Tensor  # [N, H, W] int64, live neighbours at t
-    tokens: torch.Tensor  # [N, T] int64, on the model's device
 
 
 @dataclass
@@ -71,8 +65,7 @@ class Context:
             rules = held[torch.randint(0, len(held), (n,), generator=g)]
         boards = random_boards(n, self.layout.height, self.layout.width, self.data.density_min,
                                self.data.density_max, g)
-        tokens = self.model.encode_prompt(rules, boards)
-        return Examples(rules, boards, step(boards, rules), neighbour_counts(boards), tokens)
+        return examples_of(self.model, rules, boards)
 
     def write_summary(self, name: str, numbers: dict, files: list[Path]) -> Path:
         summary = {
@@ -82,12 +75,8 @@ class Context:
             "files": [p.name for p in files], **numbers,
         }
         path = self.out / "summary.json"
-        path.write_text(json.dumps(summary, indent=2, default=_jsonable))
+        path.write_text(json.dumps(jsonable(summary), indent=2, default=str))
         return path
-
-
-def _jsonable(x: object) -> object:
-    return x.tolist() if hasattr(x, "tolist") else str(x)  # tensors and NumPy values
 
 
 def unused_path(out: str | None, root: Path = DEFAULT_OUT_ROOT) -> Path:
@@ -122,7 +111,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--rule", default=None,
                    help="a rule string (B3/S23) or named rule; default: a mix of held-out random rules")
     p.add_argument("--out", default=None, help="output folder (default assets/explorations/<timestamp>/)")
+    p.add_argument("--thresholds", default=None, help="thresholds file (default cfg/report/thresholds.yaml)")
     return p
+
+
+def examples_of(model: LifeTransformer, rules: torch.Tensor, boards: torch.Tensor) -> Examples:
+    """Examples for ``[N, 18]`` rules and ``[N, H, W]`` boards, with an empty activation cache."""
+    tokens = model.encode_prompt(rules, boards)
+    return Examples(rules, boards, step(boards, rules), neighbour_counts(boards), tokens, Activations(model, tokens))
 
 
 def add_samples_arg(p: argparse.ArgumentParser, base: int, floor: int, what: str = "boards") -> None:
@@ -148,26 +144,45 @@ def parse_cell(text: str, layout: SequenceLayout) -> tuple[int, int]:
     return row, col
 
 
-def run_main(name: str, build_parser: Callable[[], argparse.ArgumentParser],
-             run: Callable[[Context, argparse.Namespace], tuple[dict, list[Path]]],
-             argv: list[str] | None = None) -> dict:
-    """Parse flags, load the model, run the analysis into a fresh folder, write summary.json."""
-    args = build_parser().parse_args(argv)
+def run_main(module_name: str, argv: list[str] | None = None) -> dict:
+    """The command line of the analysis module ``module_name`` (its ``__spec__.name``, also under
+    ``python -m``): parse flags, load the model, measure on fresh examples, plot into a fresh folder, write
+    summary.json."""
+    module = importlib.import_module(module_name)
+    args = module.build_parser().parse_args(argv)
     with exit_on_user_error():
         if args.rule is not None:
             get_rule(args.rule)  # fail before the (slower) checkpoint load
+        thresholds = load_thresholds(Path(args.thresholds) if args.thresholds else None)
         model, ckpt = load_model_from_args(args)
         ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),
                       out=Path(), seed=args.seed, rule=args.rule, command=command_line())
         if getattr(args, "samples_base", None) is not None and args.samples is None:
             args.samples = scaled_samples(args.samples_base, ctx.layout.n_cells, args.samples_floor)
         _validate_common(ctx, args)
+        params = params_from_args(module, args, ctx, thresholds)
         with staged_dir(args.out) as (work, final), torch.no_grad():
             ctx.out = work
-            numbers, files = run(ctx, args)
-            ctx.write_summary(name, numbers, files)
-        print(f"{name}: wrote {len(files)} figure(s) and summary.json to {final}")
+            ex = ctx.examples(params.samples)
+            ex.acts.want(module.wants(model, params))
+            result = module.measure(model, ex, params)
+            files = module.plot(result, work, ctx.caption)
+            numbers = jsonable(result)
+            ctx.write_summary(module.NAME, numbers, files)
+        print(f"{module.NAME}: wrote {len(files)} figure(s) and summary.json to {final}")
         return numbers
+
+
+def params_from_args(module: ModuleType, args: argparse.Namespace, ctx: Context, thresholds: dict) -> object:
+    """The module's typed ``Params`` from the flags of the same names (its ``params_from_args`` if it has
+    one); a ``thresholds`` field gets the thresholds file's section of the module's name."""
+    if hasattr(module, "params_from_args"):
+        return module.params_from_args(args, ctx, thresholds)
+    names = {f.name for f in fields(module.Params)}
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    if "thresholds" in names:
+        values["thresholds"] = thresholds
+    return module.Params(**values)
 
 
 def _validate_common(ctx: Context, args: argparse.Namespace) -> None:

@@ -2,15 +2,10 @@
 
 A component's output is ``blocks.{l}.attn.hook_z[:, :, h]`` for head h (its contribution to the
 residual is that times ``W_O``, so replacing ``z`` replaces the head's output) or
-``blocks.{l}.hook_mlp_out`` for an MLP. Two replacements:
-
-* **mean ablation**: the output replaced, at every position, by its mean over a reference batch
-  (per position), which removes what the component computes from the input while keeping its
-  average contribution;
-* **conditional replacement**: at the board and target positions, the output replaced by its mean
-  over the reference batch *given a variable* of the cell (e.g. its own state, or the rule bits),
-  which keeps exactly what the component carries about that variable and nothing else. A role
-  claim "component C carries V" is falsified when the model's accuracy falls under it.
+``blocks.{l}.hook_mlp_out`` for an MLP. **Mean ablation** replaces the output, at every position, by its
+mean over a reference batch (per position), which removes what the component computes from the input
+while keeping its average contribution; importance and the minimal circuit rest on it. What a component
+computes is tested by interchange (:mod:`interfere.explore.interchange`).
 
 Every function runs the model through its own hooks (``run_with_hooks``), with the extra hooks here.
 """
@@ -25,8 +20,8 @@ import torch
 
 from interfere.errors import UserError
 from interfere.explore import batched
+from interfere.explore.analysis import Examples
 from interfere.explore.batched import Hook, Hooks
-from interfere.explore.common import Examples
 from interfere.model.life_model import LifeTransformer
 
 
@@ -147,124 +142,3 @@ def minimal_circuit(model: LifeTransformer, ex: Examples, means: dict[Component,
         if not trials:
             return kept, keeps(kept, ex), f"{pruned}greedy backward elimination"
         kept.remove(max(trials)[1])
-
-
-# --- conditional replacement ---------------------------------------------------------------
-@dataclass
-class CellVariable:
-    """A per-cell variable: ``values(ex)`` gives ``[batch, H*W]`` int64 categories (a lookup table is
-    fitted per category), or, with ``linear``, ``[batch, H*W, k]`` float features (a linear fit)."""
-
-    name: str
-    words: str
-    values: Callable[[Examples], torch.Tensor]
-    linear: bool = False
-
-
-def conditional_means(out: torch.Tensor, positions: slice, variable: CellVariable, ex: Examples
-                      ) -> Callable[[Examples], torch.Tensor]:
-    """Fit ``E[out | variable]`` at ``positions`` (a grid block) on reference outputs ``out``;
-    returns a function giving the fitted values ``[batch, H*W, ...]`` for other examples."""
-    y = out[:, positions].flatten(0, 1)  # [batch * cells, ...]
-    flat = y.flatten(1)
-    if variable.linear:
-        x = variable.values(ex).flatten(0, 1).to(y.device, torch.float32)
-        x = torch.cat([x, torch.ones(len(x), 1, device=y.device)], dim=1)
-        coef = torch.linalg.lstsq(x, flat).solution  # [k + 1, features]
-
-        def predict(new: Examples) -> torch.Tensor:
-            z = variable.values(new).to(y.device, torch.float32)
-            z = torch.cat([z, torch.ones(*z.shape[:2], 1, device=y.device)], dim=-1)
-            return (z @ coef).unflatten(-1, y.shape[1:])
-        return predict
-    v = variable.values(ex).flatten().to(y.device)
-    n = int(v.max()) + 1
-    sums = torch.zeros(n, flat.shape[1], device=y.device).index_add_(0, v, flat)
-    counts = torch.bincount(v, minlength=n).float()[:, None]
-    table = torch.where(counts > 0, sums / counts.clamp_min(1), flat.mean(0))  # unseen values: the mean
-
-    def lookup(new: Examples) -> torch.Tensor:
-        w = variable.values(new).to(y.device).clamp_max(n - 1)
-        return table[w].unflatten(-1, y.shape[1:])
-    return lookup
-
-
-def conditional_replacement(ref_out: dict[Component, torch.Tensor], claims: dict[Component, CellVariable],
-                            ref: Examples, ex: Examples, grid: list[slice]) -> Callable[[slice], list[Hook]]:
-    """Hooks (per chunk ``part`` of ``ex``) that replace each claimed component's output at the grid
-    blocks (board and targets) by its reference conditional mean given the claimed variable."""
-    fitted = {c: [(s, conditional_means(ref_out[c], s, v, ref)(ex)) for s in grid] for c, v in claims.items()}
-
-    def make(c: Component, part: slice) -> Callable[[torch.Tensor], torch.Tensor]:
-        def fn(out: torch.Tensor) -> torch.Tensor:
-            out = out.clone()
-            for s, values in fitted[c]:
-                out[:, s] = values[part].to(out.dtype)
-            return out
-        return fn
-
-    return lambda part: replace_hooks({c: make(c, part) for c in claims})
-
-
-# --- fixed attention patterns ---------------------------------------------------------------
-def relative_key_cells(height: int, width: int) -> torch.Tensor:
-    """``[q, d]``: the cell at offset d (itself a row-major cell index of the offset) from cell q, on the torus."""
-    n = height * width
-    q_rows, q_cols = torch.arange(n) // width, torch.arange(n) % width
-    return ((q_rows[:, None] + q_rows[None]) % height) * width + (q_cols[:, None] + q_cols[None]) % width
-
-
-def mean_relative_pattern(rows: torch.Tensor, block_start: int, board: slice, height: int, width: int
-                          ) -> torch.Tensor:
-    """``[H*W, T]``: the content-free version of attention rows ``[batch, H*W, T]`` of one grid block.
-
-    Board keys get the mean weight of their offset from the query (translation-invariant), the
-    query's own position (a target's self key) its mean, every other key its mean over queries.
-    """
-    n = rows.shape[1]
-    keycell = relative_key_cells(height, width).to(rows.device)
-    mean = rows.mean(0)  # [q, T]
-    out = mean.mean(0, keepdim=True).expand(n, -1).clone()  # keys that are the same for every query
-    q = torch.arange(n, device=rows.device)
-    out[:, board] = 0.0
-    own = block_start + q
-    if not (board.start <= block_start < board.stop):  # a target block: its self key
-        out[:, block_start : block_start + n] = 0.0
-        out[q, own] = mean[q, own].mean()
-    rel = rows[:, :, board].gather(2, keycell[None].expand(rows.shape[0], -1, -1)).mean((0, 1))  # [d]
-    out[q[:, None], board.start + keycell] = rel[None].expand(n, -1)
-    return out
-
-
-def fixed_pattern_hooks(model: LifeTransformer, patterns: dict[Component, torch.Tensor],
-                        heads: Iterable[Component]) -> list[Hook]:
-    """Hooks that give each head, at the board and t+1 target query rows, its mean relative pattern.
-
-    ``patterns``: each head's reference ``hook_pattern`` slice ``[batch, T, T]``.
-    """
-    layout = model.layout
-    blocks = [layout.board, layout.targets[0]]
-    fixed = {c: [(b, mean_relative_pattern(patterns[c][:, b], b.start, layout.board, layout.height, layout.width))
-                 for b in blocks] for c in heads}
-    by_layer: dict[int, list[Component]] = {}
-    for c in fixed:
-        by_layer.setdefault(c.layer, []).append(c)
-
-    def make(cs: list[Component]) -> Callable:
-        def hook(pattern: torch.Tensor, hook) -> torch.Tensor:  # [batch, head, q, k]
-            pattern = pattern.clone()
-            for c in cs:
-                for b, rows in fixed[c]:
-                    pattern[:, c.head, b] = rows.to(pattern.dtype)
-            return pattern
-        return hook
-
-    return [(f"blocks.{layer}.attn.hook_pattern", make(cs)) for layer, cs in by_layer.items()]
-
-
-@torch.no_grad()
-def reference_patterns(model: LifeTransformer, tokens: torch.Tensor, heads: Iterable[Component]
-                       ) -> dict[Component, torch.Tensor]:
-    heads = list(heads)
-    cache = batched.cached(model, tokens, sorted({f"blocks.{c.layer}.attn.hook_pattern" for c in heads}))
-    return {c: cache[f"blocks.{c.layer}.attn.hook_pattern"][:, c.head].to(model.cfg.device) for c in heads}

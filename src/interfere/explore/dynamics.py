@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
 from interfere.errors import UserError
 from interfere.explore import attn_maps, batched
-from interfere.explore.common import Context, Examples, add_samples_arg, parser, run_main
+from interfere.explore.analysis import Examples, Want, fast_auc
+from interfere.explore.common import Context, add_samples_arg, examples_of, parser, run_main
 from interfere.explore.components import (
     Component,
     accuracy,
@@ -45,9 +47,7 @@ from interfere.explore.components import (
 from interfere.model import inference
 from interfere.model.checkpoint import list_snapshots, model_from_checkpoint, read_checkpoint
 from interfere.model.life_model import LifeTransformer
-from interfere.thresholds import load_thresholds
-from interfere.viz.animate import figure_to_array, write_frames
-from interfere.viz.boards import draw_field
+from interfere.viz.animate import field_frames, write_frames
 from interfere.viz.style import ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR, GUIDE_COLOR, SEQ_CMAP, caption, save
 
 NAME = "dynamics"
@@ -71,10 +71,6 @@ def first_crossing(steps: list[int], values: list[float], level: float) -> int |
     return hit[0] if hit else None
 
 
-def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    return float(roc_auc_score(y, score)) if 0 < y.mean() < 1 else float("nan")
-
-
 def probe_scores(model: LifeTransformer, ex: Examples) -> dict[str, float]:
     """Least-squares linear probes at the t+1 targets, trained on 3/4 of the boards, scored on the rest,
     best over the residual points: count R2, own-state, next-state and mean rule-bit AUC."""
@@ -95,9 +91,9 @@ def probe_scores(model: LifeTransformer, ex: Examples) -> dict[str, float]:
         w = torch.linalg.solve(xtr.T @ xtr + ridge, xtr.T @ ytr)
         pred, truth = (xte @ w).numpy(), yte.numpy()
         r2 = 1 - ((pred[:, 0] - truth[:, 0]) ** 2).sum() / max(((truth[:, 0] - truth[:, 0].mean()) ** 2).sum(), 1e-12)
-        rule = np.nanmean([_auc(truth[:, 3 + b], pred[:, 3 + b]) for b in range(N_RULE_BITS)])
-        scores = {"count_r2": r2, "own_auc": _auc(truth[:, 1], pred[:, 1]), "next_auc": _auc(truth[:, 2], pred[:, 2]),
-                  "rule_auc": rule}
+        rule = np.nanmean([fast_auc(truth[:, 3 + b], pred[:, 3 + b]) for b in range(N_RULE_BITS)])
+        scores = {"count_r2": r2, "own_auc": fast_auc(truth[:, 1], pred[:, 1]),
+                  "next_auc": fast_auc(truth[:, 2], pred[:, 2]), "rule_auc": rule}
         best = {k: float(np.nanmax([best[k], scores[k]])) for k in best}
     return best
 
@@ -155,44 +151,85 @@ def series(measures: list[dict], key: str, layer: int | None) -> list[float]:
     return [m[key][layer] if layer is not None else m[key] for m in measures if key in m]
 
 
-def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
-    if not 0 < args.fraction <= 1:
-        raise UserError(f"--fraction must be in (0, 1], got {args.fraction}")
-    run_dir = Path(ctx.ckpt["path"]).parent
-    paths = list_snapshots(run_dir)
+@dataclass
+class Params:
+    samples: int = 128
+    fraction: float = 0.9  # a measure "forms" when it has covered this share of the way to its final value
+    run_dir: str = ""  # the run whose snapshots are measured (checkpoints/<RUN_ID>)
+    size: tuple[int, int] | None = None  # the board size to measure at (a size-free run; default its own)
+    sufficient_acc: float = 0.999  # the minimal circuit's bar (thresholds: circuit.sufficient_acc)
+
+
+@dataclass
+class Result:
+    snapshots: list[str]
+    steps: list[int]
+    train_seconds: dict
+    samples: int
+    measures: list[dict]
+    final_circuit: list[str]
+    fraction: float
+    first_reaches: dict
+    accuracy_first_crosses: dict
+    order: list[str]
+    stencil_head: int  # the final model's most local layer-0 head, followed through training
+    stencil_maps: list  # [snapshot][H][W]: its relative stencil
+    sufficient_acc: float  # the minimal circuit's bar that was applied
+
+
+def wants(model: LifeTransformer, params: Params) -> list[Want]:
+    return []  # every snapshot is its own model: nothing to share with the analysed checkpoint's forward
+
+
+def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
+    if not 0 < params.fraction <= 1:
+        raise UserError(f"--fraction must be in (0, 1], got {params.fraction}")
+    paths = list_snapshots(Path(params.run_dir))
     if not paths:
-        raise UserError(f"run {ctx.ckpt.get('run_id')!r} has no snapshots in {run_dir / 'snapshots'}: train with "
-                         "train.snapshots=N (exp/cpu_demo writes 19)")
+        raise UserError(f"run folder {params.run_dir} has no snapshots: train with train.snapshots=N "
+                        "(exp/cpu_demo writes 19)")
     snaps = [read_checkpoint(p) for p in paths]
-    ex, small = ctx.examples(args.samples), ctx.examples(max(16, args.samples // 4), seed_offset=11)
-    ref = ctx.examples(max(16, args.samples // 4), seed_offset=12)
-    size = ctx.layout.height, ctx.layout.width  # a size-free run may be analysed at another size (--size)
-    final = model_from_checkpoint(snaps[-1], ctx.model.cfg.device).resize(*size)
-    circuit = final_circuit(final, ex, ref, load_thresholds()["circuit"]["sufficient_acc"])
-    measures, models = [], []
+    size = params.size or (model.layout.height, model.layout.width)
+    quarter = max(2, len(ex) // 4)  # a quarter for the attention and probes, another for reference means
+    final = model_from_checkpoint(snaps[-1], model.cfg.device).resize(*size)
+    small, ref = (examples_of(final, ex.rules[rows], ex.boards[rows]) for rows in (slice(0, quarter),
+                                                                                   slice(quarter, 2 * quarter)))
+    circuit = final_circuit(final, ex, ref, params.sufficient_acc)
+    measures, patterns = [], []
     for snap in snaps:
-        model = model_from_checkpoint(snap, ctx.model.cfg.device).resize(*size)
-        measures.append(snapshot_measures(model, ex, small, ref, circuit))
-        models.append(model)
+        snapshot = model_from_checkpoint(snap, model.cfg.device).resize(*size)
+        measures.append(snapshot_measures(snapshot, ex, small, ref, circuit))
+        patterns.append(attn_maps.target_attention(snapshot, small.tokens, snapshot.layout.board)[0][0])
     steps = [int(s["step"]) for s in snaps]
     seconds = {int(s["step"]): float(s.get("train_time_s", float("nan"))) for s in snaps}
-    forms = {label: first_reaching(steps, series(measures, key, layer), args.fraction)
+    forms = {label: first_reaching(steps, series(measures, key, layer), params.fraction)
              for label, key, layer, *_ in CURVES if series(measures, key, layer)}
     order = sorted(((s, label) for label, s in forms.items() if s is not None))
-    marks = {f"{100 * m:g}%": first_crossing(steps, series(measures, "acc", None), m) for m in ACC_MARKS}
-    files = [forms_figure(ctx, steps, measures, marks, args.fraction), bits_figure(ctx, steps, measures)]
-    files += stencil_animation(ctx, steps, models, small)
-    numbers = {
-        "snapshots": [str(p) for p in paths], "steps": steps, "train_seconds": seconds, "samples": args.samples,
-        "measures": measures, "final_circuit": [c.name for c in circuit], "fraction": args.fraction,
-        "first_reaches": forms, "accuracy_first_crosses": marks,
-        "order": [f"{label} (step {s}, {seconds.get(s, float('nan')):.0f} s)" for s, label in order],
-    }
-    return numbers, files
+    profile, _ = attn_maps.stencil_profile(patterns[-1], final.layout)
+    head = int(attn_maps.locality_measures(profile)["neighbour_share"].argmax())
+    return Result(
+        snapshots=[str(p) for p in paths], steps=steps, train_seconds=seconds, samples=len(ex), measures=measures,
+        final_circuit=[c.name for c in circuit], fraction=params.fraction, first_reaches=forms,
+        accuracy_first_crosses={f"{100 * m:g}%": first_crossing(steps, series(measures, "acc", None), m)
+                                for m in ACC_MARKS},
+        order=[f"{label} (step {s}, {seconds.get(s, float('nan')):.0f} s)" for s, label in order],
+        stencil_head=head, stencil_maps=[attn_maps.relative_maps(p, final.layout)[head].tolist() for p in patterns],
+        sufficient_acc=params.sufficient_acc)
 
 
-def forms_figure(ctx: Context, steps: list[int], measures: list[dict], marks: dict[str, int | None],
-                 fraction: float) -> Path:
+def plot(result: Result, out: Path, provenance: Callable[..., str]) -> list[Path]:
+    return [forms_figure(result, out, provenance), bits_figure(result, out, provenance),
+            *stencil_animation(result, out, provenance)]
+
+
+def params_from_args(args: argparse.Namespace, ctx: Context, thresholds: dict) -> Params:
+    return Params(samples=args.samples, fraction=args.fraction, run_dir=str(Path(ctx.ckpt["path"]).parent),
+                  size=(ctx.layout.height, ctx.layout.width),
+                  sufficient_acc=thresholds["circuit"]["sufficient_acc"])
+
+
+def forms_figure(r: Result, out: Path, provenance: Callable[..., str]) -> Path:
+    steps, measures, marks, fraction = r.steps, r.measures, r.accuracy_first_crosses, r.fraction
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.0), layout="constrained")
     for label, key, layer, color, style in CURVES:
         values = series(measures, key, layer)
@@ -220,12 +257,13 @@ def forms_figure(ctx: Context, steps: list[int], measures: list[dict], marks: di
     axes[1].set_ylabel("share of the way from the first to the final value")
     axes[1].set_title(f"what forms when (dashed: {fraction:.0%} of the way)", pad=14)
     axes[1].legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    caption(fig, ctx.caption())
-    return save(fig, ctx.out / "dynamics_what_forms_when.png")
+    caption(fig, provenance())
+    return save(fig, out / "dynamics_what_forms_when.png")
 
 
-def bits_figure(ctx: Context, steps: list[int], measures: list[dict]) -> Path:
-    per_bit = np.array([m["acc_by_bit"] for m in measures], dtype=float)  # [snapshot, 18]
+def bits_figure(r: Result, out: Path, provenance: Callable[..., str]) -> Path:
+    steps = r.steps
+    per_bit = np.array([[np.nan if v is None else v for v in m["acc_by_bit"]] for m in r.measures])  # [snap, 18]
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True, layout="constrained")
     for ax, offset, title in ((axes[0], 0, "survival bits S0..S8 (live cells)"),
                               (axes[1], N_COUNTS, "birth bits B0..B8 (dead cells)")):
@@ -238,26 +276,18 @@ def bits_figure(ctx: Context, steps: list[int], measures: list[dict]) -> Path:
         ax.legend(frameon=False, fontsize=6.5, ncol=3)
     axes[0].set_ylabel("held-out accuracy on the cells it governs")
     fig.suptitle("Which rule bit is learned when")
-    caption(fig, ctx.caption())
-    return save(fig, ctx.out / "dynamics_bits.png")
+    caption(fig, provenance())
+    return save(fig, out / "dynamics_bits.png")
 
 
-def stencil_animation(ctx: Context, steps: list[int], models: list[LifeTransformer], ex: Examples) -> list[Path]:
-    """The relative stencil of the final model's most local layer-0 head, snapshot by snapshot."""
-    patterns = [attn_maps.target_attention(m, ex.tokens, ctx.layout.board)[0][0] for m in models]
-    profile, _ = attn_maps.stencil_profile(patterns[-1], ctx.layout)
-    head = int(attn_maps.locality_measures(profile)["neighbour_share"].argmax())
-    maps = [attn_maps.relative_maps(p, ctx.layout)[head] for p in patterns]
-    vmax = max(float(m.max()) for m in maps)
-    frames = []
-    centre = (ctx.layout.height // 2, ctx.layout.width // 2)
-    for step, field in zip(steps, maps):
-        fig, ax = plt.subplots(figsize=(4.2, 3.8))
-        draw_field(ax, field, f"L0H{head}, step {step}: relative stencil", SEQ_CMAP, 0, vmax, centre,
-                   "attention weight")
-        caption(fig, ctx.caption(layer=0, head=head))
-        frames.append(figure_to_array(fig))
-    return write_frames(frames, ctx.out / f"dynamics_stencil_L0H{head}", fps=3)
+def stencil_animation(r: Result, out: Path, provenance: Callable[..., str]) -> list[Path]:
+    """The relative stencil of the final model's most local layer-0 head, snapshot by snapshot (frames
+    drawn directly, one colour scale for all)."""
+    maps = np.array(r.stencil_maps, dtype=float)
+    titles = [f"L0H{r.stencil_head}, step {step}: relative stencil" for step in r.steps]
+    frames = field_frames(maps, titles, SEQ_CMAP, vmax=float(maps.max()), footer=provenance(layer=0,
+                                                                                           head=r.stencil_head))
+    return write_frames(frames, out / f"dynamics_stencil_L0H{r.stencil_head}", fps=3)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    numbers = run_main(NAME, build_parser, run, argv)
+    numbers = run_main(__spec__.name, argv)
     print("order of emergence: " + "; ".join(numbers["order"]))
     return numbers
 

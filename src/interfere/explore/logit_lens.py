@@ -10,55 +10,74 @@ unembedding; the report is next-state accuracy (argmax over dead/alive) and ROC-
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from sklearn.metrics import roc_auc_score
 
-from interfere.explore import batched
-from interfere.explore.common import Context, Examples, add_samples_arg, parser, run_main
+from interfere.explore.analysis import Examples, Want, at_positions, fast_auc
+from interfere.explore.common import add_samples_arg, parser, run_main
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.style import ACCENT, ACCENT_2, GUIDE_COLOR, caption, save
 
 NAME = "logit_lens"
 
 
-def lens_points(n_layers: int) -> list[str]:
-    return ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(n_layers)]
+@dataclass
+class Params:
+    samples: int = 256
+
+
+@dataclass
+class Result:
+    samples: int
+    points: list[str]  # "embed", "after L0", ...
+    acc: list[float]  # next-state accuracy of the unembedded residual at each point
+    auc: list[float]
+
+
+def residual_points(n_layers: int) -> list[tuple[str, str]]:
+    """(label, hook) of the residual stream before layer 0 and after every layer."""
+    return [("embed", "blocks.0.hook_resid_pre")] + [
+        (f"after L{i}", f"blocks.{i + 1}.hook_resid_pre" if i + 1 < n_layers else f"blocks.{i}.hook_resid_post")
+        for i in range(n_layers)]
+
+
+def wants(model: LifeTransformer, params: Params) -> list[Want]:
+    view = at_positions("targets", model.layout.targets[0])
+    return [(hook, view) for _, hook in residual_points(model.cfg.n_layers)]
 
 
 @torch.no_grad()
-def logit_lens(model: LifeTransformer, ex: Examples) -> dict[str, list[float]]:
-    """Next-state accuracy and AUC of the unembedded residual at every lens point."""
-    names = lens_points(model.cfg.n_layers)
-    cache = batched.cached(model, ex.tokens, names, take=lambda _, act: act[:, model.layout.targets[0]])
+def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
+    """Next-state accuracy and AUC of the unembedded residual at every point."""
     truth = ex.next_boards.reshape(len(ex.boards), -1)
     acc, auc = [], []
-    for name in names:
-        resid = cache[name].to(model.cfg.device)
+    for (hook, view), _ in zip(wants(model, params), residual_points(model.cfg.n_layers)):
+        resid = ex.act(hook, view).to(model.cfg.device)
         logits = model.unembed(model.ln_final(resid)).float().cpu()
         diff = logits[..., 1] - logits[..., 0]
         acc.append(((diff > 0).long() == truth).float().mean().item())
-        auc.append(float(roc_auc_score(truth.flatten().numpy(), diff.flatten().numpy())))
-    return {"points": ["embed"] + [f"after L{i}" for i in range(model.cfg.n_layers)], "acc": acc, "auc": auc}
+        auc.append(fast_auc(truth.flatten(), diff.flatten()))
+    return Result(len(ex), [label for label, _ in residual_points(model.cfg.n_layers)], acc, auc)
 
 
-def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
-    lens = logit_lens(ctx.model, ctx.examples(args.samples))
+def plot(result: Result, out: Path, provenance: Callable[..., str]) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.0, 3.4))
-    x = range(len(lens["points"]))
-    ax.plot(x, lens["acc"], "-o", color=ACCENT, label="accuracy")
-    ax.plot(x, lens["auc"], "--s", color=ACCENT_2, label="ROC-AUC")
+    x = range(len(result.points))
+    ax.plot(x, result.acc, "-o", color=ACCENT, label="accuracy")
+    ax.plot(x, result.auc, "--s", color=ACCENT_2, label="ROC-AUC")
     ax.axhline(0.5, color=GUIDE_COLOR, lw=0.8, zorder=0)
-    ax.set_xticks(list(x), lens["points"])
+    ax.set_xticks(list(x), result.points)
     ax.set_ylim(0.4, 1.02)
     ax.set_xlabel("residual stream read out")
     ax.set_ylabel("next-state score at t+1 targets")
     ax.set_title("logit lens: when is the next state decided?")
     ax.legend(frameon=False)
-    caption(fig, ctx.caption(samples=args.samples))
-    return {"samples": args.samples, **lens}, [save(fig, ctx.out / "logit_lens.png")]
+    caption(fig, provenance(samples=result.samples))
+    return [save(fig, out / "logit_lens.png")]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run_main(NAME, build_parser, run, argv)
+    return run_main(__spec__.name, argv)
 
 
 if __name__ == "__main__":

@@ -30,22 +30,23 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
+from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS, get_rule
 from interfere.ca.simulate import neighbour_counts, step
 from interfere.data.layout import rule_token
 from interfere.explore import batched
-from interfere.explore.attn_maps import target_attention
-from interfere.explore.common import Context, Examples, add_samples_arg, parser, run_main
+from interfere.explore.analysis import Examples, Want, target_rows
+from interfere.explore.common import Context, add_samples_arg, examples_of, parser, run_main
 from interfere.explore.components import accuracy
 from interfere.model import inference
 from interfere.model.life_model import LifeTransformer
-from interfere.thresholds import effect_floors
+from interfere.thresholds import effect_floors, load_thresholds
 from interfere.viz.boards import head_grid
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, DIV_CMAP, SEQ_CMAP, WRONG_COLOR, caption, save
 
@@ -188,15 +189,41 @@ def rule_use(path: dict[str, float], floor: float) -> float | None:
     return (path["clean_acc"] - path["ablated_acc"]) / gain if gain >= floor else None
 
 
-def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
-    model, layout, cfg = ctx.model, ctx.layout, ctx.model.cfg
-    ex = ctx.examples(args.samples)
-    rule_mass = rule_attention(target_attention(model, ex.tokens, layout.rule)[0])  # [layer, head, 18]
+@dataclass
+class Params:
+    samples: int = 144
+    patching: str = "auto"  # per-head activation patching: auto (up to PATCHING_MAX_CELLS cells) | on | off
+    conway: bool = True  # also the rule-path test on Conway's Life (the same boards)
+    thresholds: dict = field(default_factory=load_thresholds)  # passed in by commands; H3 applies effect_floors
+
+
+@dataclass
+class Result:
+    samples: int
+    rule_attention_mass: list  # [layer][head]: attention from t+1 targets to the 18 rule tokens
+    rule_attention_per_bit: list  # [layer][head][18]
+    rule_attention_uniform: float  # 18 / (context + 1): what uniform attention would give
+    flip: dict  # per bit: precision, recall, false_flip_rate, flipped_acc, governed_cells, changed_cells
+    flip_mean: dict
+    rule_path: dict  # clean_acc, ablated_acc, rule_blind_best, rule_use
+    rule_path_conway: dict | None
+    patching: dict
+    effect_floors: dict  # the floors applied (from the thresholds passed in)
+    board_size: list[int]
+
+
+def wants(model: LifeTransformer, params: Params) -> list[Want]:
+    view = target_rows(model.layout, "targets->rule", model.layout.rule)
+    return [(f"blocks.{i}.attn.hook_pattern", view) for i in range(model.cfg.n_layers)]
+
+
+def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
+    layout, cfg = model.layout, model.cfg
+    floors = effect_floors(params.thresholds)
+    rule_mass = rule_attention(torch.stack([ex.act(hook, view) for hook, view in wants(model, params)]))
     scores = flip_scores(model_predictor(model), ex.rules, ex.boards)
-    bits = torch.arange(len(ex.rules)) % N_RULE_BITS  # every bit flipped on an equal share of boards
-    flipped = flip_bits(ex.rules, bits)
-    floors = effect_floors()
-    patch = args.patching == "on" or (args.patching == "auto" and layout.n_cells <= PATCHING_MAX_CELLS)
+    flipped = flip_bits(ex.rules, torch.arange(len(ex.rules)) % N_RULE_BITS)  # every bit on an equal share
+    patch = params.patching == "on" or (params.patching == "auto" and layout.n_cells <= PATCHING_MAX_CELLS)
     if patch:
         restored, restored_all, effect = head_patching(model, ex.rules, flipped, ex.boards)
     else:
@@ -204,73 +231,83 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
     patch_effect = patch and abs(effect) >= floors["patch_effect_logits"]
     path = rule_path(model, ex)
     path["rule_use"] = rule_use(path, floors["rule_use_gain"])
-    conway = None if ctx.rule else rule_path(model, ctx.examples(args.samples, seed_offset=7, rule="B3/S23"))
+    conway = None
+    if params.conway:
+        conway = rule_path(model, examples_of(model, get_rule("B3/S23").bits.expand(len(ex), -1), ex.boards))
+    best = torch.nonzero(restored == restored.max())[0].tolist() if patch_effect else None
     n_context = layout.seq_len - len(layout.target_index)
-    files = []
+    return Result(
+        samples=len(ex), rule_attention_mass=rule_mass.sum(-1).tolist(), rule_attention_per_bit=rule_mass.tolist(),
+        rule_attention_uniform=N_RULE_BITS / (n_context + 1), flip=scores,
+        flip_mean={k: _nanmean(scores[k]) for k in ("precision", "recall", "false_flip_rate", "flipped_acc")},
+        rule_path=path, rule_path_conway=conway, effect_floors=floors, board_size=[layout.height, layout.width],
+        patching={"effect_logit": effect, "effect_floor": floors["patch_effect_logits"], "no_effect": not patch_effect,
+                  "skipped": not patch, "restored_share": restored.tolist() if patch_effect else None,
+                  "all_heads": restored_all if patch_effect else None,
+                  "best_head": ({"layer": best[0], "head": best[1], "share": float(restored.max())}
+                                if patch_effect else None)})
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 1.5 + 0.3 * cfg.n_layers * cfg.n_heads),
+
+def plot(result: Result, out: Path, provenance: Callable[..., str]) -> list[Path]:
+    return [rule_attention_figure(result, out, provenance), flip_figure(result, out, provenance),
+            rule_path_figure(result, out, provenance), patching_figure(result, out, provenance)]
+
+
+def rule_attention_figure(r: Result, out: Path, provenance: Callable[..., str]) -> Path:
+    per_bit = np.array(r.rule_attention_per_bit, dtype=float)
+    n_layers, n_heads = per_bit.shape[:2]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 1.5 + 0.3 * n_layers * n_heads),
                              gridspec_kw={"width_ratios": [1, 3]}, layout="constrained")
-    total = rule_mass.sum(-1)
+    total = np.array(r.rule_attention_mass, dtype=float)
     head_grid(axes[0], total, "attention mass on the 18 rule tokens", "share of all attention",
               vmax=max(1e-6, float(total.max())))
-    per_bit = rule_mass.reshape(-1, N_RULE_BITS)
-    im = axes[1].imshow(per_bit.numpy(), cmap=SEQ_CMAP, vmin=0, aspect="auto")
+    im = axes[1].imshow(per_bit.reshape(-1, N_RULE_BITS), cmap=SEQ_CMAP, vmin=0, aspect="auto")
     axes[1].set_xticks(range(N_RULE_BITS), BIT_NAMES)
-    axes[1].set_yticks(range(len(per_bit)), [f"L{i}H{j}" for i in range(cfg.n_layers) for j in range(cfg.n_heads)])
+    axes[1].set_yticks(range(n_layers * n_heads), [f"L{i}H{j}" for i in range(n_layers) for j in range(n_heads)])
     axes[1].set_xlabel("rule token")
     axes[1].set_title("… per rule token")
     fig.colorbar(im, ax=axes[1], fraction=0.02, pad=0.02).set_label("attention weight")
     fig.suptitle("H3: how much t+1 target queries attend to the rule (physics) tokens")
-    caption(fig, ctx.caption(samples=args.samples))
-    files.append(save(fig, ctx.out / "rule_attention.png"))
+    caption(fig, provenance(samples=r.samples))
+    return save(fig, out / "rule_attention.png")
 
+
+def flip_figure(r: Result, out: Path, provenance: Callable[..., str]) -> Path:
     fig, ax = plt.subplots(figsize=(9, 3.4))
     x = np.arange(N_RULE_BITS)
-    ax.bar(x - 0.2, scores["precision"], 0.4, color=ACCENT, label="precision |C∩G|/|C|")
-    ax.bar(x + 0.2, scores["recall"], 0.4, color=ACCENT_2, label="recall |C∩G|/|G|")
-    ax.plot(x, scores["false_flip_rate"], "x", color=WRONG_COLOR, label="false-flip rate |C−G|/|¬G|")
+    nan = lambda values: [float("nan") if v is None else v for v in values]  # noqa: E731
+    ax.bar(x - 0.2, nan(r.flip["precision"]), 0.4, color=ACCENT, label="precision |C∩G|/|C|")
+    ax.bar(x + 0.2, nan(r.flip["recall"]), 0.4, color=ACCENT_2, label="recall |C∩G|/|G|")
+    ax.plot(x, r.flip["false_flip_rate"], "x", color=WRONG_COLOR, label="false-flip rate |C−G|/|¬G|")
     ax.set_xticks(x, BIT_NAMES)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("flipped rule bit")
     ax.set_ylabel("share of cells")
     ax.set_title("H3 causal test: flipping one rule token changes exactly the governed cells?")
     ax.legend(frameon=False, fontsize=7, loc="lower right")
-    caption(fig, ctx.caption(samples=args.samples))
-    files.append(save(fig, ctx.out / "flip_test.png"))
+    caption(fig, provenance(samples=r.samples))
+    return save(fig, out / "flip_test.png")
 
-    files.append(rule_path_figure(ctx, path, conway, floors["rule_use_gain"], args.samples))
 
-    fig, ax = plt.subplots(figsize=(1.6 + 0.9 * cfg.n_heads, 1.4 + 0.6 * cfg.n_layers))
-    if patch_effect:
-        lim = max(1.0, float(restored.abs().max()))
+def patching_figure(r: Result, out: Path, provenance: Callable[..., str]) -> Path:
+    patch = r.patching
+    n_layers, n_heads = np.array(r.rule_attention_mass).shape
+    fig, ax = plt.subplots(figsize=(1.6 + 0.9 * n_heads, 1.4 + 0.6 * n_layers))
+    if not patch["no_effect"]:
+        restored = np.array(patch["restored_share"], dtype=float)
+        lim = max(1.0, float(np.abs(restored).max()))
         head_grid(ax, restored, "share of the flip effect restored by patching one head\n"
-                  f"(all heads: {restored_all:.2f}; flip effect {effect:.2f} logits)", "restored share", DIV_CMAP,
-                  -lim, lim)
+                  f"(all heads: {patch['all_heads']:.2f}; flip effect {patch['effect_logit']:.2f} logits)",
+                  "restored share", DIV_CMAP, -lim, lim)
     else:
         ax.axis("off")
-        why = (f"no effect to patch:\nthe flip moves the governed cells' logit by {effect:.3f},\n"
-               f"below the floor of {floors['patch_effect_logits']} (cfg/report/thresholds.yaml)" if patch
-               else f"patching skipped at {layout.height}x{layout.width}\n(one hooked forward per head; --patching on)")
+        why = (f"patching skipped at {r.board_size[0]}x{r.board_size[1]}\n(one hooked forward per head; --patching on)"
+               if patch["skipped"] else
+               f"no effect to patch:\nthe flip moves the governed cells' logit by {patch['effect_logit']:.3f},\n"
+               f"below the floor of {patch['effect_floor']} (thresholds file)")
         ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
-    caption(fig, ctx.caption(samples=args.samples))
-    files.append(save(fig, ctx.out / "head_patching.png"))
-
-    best = torch.nonzero(restored == restored.max())[0].tolist() if patch_effect else None
-    numbers = {
-        "samples": args.samples,
-        "rule_attention_mass": total.tolist(), "rule_attention_per_bit": rule_mass.tolist(),
-        "rule_attention_uniform": N_RULE_BITS / (n_context + 1),  # a target sees the context and itself
-        "flip": scores,
-        "flip_mean": {k: _nanmean(scores[k]) for k in ("precision", "recall", "false_flip_rate", "flipped_acc")},
-        "rule_path": path, "rule_path_conway": conway,
-        "patching": {"effect_logit": effect, "effect_floor": floors["patch_effect_logits"],
-                     "no_effect": not patch_effect, "skipped": not patch,
-                     "restored_share": restored.tolist() if patch_effect else None,
-                     "all_heads": restored_all if patch_effect else None,
-                     "best_head": ({"layer": best[0], "head": best[1], "share": float(restored.max())}
-                                   if patch_effect else None)},
-    }
-    return numbers, files
+    caption(fig, provenance(samples=r.samples))
+    return save(fig, out / "head_patching.png")
 
 
 def _nanmean(values: list[float]) -> float:
@@ -279,9 +316,10 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def rule_path_figure(ctx: Context, path: dict, conway: dict | None, floor: float, samples: int) -> Path:
+def rule_path_figure(r: Result, out: Path, provenance: Callable[..., str]) -> Path:
     """Accuracy with the rule path intact and removed, against the best rule-blind predictor."""
-    groups = [("held-out random rules", path)] + ([("Conway's Life", conway)] if conway else [])
+    groups = [("held-out random rules", r.rule_path)] + ([("Conway's Life", r.rule_path_conway)]
+                                                         if r.rule_path_conway else [])
     fig, ax = plt.subplots(figsize=(3.2 + 2.2 * len(groups), 3.4))
     width = 0.26
     for i, (_, p) in enumerate(groups):
@@ -293,13 +331,17 @@ def rule_path_figure(ctx: Context, path: dict, conway: dict | None, floor: float
     ax.set_xticks(range(len(groups)), [g for g, _ in groups])
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("t+1 cell accuracy")
-    use = path["rule_use"]
+    use = r.rule_path["rule_use"]
     ax.set_title("H3 causal test: remove the rule-reading path\n"
                  + (f"rule use {use:.2f} on held-out rules" if use is not None
-                    else f"no effect: the model is within {floor} of rule-blind"))
+                    else f"no effect: the model is within {r.effect_floors['rule_use_gain']} of rule-blind"))
     ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    caption(fig, ctx.caption(samples=samples))
-    return save(fig, ctx.out / "rule_path.png")
+    caption(fig, provenance(samples=r.samples))
+    return save(fig, out / "rule_path.png")
+
+
+def params_from_args(args: argparse.Namespace, ctx: Context, thresholds: dict) -> Params:
+    return Params(samples=args.samples, patching=args.patching, conway=ctx.rule is None, thresholds=thresholds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run_main(NAME, build_parser, run, argv)
+    return run_main(__spec__.name, argv)
 
 
 if __name__ == "__main__":

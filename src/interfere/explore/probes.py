@@ -2,8 +2,8 @@
 
     python explorations/probes.py --samples 512
 
-For ``resid_pre`` of every layer and the final residual (``ln_final.hook_normalized``'s input,
-``blocks.{L-1}.hook_resid_post``), at t+1 target positions and at board positions: the
+For the residual stream before layer 0 and after every layer (the points of the logit lens, one
+forward shared with it in the report), at t+1 target positions and at board positions: the
 neighbour count (R^2 of a ridge regression, and accuracy of a 9-way logistic classifier), the
 prior state (ROC-AUC) and the next state (ROC-AUC). Train/test split by board (never by cell).
 Controls, in the same figures: the same probes on ``--controls`` randomly initialised models of
@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from interfere.data.layout import SequenceLayout
-from interfere.explore import batched
-from interfere.explore.common import Context, Examples, add_samples_arg, parser, run_main
+from interfere.explore.analysis import Examples, View, Want, at_positions
+from interfere.explore.common import Context, add_samples_arg, examples_of, parser, run_main
+from interfere.explore.logit_lens import residual_points
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.style import ACCENT, CONTROL_COLOR, GUIDE_COLOR, SHUFFLED_COLOR, caption, save
 
@@ -39,15 +41,36 @@ LABELS = {"count_r2": "neighbour count R²", "count_acc": "count accuracy (9-way
 MAX_CELLS = 6_000  # cells per probe fit, sampled by board; keeps a probe fit to about a second
 
 
-def residual_names(n_layers: int) -> list[str]:
-    return [f"blocks.{i}.hook_resid_pre" for i in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
+@dataclass
+class Params:
+    samples: int = 256
+    controls: int = 3  # random-init control models (init seeds)
+    seed: int = 0  # the board split's and the controls' seed
 
 
-def residuals(model: LifeTransformer, tokens: torch.Tensor, positions: slice) -> np.ndarray:
-    """``[n_points, batch, H*W, d_model]`` float32: the residual at each probe point and position."""
-    names = residual_names(model.cfg.n_layers)
-    cache = batched.cached(model, tokens, names, take=lambda _, act: act[:, positions])
-    return np.stack([cache[n].numpy() for n in names])
+@dataclass
+class Result:
+    samples: int
+    points: list[str]  # the residual stream before layer 0 ("embed") and after every layer
+    control_init_seeds: list[int]
+    results: dict  # {"target" | "board": {"trained": [per point], "random_init": [[per point]], "shuffled_labels"}}
+
+
+WHERE = ("target", "board")
+
+
+def views(layout: SequenceLayout) -> dict[str, View]:
+    return {"target": at_positions("targets", layout.targets[0]), "board": at_positions("board", layout.board)}
+
+
+def wants(model: LifeTransformer, params: Params) -> list[Want]:
+    return [(hook, view) for _, hook in residual_points(model.cfg.n_layers) for view in views(model.layout).values()]
+
+
+def residuals(ex: Examples, model: LifeTransformer, where: str) -> np.ndarray:
+    """``[n_points, batch, H*W, d_model]`` float32: the residual at each probe point, at ``where``."""
+    view = views(model.layout)[where]
+    return np.stack([ex.act(hook, view).numpy() for _, hook in residual_points(model.cfg.n_layers)])
 
 
 def board_split(n_boards: int, seed: int, test_frac: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
@@ -97,9 +120,9 @@ def shuffled(labels: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
     return {k: v[perm] for k, v in labels.items()}
 
 
-def probe_model(model: LifeTransformer, ex: Examples, labels: dict[str, np.ndarray], positions: slice,
+def probe_model(model: LifeTransformer, ex: Examples, labels: dict[str, np.ndarray], where: str,
                 seed: int) -> list[dict[str, float]]:
-    acts = residuals(model, ex.tokens, positions)
+    acts = residuals(ex, model, where)
     train, test = board_split(len(ex.boards), seed)
     return [fit_probes(a, labels, train, test, seed) for a in acts]
 
@@ -117,24 +140,26 @@ def control_seeds(seed: int, n: int) -> list[int]:
     return [seed + 1000 * k for k in range(n)]
 
 
-def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
-    layout: SequenceLayout = ctx.layout
-    ex = ctx.examples(args.samples)
+def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
     labels = labels_of(ex)
-    twins = [random_twin(ctx.model, s) for s in control_seeds(ctx.seed, args.controls)]
-    where = {"target": layout.targets[0], "board": layout.board}
-    results: dict[str, dict[str, list]] = {}
-    for pos_name, positions in where.items():
-        results[pos_name] = {
-            "trained": probe_model(ctx.model, ex, labels, positions, ctx.seed),
-            "random_init": [probe_model(twin, ex, labels, positions, ctx.seed) for twin in twins],
-            "shuffled_labels": probe_model(ctx.model, ex, shuffled(labels, ctx.seed), positions, ctx.seed),
-        }
-    points = [f"L{i}" for i in range(ctx.model.cfg.n_layers)] + ["final"]
+    seeds = control_seeds(params.seed, params.controls)
+    twins = [examples_of(twin, ex.rules, ex.boards) for twin in (random_twin(model, s) for s in seeds)]
+    for twin_ex in twins:
+        twin_ex.acts.want(wants(twin_ex.acts.model, params))  # one forward per control, both positions
+    results = {where: {
+        "trained": probe_model(model, ex, labels, where, params.seed),
+        "random_init": [probe_model(t.acts.model, t, labels, where, params.seed) for t in twins],
+        "shuffled_labels": probe_model(model, ex, shuffled(labels, params.seed), where, params.seed),
+    } for where in WHERE}
+    points = [label for label, _ in residual_points(model.cfg.n_layers)]
+    return Result(len(ex), points, seeds, results)
+
+
+def plot(result: Result, out: Path, provenance: Callable[..., str]) -> list[Path]:
     files = []
-    for pos_name, res in results.items():
+    x = range(len(result.points))
+    for where, res in result.results.items():
         fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
-        x = range(len(points))
         for ax, key in zip(axes, TARGETS):
             ax.plot(x, [r[key] for r in res["trained"]], "-o", color=ACCENT, label="trained", ms=4)
             controls = np.array([[r[key] for r in twin] for twin in res["random_init"]], dtype=float)
@@ -143,19 +168,21 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict, list[Path]]:
                     label=f"random init (mean, range of {len(controls)})")
             ax.plot(x, [r[key] for r in res["shuffled_labels"]], ":^", color=SHUFFLED_COLOR,
                     label="shuffled labels", ms=4)
-            ax.set_xticks(range(len(points)), points)
-            ax.set_xlabel("residual stream before layer")
+            ax.set_xticks(list(x), result.points)
+            ax.set_xlabel("residual stream")
             ax.set_ylabel(LABELS[key])
             ax.set_title(LABELS[key])
             ax.set_ylim(-0.05 if key == "count_r2" else 0.0, 1.02)
             ax.axhline(0.5 if key.endswith("auc") else 0.0, color=GUIDE_COLOR, lw=0.8, zorder=0)
         axes[0].legend(frameon=False, fontsize=7)
-        fig.suptitle(f"H2: linear probes at {pos_name} positions (held-out boards)")
-        caption(fig, ctx.caption(samples=args.samples))
-        files.append(save(fig, ctx.out / f"probes_{pos_name}.png"))
-    numbers = {"points": points, "samples": args.samples, "control_init_seeds": control_seeds(ctx.seed, args.controls),
-               "results": results}
-    return numbers, files
+        fig.suptitle(f"H2: linear probes at {where} positions (held-out boards)")
+        caption(fig, provenance(samples=result.samples))
+        files.append(save(fig, out / f"probes_{where}.png"))
+    return files
+
+
+def params_from_args(args: argparse.Namespace, ctx: Context, thresholds: dict) -> Params:
+    return Params(samples=args.samples, controls=args.controls, seed=ctx.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run_main(NAME, build_parser, run, argv)
+    return run_main(__spec__.name, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic save, discovery, validation, and rebuilding the model from one (DESIGN §4).
+"""Checkpoints: atomic save, discovery, validation, and rebuilding the model from one (docs/design.md, "The model").
 
 A checkpoint is a plain dict (tensors, dicts, strings, numbers), so ``torch.load(weights_only=True)``
 reads it. It carries everything needed to rebuild the model without the config file: the

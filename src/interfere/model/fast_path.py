@@ -1,4 +1,4 @@
-"""The training forward: target logits of a :class:`LifeTransformer` without its hooks (DESIGN §9).
+"""The training forward: target logits of a :class:`LifeTransformer` without its hooks (docs/design.md, "The model").
 
 It computes the same function as ``model.target_logits(model(tokens))`` over the same parameters
 (``tests/test_model.py`` asserts equal logits and equal gradients), but only what the loss needs.

@@ -1,4 +1,4 @@
-"""The one model object: a TransformerLens ``HookedTransformer`` that owns its own hooks (DESIGN §4).
+"""The one model object: a TransformerLens ``HookedTransformer`` that owns its own hooks (docs/design.md, "The model").
 
 :class:`LifeTransformer` *is* a ``HookedTransformer``. Its layout-dependent tables (``pos2d``,
 segment ids, the attention mask, the rotary angles) are buffers, and the hooks that use them are

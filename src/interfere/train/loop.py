@@ -1,4 +1,4 @@
-"""The training loop: single process or DDP under `torchrun`, read top to bottom (DESIGN §5).
+"""The training loop: single process or DDP under `torchrun`, read top to bottom (docs/design.md, "Training").
 
 AdamW on fp32 master weights, linear warm-up then cosine decay (in optimizer steps), gradient
 clipping, optional EMA, bf16 autocast where it pays (``train.precision``), cross-entropy over the two
@@ -173,6 +173,7 @@ class Run:
         self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay > 0 else None
         self.step, self.train_time, self.last_eval = 0, 0.0, {}
         self.stop_clauses = parse_stop_when(tc.stop_when) if tc.stop_when else []
+        self.decay_clauses = parse_stop_when(tc.decay_when, "train.decay_when") if tc.decay_when else []
         self.stopped: dict | None = None  # when and why training ended (None while it runs)
         self.saved: tuple[int, Path] | None = None  # (step, path) of the last good checkpoint
         if resume_from is not None:
@@ -290,31 +291,42 @@ class Run:
                             "message": f"trained the full {tc.steps} steps (train.steps)"}
 
     def _validate(self) -> None:
-        """Rank 0 measures the validation rules and decides whether to stop; every rank learns it."""
-        decision = None
+        """Rank 0 measures the validation rules and decides whether to start the learning rate's decay
+        (``train.decay_when``) and whether to stop; every rank learns both."""
+        decision, decay = None, False
         if self.dd.is_main:
             self.last_eval = self._validation_metrics()
             self._log({"step": self.step, "validation": self.last_eval})
+            decay = self.scheduler.decay_start is None and stop_reason(self.decay_clauses, self.last_eval) is not None
+            if decay:
+                self._log({"step": self.step, "decay_started": self.step, "train_time_s": self.train_time})
             decision = self._stop_decision(self.last_eval)
             if decision is not None:
                 self._log({"step": self.step, "stopped": decision, "train_time_s": self.train_time})
-        self.stopped = self.dd.broadcast(decision) if self.dd.enabled else decision
+        decision, decay = self.dd.broadcast((decision, decay)) if self.dd.enabled else (decision, decay)
+        if decay:
+            self.scheduler.trigger(self.step)
+        self.stopped = decision
 
     def _stop_decision(self, metrics: dict) -> dict | None:
-        """``{"step", "reason", "target_reached", "message"}`` when training ends now, else None."""
+        """``{"step", "reason", "target_reached", "message"}`` when training ends now, else None: the target
+        reached, the cap reached, or (``train.schedule: triggered``) the learning rate's decay ended."""
         tc, reason = self.tc, stop_reason(self.stop_clauses, metrics)
         if reason is not None:
             message = f"stopped at step {self.step} of at most {tc.steps}: {reason} (train.stop_when)"
             return {"step": self.step, "reason": reason, "target_reached": True, "message": message}
-        if self.step < tc.steps:
+        start = self.scheduler.decay_start
+        if self.step >= tc.steps:
+            end, why = f"trained the full {tc.steps} steps (train.steps)", "train.steps"
+        elif start is not None and self.step >= start + tc.decay_steps:
+            end, why = f"stopped at step {self.step}: the learning rate's decay ended (train.decay_steps)", "decayed"
+        else:
             return None
         if not self.stop_clauses:
-            message = f"trained the full {tc.steps} steps (train.steps; no train.stop_when)"
-            return {"step": self.step, "reason": "train.steps", "target_reached": None, "message": message}
+            return {"step": self.step, "reason": why, "target_reached": None, "message": end}
         missed = shortfall(self.stop_clauses, metrics)
-        message = (f"reached the cap of {tc.steps} steps without the target {tc.stop_when!r}: "
-                   f"the last validation has {missed}")
-        return {"step": self.step, "reason": f"cap; missed: {missed}", "target_reached": False, "message": message}
+        message = f"{end} without the target {tc.stop_when!r}: the last validation has {missed}"
+        return {"step": self.step, "reason": f"{why}; missed: {missed}", "target_reached": False, "message": message}
 
     def _train_step(self, net: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         batches = [self.stream.next(size=size) for _ in range(self.tc.grad_accum) for size in self.sizes]
@@ -340,7 +352,7 @@ class Run:
         record = {
             "step": self.step, "loss": window.loss.item() / window.steps,
             "acc": window.correct.item() / (window.steps * self.cells_per_step / self.dd.world_size),
-            "lr": self.scheduler.get_last_lr()[0], "cells_per_s": window.steps * self.cells_per_step / elapsed,
+            "lr": self.scheduler.last_lr(), "cells_per_s": window.steps * self.cells_per_step / elapsed,
             "train_time_s": self.train_time,
         }
         self._log(record)

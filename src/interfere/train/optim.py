@@ -12,12 +12,53 @@ import torch
 from interfere.config import TrainConfig
 
 
-def lr_factor(step: int, tc: TrainConfig) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_lr_frac`` at ``tc.steps``."""
+def lr_factor(step: int, tc: TrainConfig, decay_start: int | None = None) -> float:
+    """The learning rate's factor at ``step``: linear warm-up to 1, then
+
+    * ``train.schedule: cosine``: cosine decay to ``min_lr_frac`` at ``tc.steps``;
+    * ``train.schedule: triggered``: constant until the decay starts, then linear decay to ``min_lr_frac``
+      over ``tc.decay_steps``. The decay starts at ``decay_start`` (the step at which validation reached
+      ``train.decay_when``) or, at the latest, ``decay_steps`` before the cap, so a run that never gets
+      there still anneals by its last step.
+    """
     if step < tc.warmup_steps:
         return (step + 1) / tc.warmup_steps
+    if tc.schedule == "triggered":
+        latest = max(tc.warmup_steps, tc.steps - tc.decay_steps)
+        start = latest if decay_start is None else min(decay_start, latest)
+        progress = min(1.0, max(0.0, (step - start) / max(1, tc.decay_steps)))
+        return tc.min_lr_frac + (1 - tc.min_lr_frac) * (1 - progress)
     progress = min(1.0, (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps))
     return tc.min_lr_frac + (1 - tc.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Schedule:
+    """The learning-rate schedule of a run (:func:`lr_factor`), with the step its decay was triggered at."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, tc: TrainConfig) -> None:
+        self.tc, self.decay_start = tc, None
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc, self.decay_start))
+
+    def trigger(self, step: int) -> bool:
+        """Start the decay at ``step`` (once); True when this call started it."""
+        if self.tc.schedule != "triggered" or self.decay_start is not None:
+            return False
+        self.decay_start = step
+        return True
+
+    def step(self) -> None:
+        self.scheduler.step()
+
+    def last_lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def state_dict(self) -> dict:
+        return {**self.scheduler.state_dict(), "decay_start": self.decay_start}
+
+    def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        self.decay_start = state.pop("decay_start", None)
+        self.scheduler.load_state_dict(state)
 
 
 def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
@@ -32,8 +73,8 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), fused=False)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, tc: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
+def make_scheduler(optimizer: torch.optim.Optimizer, tc: TrainConfig) -> Schedule:
+    return Schedule(optimizer, tc)
 
 
 class EMA:

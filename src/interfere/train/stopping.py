@@ -34,17 +34,17 @@ class Clause:
         return f"{self.metric} {metrics[METRICS[self.metric]]:.5f} {self.op} {self.value}"
 
 
-def parse_stop_when(text: str) -> list[Clause]:
+def parse_stop_when(text: str, key: str = "train.stop_when") -> list[Clause]:
     """``"validation_acc >= 0.9999 [and ...]"`` -> its clauses; a one-line error naming the problem."""
     clauses = []
     for part in re.split(r"\band\b", text):
         match = _CLAUSE.match(part)
         if not match:
-            raise UserError(f"train.stop_when: cannot read {part.strip()!r}; write e.g. 'validation_acc >= 0.9999' "
-                             f"(metrics: {', '.join(METRICS)}; joined by 'and')")
+            raise UserError(f"{key}: cannot read {part.strip()!r}; write e.g. 'validation_acc >= 0.9999' "
+                            f"(metrics: {', '.join(METRICS)}; joined by 'and')")
         metric, op, value = match.groups()
         if metric not in METRICS:
-            raise UserError(f"train.stop_when: unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+            raise UserError(f"{key}: unknown metric {metric!r}; choose from {', '.join(METRICS)}")
         clauses.append(Clause(metric, op, float(value)))
     return clauses
 

@@ -11,7 +11,6 @@ import torch
 from matplotlib.colors import to_rgb
 from PIL import Image, ImageDraw
 
-from interfere.viz.boards import draw_board
 from interfere.viz.style import ALIVE_COLOR, DEAD_COLOR, GRID_COLOR, WRONG_COLOR
 
 
@@ -49,22 +48,6 @@ def write_frames(frames: list[np.ndarray], path: Path, fps: float = 4.0, mp4: bo
     return written
 
 
-def rollout_frames(model_states: torch.Tensor, true_states: torch.Tensor, title: str) -> list[np.ndarray]:
-    """One frame per generation: the model's board, the simulator's, and their difference."""
-    frames = []
-    for t in range(len(true_states)):
-        wrong = (model_states[t] != true_states[t]).numpy()
-        fig, axes = plt.subplots(1, 2, figsize=(5.2, 2.9))
-        draw_board(axes[0], model_states[t].numpy(), "model", wrong=wrong)
-        draw_board(axes[1], true_states[t].numpy(), "simulator")
-        n_wrong = int(wrong.sum())
-        status = f"{n_wrong} wrong cell{'s' * (n_wrong != 1)}" if n_wrong else "exact"
-        fig.suptitle(f"{title}   generation {t}   ({status})", fontsize=9,
-                     color=WRONG_COLOR if n_wrong else "black")
-        frames.append(figure_to_array(fig))
-    return frames
-
-
 def _rgb(color: str) -> np.ndarray:
     return (np.array(to_rgb(color)) * 255).astype(np.uint8)
 
@@ -83,7 +66,7 @@ def comparison_frames(model_states: torch.Tensor, true_states: torch.Tensor, tit
     the model's board | the simulator's | their differences in red, under a line of text."""
     n, height, width = true_states.shape
     cell = max(1, max_pixels // max(height, width))
-    gap, header = 6, 22
+    gap = 6
     frames = []
     for t in range(n):
         ours, truth = model_states[t].numpy(), true_states[t].numpy()
@@ -91,11 +74,35 @@ def comparison_frames(model_states: torch.Tensor, true_states: torch.Tensor, tit
         panels = [_panel(ours, None, cell), _panel(truth, None, cell), _panel(np.zeros_like(truth), wrong, cell)]
         sep = np.full((height * cell, gap, 3), _rgb(GRID_COLOR), dtype=np.uint8)
         body = np.concatenate([panels[0], sep, panels[1], sep, panels[2]], axis=1)
-        image = Image.new("RGB", (body.shape[1], body.shape[0] + header), "white")
-        image.paste(Image.fromarray(body), (0, header))
         n_wrong = int(wrong.sum())
         status = f"{n_wrong} wrong" if n_wrong else "exact"
-        ImageDraw.Draw(image).text((4, 5), f"{title}  gen {t}: {status}   (model | simulator | differences)",
-                                   fill=WRONG_COLOR if n_wrong else "black")
-        frames.append(np.asarray(image))
+        frames.append(_captioned(body, f"{title}  gen {t}: {status}   (model | simulator | differences)",
+                                 color=WRONG_COLOR if n_wrong else "black"))
+    return frames
+
+
+def _captioned(body: np.ndarray, title: str, footer: str = "", color: str = "black") -> np.ndarray:
+    """An RGB image with a line of text above it (and a smaller grey one below)."""
+    header, below = 22, 16 if footer else 0
+    width = max(body.shape[1], 6 * max(len(title), len(footer)) + 8)
+    image = Image.new("RGB", (width, body.shape[0] + header + below), "white")
+    image.paste(Image.fromarray(body), (0, header))
+    draw = ImageDraw.Draw(image)
+    draw.text((4, 5), title, fill=color)
+    if footer:
+        draw.text((4, header + body.shape[0] + 3), footer, fill="#666666")
+    return np.asarray(image)
+
+
+def field_frames(fields: np.ndarray, titles: list[str], cmap: str, vmax: float, footer: str = "",
+                 max_pixels: int = 320) -> list[np.ndarray]:
+    """One frame per ``[H, W]`` field of ``fields``, coloured by ``cmap`` on one scale (0..vmax), drawn
+    directly (no figure per frame), with its title above and a provenance line below."""
+    colormap = plt.get_cmap(cmap)
+    n, height, width = fields.shape
+    cell = max(1, max_pixels // max(height, width))
+    frames = []
+    for field, title in zip(fields, titles):
+        rgb = (colormap(np.clip(field / max(vmax, 1e-12), 0, 1))[..., :3] * 255).astype(np.uint8)
+        frames.append(_captioned(rgb.repeat(cell, 0).repeat(cell, 1), title, footer))
     return frames

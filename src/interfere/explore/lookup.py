@@ -1,0 +1,181 @@
+"""The lookup at neuron level: which neurons of the last MLP carry the governing rule bit to a target.
+
+A target's next state is ``rule_bit[case]``: the bit of the rule that governs its (state, count) case.
+The last MLP at the targets finishes that lookup (the interchange account leaves only it computed). For
+each target cell this runs the model twice more: with the cell's *governing* bit flipped (its true next
+state flips) and with one *non-governing* bit flipped (its next state stays). Patching a set S of the
+MLP's neurons (their activations ``mlp.hook_post`` at that target, taken from the flipped run) into the
+clean run *carries* the flip when the prediction follows the flipped rule's next state; the same neurons
+*leak* when a non-governing flip patched through them changes the prediction. Since the MLP is the last
+component at a target, a patch at one target changes only that target's output, so every cell can be
+patched at once, and a set's carry is read off the final LayerNorm and unembedding directly (confirmed
+once through the hooked model).
+
+Neurons are ranked by how far their change under the governing flip moves the target's logit difference
+towards the flipped answer (their direct effect); the smallest top-k set that carries at
+least ``carry`` of governing flips and leaks at most ``leak`` of non-governing ones is the lookup set, and
+random sets of its size are its control. Each neuron is named by what it responds to: the (state, count
+band) where its clean activation is highest and the rule bit its activation follows there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
+from interfere.explore import batched
+from interfere.explore.analysis import Examples
+from interfere.model.life_model import LifeTransformer
+
+RANDOM_SETS = 20
+
+
+@dataclass
+class Flips:
+    """MLP activations at the targets: clean, under each cell's governing flip and a non-governing one."""
+
+    resid_mid: torch.Tensor  # [N, cells, d_model]: the residual entering the last MLP (clean)
+    clean: torch.Tensor  # [N, cells, d_mlp]
+    governing: torch.Tensor  # [N, cells, d_mlp]
+    other: torch.Tensor  # [N, cells, d_mlp]
+    truth: torch.Tensor  # [N, cells] clean next state
+    case: torch.Tensor  # [N, cells] governing bit index
+
+
+def governing_bits(ex: Examples) -> torch.Tensor:
+    """``[N, cells]``: the index of the rule bit that decides each cell (S_count if alive, else B_count)."""
+    own, count = ex.boards.flatten(1), ex.counts.flatten(1)
+    return torch.where(own == 1, count, N_COUNTS + count)
+
+
+def collect(model: LifeTransformer, ex: Examples, seed: int) -> Flips:
+    """One clean and 18 flipped hooked forwards (one per bit), kept at the targets only."""
+    layer, targets = model.cfg.n_layers - 1, model.layout.targets[0]
+    post, mid = f"blocks.{layer}.mlp.hook_post", f"blocks.{layer}.hook_resid_mid"
+    take = lambda _, act: act[:, targets]  # noqa: E731
+    clean = batched.cached(model, ex.tokens, [post, mid], take=take)
+    flipped = []
+    for b in range(N_RULE_BITS):
+        rules = ex.rules.clone()
+        rules[:, b] = ~rules[:, b]
+        flipped.append(batched.cached(model, model.encode_prompt(rules, ex.boards), [post], take=take)[post])
+    every = torch.stack(flipped, dim=2)  # [N, cells, 18, d_mlp]
+    gov = governing_bits(ex)
+    g = torch.Generator().manual_seed(seed)
+    other = (gov + torch.randint(1, N_RULE_BITS, gov.shape, generator=g)) % N_RULE_BITS
+    pick = lambda bits: every.gather(2, bits[..., None, None].expand(-1, -1, 1, every.shape[-1]))[:, :, 0]  # noqa
+    return Flips(clean[mid], clean[post], pick(gov), pick(other), ex.next_boards.flatten(1), gov)
+
+
+@torch.no_grad()
+def predictions(model: LifeTransformer, flips: Flips, hidden: torch.Tensor) -> torch.Tensor:
+    """The last layer's prediction at every target with MLP activations ``hidden`` ``[N, cells, d_mlp]``."""
+    mlp = model.blocks[-1].mlp
+    dev = model.cfg.device
+    out = hidden.to(dev) @ mlp.W_out + mlp.b_out
+    logits = model.unembed(model.ln_final(flips.resid_mid.to(dev) + out))
+    return logits.argmax(-1).cpu()
+
+
+def carry_and_leak(model: LifeTransformer, flips: Flips, neurons: torch.Tensor) -> tuple[float, float]:
+    """(share of governing flips the neurons carry, share of non-governing flips that leak through them)."""
+    clean_pred = predictions(model, flips, flips.clean)
+    patched = flips.clean.clone()
+    patched[..., neurons] = flips.governing[..., neurons]
+    carry = (predictions(model, flips, patched) == 1 - flips.truth).float().mean().item()
+    patched = flips.clean.clone()
+    patched[..., neurons] = flips.other[..., neurons]
+    leak = (predictions(model, flips, patched) != clean_pred).float().mean().item()
+    return carry, leak
+
+
+@torch.no_grad()
+def direct_effects(model: LifeTransformer, flips: Flips) -> torch.Tensor:
+    """``[d_mlp]``: how far each neuron's change under the governing flip moves the cell's logit difference
+    (alive minus dead, through ``W_out``, the final LayerNorm's scale and the unembedding) towards the
+    flipped rule's answer, averaged over cells."""
+    mlp, dev = model.blocks[-1].mlp, model.cfg.device
+    direction = model.ln_final.w * (model.unembed.W_U[:, 1] - model.unembed.W_U[:, 0])  # [d_model]
+    per_neuron = (mlp.W_out @ direction).cpu()  # [d_mlp]
+    final = flips.resid_mid.to(dev) + flips.clean.to(dev) @ mlp.W_out + mlp.b_out
+    scale = final.var(-1, unbiased=False).add(model.cfg.eps).sqrt().cpu()  # the final LayerNorm's divisor
+    towards = (1 - 2 * flips.truth).float()  # +1 where the flipped answer is alive
+    moved = (flips.governing - flips.clean) * per_neuron * (towards / scale)[..., None]
+    return moved.flatten(0, 1).mean(0)
+
+
+def smallest_set(model: LifeTransformer, flips: Flips, carry: float, leak: float) -> tuple[torch.Tensor, int | None]:
+    """(neurons ranked by their direct effect towards the flipped answer, the smallest top-k that carries
+    >= ``carry`` with leak <= ``leak``, or None). Carry is assumed to grow with k along the ranking
+    (bisection); the set it finds is checked directly."""
+    ranked = direct_effects(model, flips).argsort(descending=True)
+    passes = lambda k: carry_and_leak(model, flips, ranked[:k])[0] >= carry  # noqa: E731
+    lo, hi = 0, len(ranked)  # carry grows with k along the ranking: bisect for the first k that carries
+    if not passes(hi):
+        return ranked, None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if passes(mid) else (mid, hi)
+    for k in range(hi, len(ranked) + 1):  # the first of those that also does not leak
+        got, leaked = carry_and_leak(model, flips, ranked[:k])
+        if got >= carry and leaked <= leak:
+            return ranked, k
+    return ranked, None
+
+
+def neuron_names(flips: Flips, rules: torch.Tensor, neurons: list[int]) -> list[dict]:
+    """What each neuron responds to: the (state, count band) where its clean activation is highest, and
+    the rule bit its activation follows there (largest difference of means between the bit's values)."""
+    case = flips.case.flatten()  # governing bit index = state-and-count case
+    act = flips.clean.flatten(0, 1)  # [N*cells, d_mlp]
+    bits = rules[:, None, :].expand(-1, flips.case.shape[1], -1).flatten(0, 1)  # [N*cells, 18]
+    out = []
+    for j in neurons:
+        means = torch.stack([act[case == k, j].mean() if (case == k).any() else torch.tensor(float("nan"))
+                             for k in range(N_RULE_BITS)])
+        top = int(torch.nan_to_num(means, nan=-1e9).argmax())
+        block = range(0, N_COUNTS) if top < N_COUNTS else range(N_COUNTS, N_RULE_BITS)
+        peak = float(means[top])
+        band = [k for k in block if not torch.isnan(means[k]) and means[k] >= 0.5 * peak] if peak > 0 else [top]
+        sel = torch.isin(case, torch.tensor(band))
+        follow = [float(act[sel & bits[:, b], j].mean() - act[sel & ~bits[:, b], j].mean())
+                  if (sel & bits[:, b]).any() and (sel & ~bits[:, b]).any() else 0.0 for b in range(N_RULE_BITS)]
+        out.append({"neuron": j, "state": "alive" if top < N_COUNTS else "dead",
+                    "counts": [k % N_COUNTS for k in band], "reads": BIT_NAMES[int(np.argmax(np.abs(follow)))]})
+    return out
+
+
+def group_names(named: list[dict]) -> list[dict]:
+    """Neurons grouped by (state, count band), with the rule bits they read."""
+    groups: dict[tuple, dict] = {}
+    for n in named:
+        counts = n["counts"]
+        band = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        g = groups.setdefault((n["state"], band), {"state": n["state"], "counts": band, "neurons": [], "reads": {}})
+        g["neurons"].append(n["neuron"])
+        g["reads"][n["reads"]] = g["reads"].get(n["reads"], 0) + 1
+    return sorted(groups.values(), key=lambda g: -len(g["neurons"]))
+
+
+def random_control(model: LifeTransformer, flips: Flips, k: int, seed: int) -> tuple[float, float]:
+    """Mean (carry, leak) of RANDOM_SETS random neuron sets of size ``k``."""
+    g = torch.Generator().manual_seed(seed)
+    d = flips.clean.shape[-1]
+    runs = [carry_and_leak(model, flips, torch.randperm(d, generator=g)[:k]) for _ in range(RANDOM_SETS)]
+    return float(np.mean([c for c, _ in runs])), float(np.mean([lk for _, lk in runs]))
+
+
+def patched_hook(flips: Flips, neurons: torch.Tensor, layout_targets: slice, layer: int) -> list:
+    """A hooked-model check of the direct computation: hooks that patch ``neurons`` at every target
+    from the governing-flip run (per chunk of examples)."""
+    def for_part(part: slice) -> list:
+        def hook(post: torch.Tensor, hook) -> torch.Tensor:  # [batch, pos, d_mlp]
+            post = post.clone()
+            src = flips.governing[part].to(post.device, post.dtype)
+            post[:, layout_targets, neurons] = src[..., neurons]
+            return post
+        return [(f"blocks.{layer}.mlp.hook_post", hook)]
+    return for_part

@@ -1,0 +1,222 @@
+"""The report's page: ``report.html`` (self-contained, images embedded), ``report.md`` and ``summary.json``.
+
+Everything on the page is rendered from the summary the report measured (:mod:`interfere.report`): the
+verdict table, one section per hypothesis with its numbers, thresholds and controls, the algorithm card
+rendered from the ``algorithm`` account, when each piece forms, the model card, and a table of the
+seconds each section took.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from interfere.verdicts import HYPOTHESES, REFUTATIONS
+
+STYLE = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+color:#222;line-height:1.45;padding:0 1em}h1{margin-bottom:0}table{border-collapse:collapse;margin:1em 0}
+td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left;vertical-align:top}
+.supported{color:#1b7f3b;font-weight:600}.not-supported{color:#b3261e;font-weight:600}
+.inconclusive{color:#a26b00;font-weight:600}.warn{background:#fde8e8;color:#b3261e;padding:.8em;border-radius:6px;
+font-weight:600}img{max-width:100%;margin:.5em 0}code,pre{background:#f5f3ef;padding:2px 4px;border-radius:3px}
+pre{padding:.8em;overflow-x:auto}.muted{color:#777;font-size:.9em}"""
+
+
+
+
+class Page:
+    """One body written twice: as HTML (images embedded, no network) or Markdown (images linked)."""
+
+    def __init__(self, out: Path, embed: bool) -> None:
+        self.out, self.embed, self.parts = out, embed, []
+
+    def esc(self, text: str) -> str:
+        return html.escape(text) if self.embed else text
+
+    def heading(self, level: int, text: str) -> None:
+        self.parts.append(f"<h{level}>{self.esc(text)}</h{level}>" if self.embed else f"{'#' * level} {text}\n")
+
+    def para(self, text: str, cls: str = "") -> None:
+        self.parts.append(f'<p class="{cls}">{self.esc(text)}</p>' if self.embed else f"{text}\n")
+
+    def warn(self, text: str) -> None:
+        self.parts.append(f'<p class="warn">{self.esc(text)}</p>' if self.embed else f"> **{text}**\n")
+
+    def items(self, lines: list[str]) -> None:
+        self.parts.append(("<ol>" + "".join(f"<li>{self.esc(x)}</li>" for x in lines) + "</ol>") if self.embed
+                          else "\n".join(f"{i + 1}. {x}" for i, x in enumerate(lines)) + "\n")
+
+    def pre(self, text: str) -> None:
+        self.parts.append(f"<pre>{self.esc(text)}</pre>" if self.embed else f"```\n{text}\n```\n")
+
+    def image(self, path: Path) -> None:
+        if self.embed:
+            mime = "image/gif" if path.suffix == ".gif" else "image/png"
+            data = base64.b64encode(path.read_bytes()).decode()
+            self.parts.append(f'<img src="data:{mime};base64,{data}" alt="{html.escape(path.name)}">')
+        else:
+            self.parts.append(f"![{path.name}]({path.relative_to(self.out)})\n")
+
+    def table(self, header: list[str], rows: list[list[str]]) -> None:
+        if self.embed:
+            self.parts.append("<table><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in header) + "</tr>"
+                              + "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in row) + "</tr>"
+                                        for row in rows) + "</table>")
+        else:
+            self.parts.append("\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                                         + ["| " + " | ".join(row) + " |" for row in rows]) + "\n")
+
+    def text(self) -> str:
+        return "\n".join(self.parts)
+
+
+def write_report(out: Path, summary: dict, figures: dict[str, list[Path]], card: dict, eval_table: str) -> None:
+    """``report.html`` (self-contained), ``report.md`` and ``summary.json`` into ``out``."""
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    body = render(Page(out, embed=True), summary, figures, card, eval_table)
+    (out / "report.html").write_text(f'<!doctype html><html><head><meta charset="utf-8"><title>interfere report'
+                                     f"</title><style>{STYLE}</style></head><body>{body}</body></html>")
+    (out / "report.md").write_text(render(Page(out, embed=False), summary, figures, card, eval_table))
+
+
+def render(page: Page, summary: dict, figures: dict[str, list[Path]], card: dict, eval_table: str) -> str:
+    """The report body, section by section."""
+    header(page, summary)
+    for h in summary["verdicts"]:
+        hypothesis_section(page, summary, h, figures[h])
+    how_section(page, summary, figures["how"])
+    forms_section(page, summary, figures["forms"])
+    page.heading(2, "Model card")
+    page.pre(card["text"])
+    page.pre(eval_table)
+    for fig in card["animations"]:
+        page.image(fig)
+    page.heading(2, "Time")
+    page.table(["section", "seconds"], [[k, f"{v:.1f}"] for k, v in summary["section_seconds"].items()]
+               + [["total", f"{summary['seconds']:.1f}"]])
+    page.heading(2, "Reproduce")
+    page.pre(card["reproduce"])
+    return page.text()
+
+
+def header(page: Page, summary: dict) -> None:
+    page.heading(1, "interfere: hypothesis report")
+    page.para(f"checkpoint {summary['checkpoint']} (run {summary['run_id']}, step {summary['step']}), "
+              f"data seeds {summary['seeds']}, {summary['date']}, CPU/device: {summary['device']}", "muted")
+    acc = summary["heldout"]["cell_acc"]
+    if acc < summary["thresholds"]["min_heldout_acc"]:
+        page.warn(f"Warning: held-out cell accuracy is {100 * acc:.2f}%, below "
+                  f"{100 * summary['thresholds']['min_heldout_acc']:.0f}%: the model has not learned the task, "
+                  "so these analyses describe a model that does not compute the rule.")
+    page.heading(2, "Verdicts")
+    page.parts.append(verdict_table(summary, page.embed))
+    page.para(f"Held-out cell accuracy {100 * acc:.3f}% on {summary['heldout']['cells']:,} cells "
+              f"({summary['heldout']['n_rules']} random rules never trained on).")
+    page.para(controls_note(summary), "muted")
+
+
+def hypothesis_section(page: Page, summary: dict, h: str, figures: list[Path]) -> None:
+    v = summary["verdicts"][h]
+    page.heading(2, f"{h}: {v['verdict']}")
+    page.para(HYPOTHESES[h])
+    page.para("Measured: " + " | ".join(v["reasons"]))
+    for label, control in summary["controls"].items():
+        c = control["verdicts"][h]
+        page.para(f"Control, {label} ({control['run_id']}): {c['verdict']}; {c['reason']}", "muted")
+    page.para("Threshold: " + ", ".join(f"{k} = {x}" for k, x in summary["thresholds"][h.lower()].items()))
+    page.para(f"Not supported means: {REFUTATIONS[h]}.", "muted")
+    page.para(READINGS[h], "muted")
+    for fig in figures:
+        page.image(fig)
+
+
+def how_section(page: Page, summary: dict, figures: list[Path]) -> None:
+    how = summary["how"]
+    if not how:
+        page.heading(2, "How the model computes: not run")
+        page.para("Skipped at this size on a CPU: the interchange tests need a GPU (explorations/circuit.py).")
+        return
+    page.heading(2, f"How the model computes: {how['verdict']}")
+    page.para("The algorithm card, rendered from the account (summary.json, 'algorithm'): each component's "
+              "coarsest role in input variables that survived an interchange test (its output taken from a donor "
+              "cell that agrees on those variables), the account with every role at once, idealised heads, and "
+              "the lookup at neuron level.")
+    page.items(how["card"])
+    page.para(f"Verdict: {how['verdict']}: {how['verdict_reason']}. Minimal circuit ({how['circuit_search']}): "
+              f"{', '.join(how['circuit'])}, {100 * how['circuit_acc']:.2f}% with every other component mean-ablated.")
+    page.para("Threshold: " + ", ".join(f"{k} = {x}" for k, x in summary["thresholds"]["circuit"].items()))
+    page.para("Not supported means: all roles at once keep less than refute_acc. Inconclusive: the account, the "
+              "board roles alone or the lookup set miss their bar, or a component is left unexplained.", "muted")
+    for fig in figures:
+        page.image(fig)
+
+
+def forms_section(page: Page, summary: dict, figures: list[Path]) -> None:
+    forms = summary["forms"]
+    if not forms:
+        return
+    page.heading(2, "When each piece forms")
+    page.para(f"Measured on the run's {len(forms['steps'])} training snapshots (steps {forms['steps'][0]} to "
+              f"{forms['steps'][-1]}). A measure forms when it has covered {forms['fraction']:.0%} of the way from "
+              "its first to its final value; in order: " + "; ".join(forms["order"]) + ". Accuracy first crosses "
+              + ", ".join(f"{k} at step {v}" for k, v in forms["accuracy_first_crosses"].items() if v is not None)
+              + ".")
+    for fig in figures:
+        page.image(fig)
+
+
+def verdict_table(summary: dict, embed: bool) -> str:
+    """Hypothesis, verdict, key numbers (first seed), and one column per control checkpoint."""
+    labels = list(summary["controls"])
+    header = ["", "hypothesis", "verdict", "key numbers (seed 0)"] + [f"control: {label}" for label in labels]
+    rows = []
+    for h, v in summary["verdicts"].items():
+        controls = [summary["controls"][label]["verdicts"][h] for label in labels]
+        rows.append([h, HYPOTHESES[h], v["verdict"], v["reasons"][0].split(": ", 1)[1]]
+                    + [f"{c['verdict']}: {c['headline']}" for c in controls])
+    if embed:
+        def cell(i: int, text: str) -> str:
+            cls = f' class="{text.replace(" ", "-")}"' if i == 2 else ""
+            return f"<td{cls}>{html.escape(text)}</td>"
+        return ("<table><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in header) + "</tr>"
+                + "".join("<tr>" + "".join(cell(i, x) for i, x in enumerate(row)) + "</tr>" for row in rows)
+                + "</table>")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(f"**{x}**" if i == 2 else x for i, x in enumerate(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def controls_note(summary: dict) -> str:
+    if not summary["controls"]:
+        return ("No control columns: no control checkpoint of this shape was found. `make controls` trains a "
+                "random-init and a rule-blind control (runs control_random_init, control_rule_blind) and "
+                "reports with them.")
+    return "Controls (the same analyses, data seed {}): ".format(summary["seeds"][0]) + "; ".join(
+        f"{label}: run {c['run_id']}, step {c['step']}, held-out accuracy {100 * c['heldout_acc']:.1f}%"
+        for label, c in summary["controls"].items())
+
+
+READINGS = {
+    "H1": "Shares of a target query's board attention, averaged over queries and boards. The stencil share "
+          "(3x3, the query's own cell included) is split into the own-cell share and the 8-neighbour share, "
+          "because a head that only copies its own cell would score 1.0 on the stencil share. A head aggregates "
+          "the neighbourhood when most of its board attention is on the 8 neighbours and spread over them "
+          "(evenness = smallest neighbour weight / their mean; a plus-shaped head is partial). Uniform "
+          "attention would put 8/(H*W) on the neighbours.",
+    "H2": "Probes are trained on 75% of the boards and scored on the other 25%. Random-init models of the same "
+          "shape (several init seeds; the margin is judged against the best of them) control for what the "
+          "architecture gives for free; shuffled labels control for probe capacity.",
+    "H3": "The discriminating test removes the rule-reading path: every rule token's embedding is replaced by "
+          "the mean of its two values' embeddings, and accuracy on held-out rules is compared with the best "
+          "rule-blind predictor (per (state, count) case, the more frequent next state). Rule use = the share of "
+          "the model's advantage over rule-blind that the ablation removes. The flip test (flip one rule token: "
+          "exactly the governed cells should change) is a consistency check: for a model right under both "
+          "rules it holds by construction. Patching one head from the flipped run names the heads that carry "
+          "the rule; below the effect floor it reports no effect.",
+    "H4": "Put together: whether layer 0 has an aggregating head (H1's definition), when the neighbour "
+          "count becomes linear (probes), and when the next state becomes readable (logit lens).",
+}
+
+

@@ -125,6 +125,28 @@ def fast_auc(labels: torch.Tensor | np.ndarray, scores: torch.Tensor | np.ndarra
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def linear_probes(x: torch.Tensor, labels: dict[str, torch.Tensor], test: torch.Tensor,
+                  continuous: tuple[str, ...] = ("count",)) -> dict[str, float]:
+    """Least-squares linear probes (a small ridge, one solve for every label) from activations ``x``
+    ``[boards, cells, d]`` to each label ``[boards, cells]``, fitted on the boards outside ``test``
+    (``[boards]`` bool) and scored on those: R2 for the ``continuous`` labels, ROC-AUC for the rest."""
+    x = torch.cat([x.float(), torch.ones(*x.shape[:2], 1)], dim=-1)
+    y = torch.stack([labels[k].float() for k in labels], dim=-1)
+    xtr, xte, ytr, yte = x[~test].flatten(0, 1), x[test].flatten(0, 1), y[~test].flatten(0, 1), y[test].flatten(0, 1)
+    mu, sd = xtr[:, :-1].mean(0), xtr[:, :-1].std(0) + 1e-6  # standardise (the bias column stays)
+    xtr[:, :-1], xte[:, :-1] = (xtr[:, :-1] - mu) / sd, (xte[:, :-1] - mu) / sd
+    w = torch.linalg.solve(xtr.T @ xtr + 1e-3 * len(xtr) * torch.eye(x.shape[-1]), xtr.T @ ytr)
+    pred = xte @ w
+    out = {}
+    for i, key in enumerate(labels):
+        if key in continuous:
+            ss = ((yte[:, i] - yte[:, i].mean()) ** 2).sum().clamp_min(1e-12)
+            out[key] = float(1 - ((pred[:, i] - yte[:, i]) ** 2).sum() / ss)
+        else:
+            out[key] = fast_auc(yte[:, i].numpy(), pred[:, i].numpy())
+    return out
+
+
 def jsonable(value: Any) -> Any:
     """Dataclasses, tensors and arrays as plain dicts, lists and numbers (NaN stays NaN, as json writes it)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -32,7 +32,6 @@ import torch
 
 from interfere.ca.simulate import moore_neighbourhood
 from interfere.data.layout import SequenceLayout
-from interfere.explore import batched
 from interfere.explore.analysis import Examples, Want, target_rows
 from interfere.explore.common import Context, add_samples_arg, parse_cell, parser, run_main
 from interfere.model.life_model import LifeTransformer
@@ -107,21 +106,8 @@ def relative_maps(a: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
     return a.gather(-1, idx).mean(dim=(0, 2)).reshape(-1, h, w)
 
 
-def target_attention(model: LifeTransformer, tokens: torch.Tensor, *spans: slice) -> tuple[torch.Tensor, ...]:
-    """What the t+1 target queries attend to, from the model's own forward (in memory-bounded chunks):
-    ``[layer, batch, head, HW query, key]`` for each span of key positions asked for (e.g.
-    ``layout.board``, ``layout.rule``), and nothing else (at 32x32 the board alone is 34 MB per
-    sequence and layer)."""
-    layout = model.layout
-    names = [f"blocks.{i}.attn.hook_pattern" for i in range(model.cfg.n_layers)]
-    keys = torch.cat([torch.arange(span.start, span.stop) for span in spans])
-    cache = batched.cached(model, tokens, names, take=lambda _, p: p[:, :, layout.targets[0]][..., keys.to(p.device)])
-    every = torch.stack([cache.pop(n) for n in names])
-    return every.split([span.stop - span.start for span in spans], dim=-1)
-
-
 def query_map(board_att: torch.Tensor, layout: SequenceLayout, layer: int, head: int, cell: tuple[int, int]):
-    """``[H, W]``: the mean attention of cell's t+1 target over the board (``board_att`` from target_attention)."""
+    """``[H, W]``: the mean attention of cell's t+1 target over the board (``board_att`` from board_patterns)."""
     return board_att[layer][:, head, layout.cell_index(*cell)].mean(0).reshape(layout.height, layout.width)
 
 

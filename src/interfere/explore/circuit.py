@@ -21,7 +21,8 @@ idealised heads, the lookup at neuron level, and the algorithm card.
    (its own cell, the 8 neighbours, the 3x3 block, or the rule tokens: whichever is closest to its
    measured one) in place of its own, through ``hook_pattern``.
 5. **The lookup at neuron level** (:mod:`interfere.explore.lookup`).
-6. **Where variables appear**: linear probes at the targets after every sublayer, with a random-init control.
+6. **Where variables appear**: least-squares linear probes at the targets after every sublayer, with a
+   random-init control.
 
 The ``algorithm`` block of summary.json is the machine-readable account; the card and the report section
 are rendered from it. Thresholds: the ``circuit`` section of the thresholds file, passed in.
@@ -30,7 +31,6 @@ are rendered from it. Thresholds: the ``circuit`` section of the thresholds file
 from __future__ import annotations
 
 import argparse
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,14 +39,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Rectangle
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import r2_score
 
 from interfere.ca.rules import BIT_NAMES, N_RULE_BITS
 from interfere.data.stream import random_boards
 from interfere.explore import lookup
-from interfere.explore.analysis import Examples, Want, at_positions, fast_auc
+from interfere.explore.analysis import Examples, Want, at_positions, linear_probes
 from interfere.explore.common import Context, add_samples_arg, examples_of, parser, run_main
 from interfere.explore.components import (
     Component,
@@ -73,7 +70,6 @@ from interfere.thresholds import load_thresholds
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, INK, SEQ_CMAP, WRONG_COLOR, caption, save
 
 NAME = "circuit"
-MAX_PROBE_CELLS = 6_000
 
 
 @dataclass
@@ -253,31 +249,17 @@ def probe_points(n_layers: int) -> list[tuple[str, str]]:
 
 
 def variable_probes(model: LifeTransformer, ex: Examples, seed: int) -> dict[str, list[float]]:
-    """Held-out probe scores at target positions per point: AUC (own, each rule bit, next) and R2 (count)."""
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    """Held-out linear probe scores at the targets per point (least squares, split by board): AUC for the
+    own state, each rule bit and the next state, R2 for the count."""
     train, test = board_split(len(ex.boards), seed)
     n = model.layout.n_cells
     labels = {"own": ex.boards.flatten(1), "count": ex.counts.flatten(1), "next": ex.next_boards.flatten(1),
-              **{f"rule {b}": ex.rules[:, b : b + 1].expand(-1, n).long() for b in range(N_RULE_BITS)}}
-
-    def cells(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return x[mask].reshape(-1, *x.shape[2:])[:MAX_PROBE_CELLS]
-
+              **{f"rule {b}": ex.rules[:, b : b + 1].expand(-1, n) for b in range(N_RULE_BITS)}}
     out: dict[str, list[float]] = {k: [] for k in labels}
-    for (_, hook), (_, view) in zip(probe_points(model.cfg.n_layers), wants(model, None)):
-        x = ex.act(hook, view).numpy()
-        xtr, xte = cells(x, train), cells(x, test)
-        mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-        xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
-        for key, y in labels.items():
-            ytr, yte = cells(y.numpy(), train), cells(y.numpy(), test)
-            if key == "count":
-                out[key].append(float(r2_score(yte, Ridge(alpha=1.0).fit(xtr, ytr).predict(xte))))
-            elif len(np.unique(ytr)) < 2 or len(np.unique(yte)) < 2:
-                out[key].append(float("nan"))
-            else:
-                clf = LogisticRegression(C=0.1, solver="newton-cg", max_iter=100).fit(xtr, ytr)
-                out[key].append(fast_auc(yte, clf.predict_proba(xte)[:, 1]))
+    for hook, view in wants(model, None):
+        scores = linear_probes(ex.act(hook, view), labels, torch.from_numpy(test))
+        for key, value in scores.items():
+            out[key].append(value)
     return {"points": [p for p, _ in probe_points(model.cfg.n_layers)], **out}
 
 

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
 from interfere.errors import UserError
-from interfere.explore import attn_maps, batched
-from interfere.explore.analysis import Examples, Want, fast_auc
+from interfere.explore import attn_maps
+from interfere.explore.analysis import Examples, Want, at_positions, linear_probes, target_rows
 from interfere.explore.common import Context, add_samples_arg, examples_of, parser, run_main
 from interfere.explore.components import (
     Component,
@@ -44,6 +44,7 @@ from interfere.explore.components import (
     minimal_circuit,
     reference_outputs,
 )
+from interfere.explore.logit_lens import residual_points
 from interfere.model import inference
 from interfere.model.checkpoint import list_snapshots, model_from_checkpoint, read_checkpoint
 from interfere.model.life_model import LifeTransformer
@@ -71,36 +72,37 @@ def first_crossing(steps: list[int], values: list[float], level: float) -> int |
     return hit[0] if hit else None
 
 
+def wanted_per_snapshot(model: LifeTransformer) -> list[Want]:
+    """What every snapshot's one shared forward keeps: the t+1 targets' attention over the board and the
+    rule per layer, and the residual at the targets before and after every layer."""
+    layout = model.layout
+    board, rule = target_rows(layout, "targets->board", layout.board), target_rows(layout, "targets->rule", layout.rule)
+    patterns = [(f"blocks.{i}.attn.hook_pattern", v) for i in range(model.cfg.n_layers) for v in (board, rule)]
+    targets = at_positions("targets", layout.targets[0])
+    return patterns + [(hook, targets) for _, hook in residual_points(model.cfg.n_layers)]
+
+
 def probe_scores(model: LifeTransformer, ex: Examples) -> dict[str, float]:
-    """Least-squares linear probes at the t+1 targets, trained on 3/4 of the boards, scored on the rest,
+    """Least-squares linear probes at the t+1 targets, fitted on 3/4 of the boards, scored on the rest,
     best over the residual points: count R2, own-state, next-state and mean rule-bit AUC."""
-    names = [f"blocks.{i}.hook_resid_pre" for i in range(model.cfg.n_layers)]
-    names.append(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
-    cache = batched.cached(model, ex.tokens, names, take=lambda _, act: act[:, model.layout.targets[0]])
-    n_train = 3 * len(ex.boards) // 4
+    test = torch.arange(len(ex)) >= 3 * len(ex) // 4
     n = model.layout.n_cells
-    y = torch.cat([ex.counts.flatten(1)[..., None], ex.boards.flatten(1)[..., None],
-                   ex.next_boards.flatten(1)[..., None], ex.rules[:, None, :].expand(-1, n, -1)], dim=-1).float()
+    labels = {"count": ex.counts.flatten(1), "own": ex.boards.flatten(1), "next": ex.next_boards.flatten(1),
+              **{f"rule {b}": ex.rules[:, b : b + 1].expand(-1, n) for b in range(N_RULE_BITS)}}
     best = {"count_r2": -np.inf, "own_auc": 0.0, "next_auc": 0.0, "rule_auc": 0.0}
-    for name in names:
-        x = cache[name]
-        x = torch.cat([x, torch.ones(*x.shape[:2], 1)], dim=-1)
-        xtr, xte = x[:n_train].flatten(0, 1), x[n_train:].flatten(0, 1)
-        ytr, yte = y[:n_train].flatten(0, 1), y[n_train:].flatten(0, 1)
-        ridge = 1e-3 * torch.eye(x.shape[-1])
-        w = torch.linalg.solve(xtr.T @ xtr + ridge, xtr.T @ ytr)
-        pred, truth = (xte @ w).numpy(), yte.numpy()
-        r2 = 1 - ((pred[:, 0] - truth[:, 0]) ** 2).sum() / max(((truth[:, 0] - truth[:, 0].mean()) ** 2).sum(), 1e-12)
-        rule = np.nanmean([fast_auc(truth[:, 3 + b], pred[:, 3 + b]) for b in range(N_RULE_BITS)])
-        scores = {"count_r2": r2, "own_auc": fast_auc(truth[:, 1], pred[:, 1]),
-                  "next_auc": fast_auc(truth[:, 2], pred[:, 2]), "rule_auc": rule}
+    for _, hook in residual_points(model.cfg.n_layers):
+        s = linear_probes(ex.act(hook, at_positions("targets", model.layout.targets[0])), labels, test)
+        rules = [s[f"rule {b}"] for b in range(N_RULE_BITS) if not np.isnan(s[f"rule {b}"])]
+        scores = {"count_r2": s["count"], "own_auc": s["own"], "next_auc": s["next"],
+                  "rule_auc": float(np.mean(rules)) if rules else float("nan")}
         best = {k: float(np.nanmax([best[k], scores[k]])) for k in best}
     return best
 
 
 def snapshot_measures(model: LifeTransformer, ex: Examples, small: Examples, ref: Examples,
                       circuit: list[Component] | None) -> dict[str, float | list[float]]:
-    """Every measure of one snapshot (module docstring)."""
+    """Every measure of one snapshot (module docstring); ``small`` must be this snapshot's examples (its
+    attention and residuals come from one shared forward)."""
     logits = inference.target_logits(model, ex.tokens)[:, : model.layout.n_cells].float().cpu()
     truth = ex.next_boards.flatten(1)
     correct = (logits.argmax(-1) == truth).float()
@@ -111,15 +113,16 @@ def snapshot_measures(model: LifeTransformer, ex: Examples, small: Examples, ref
         "loss": float(F.cross_entropy(logits.flatten(0, 1), truth.flatten())),
         "acc": float(correct.mean()), "acc_by_bit": per_bit,
     }
-    layout = model.layout
-    board_att, rule_att = attn_maps.target_attention(model, small.tokens, layout.board, layout.rule)
+    layout, wanted = model.layout, wanted_per_snapshot(model)
+    small.acts.want(wanted)
     stencil, neighbours, rule_mass = [], [], []
     for layer in range(model.cfg.n_layers):
-        share, _ = attn_maps.stencil_shares(board_att[layer], layout)
-        profile, _ = attn_maps.stencil_profile(board_att[layer], layout)
+        board_att, rule_att = (small.act(hook, view) for hook, view in wanted[2 * layer : 2 * layer + 2])
+        share, _ = attn_maps.stencil_shares(board_att, layout)
+        profile, _ = attn_maps.stencil_profile(board_att, layout)
         stencil.append(float(share.nan_to_num(0).max()))
         neighbours.append(float(attn_maps.locality_measures(profile)["neighbour_share"].max()))
-        rule_mass.append(float(rule_att[layer].sum(-1).mean((0, 2)).max()))
+        rule_mass.append(float(rule_att.sum(-1).mean((0, 2)).max()))
     out.update(stencil_share=stencil, neighbour_share=neighbours, rule_attention=rule_mass)
     out.update(probe_scores(model, small))
     if circuit:
@@ -198,8 +201,9 @@ def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
     measures, patterns = [], []
     for snap in snaps:
         snapshot = model_from_checkpoint(snap, model.cfg.device).resize(*size)
-        measures.append(snapshot_measures(snapshot, ex, small, ref, circuit))
-        patterns.append(attn_maps.target_attention(snapshot, small.tokens, snapshot.layout.board)[0][0])
+        own = examples_of(snapshot, small.rules, small.boards)
+        measures.append(snapshot_measures(snapshot, ex, own, ref, circuit))
+        patterns.append(own.act(*wanted_per_snapshot(snapshot)[0]))  # layer 0 over the board
     steps = [int(s["step"]) for s in snaps]
     seconds = {int(s["step"]): float(s.get("train_time_s", float("nan"))) for s in snaps}
     forms = {label: first_reaching(steps, series(measures, key, layer), params.fraction)

@@ -56,7 +56,7 @@ Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (rules, boar
 
 
 def rule_attention(rule_att: torch.Tensor) -> torch.Tensor:
-    """``[layer, batch, head, HW, 18]`` (from attn_maps.target_attention) -> ``[layer, head, 18]``: the mean
+    """``[layer, batch, head, HW, 18]`` (the t+1 targets' attention over the rule) -> ``[layer, head, 18]``: the mean
     attention mass from t+1 targets to each rule token."""
     return rule_att.float().mean(dim=(1, 3))
 

@@ -59,8 +59,8 @@ CONTROL_RUNS = {"random init": f"{CONTROL_PREFIX}random_init", "rule-blind": f"{
 HYPOTHESIS_ANALYSES = {"h1": attn_maps, "h2": probes, "h3": physics_bits, "lens": logit_lens}
 
 # boards per analysis at 8x8 and the least at any size (explore.batched.scaled_samples), full and --quick
-SAMPLES = {"h1": (64, 2), "h2": (128, 8), "h3": (144, 4), "lens": (256, 4), "circuit": (256, 8),
-           "dynamics": (128, 8), "card": (2048, 32), "card_named": (256, 8)}
+SAMPLES = {"h1": (64, 2), "h2": (128, 8), "h3": (144, 4), "lens": (256, 4), "circuit": (128, 8),
+           "dynamics": (128, 8), "card": (1024, 16), "card_named": (256, 8)}
 QUICK = {"h1": 16, "h2": 24, "h3": 36, "lens": 32, "circuit": 32, "dynamics": 16, "card": 256, "card_named": 64}
 CIRCUIT_MAX_COMPONENTS = 12  # beyond, the circuit search needs O(components^2) hooked forwards: skipped on a CPU
 CPU_MAX_CELLS = 256  # beyond, the circuit search, the snapshots' dynamics and the model card's

@@ -44,6 +44,7 @@ from interfere.model.checkpoint import (
     CONTROL_PREFIX,
     CheckpointError,
     config_mismatches,
+    file_hash,
     list_snapshots,
     load_checkpoint,
     model_from_checkpoint,
@@ -263,7 +264,8 @@ def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict
         animations = save_rollout_animation(model, "B3/S23", "glider", out / "rollout_glider")
     numbers = [jsonable(run) for run in runs]
     summary = {
-        "checkpoint": ckpt["path"], "run_id": ckpt.get("run_id"), "step": ckpt["step"], "seeds": seeds,
+        "checkpoint": ckpt["path"], "checkpoint_sha256": file_hash(ckpt["path"]), "run_id": ckpt.get("run_id"),
+        "step": ckpt["step"], "seeds": seeds,
         "date": time.strftime("%Y-%m-%d %H:%M"), "git_commit": git_commit(), "command": command_line(),
         "device": device_text(model), "thresholds": th, "heldout": ev["heldout"],
         "verdicts": {h: {"verdict": v, "reasons": why + architectural_caveats(model, h)}

@@ -27,14 +27,14 @@ import numpy as np
 
 from interfere.cli import command_line, exit_on_user_error
 from interfere.config import compose, resolve_device
-from interfere.cpu import configure_cpu
+from interfere.cpu import configure_cpu, cpu_description
 from interfere.data.stream import DataConfig
 from interfere.errors import UserError
 from interfere.evaluate import heldout_metrics
 from interfere.explore import circuit
 from interfere.explore.common import Context, staged_dir
 from interfere.explore.interchange import CELL_ROLES
-from interfere.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from interfere.model.checkpoint import CheckpointError, file_hash, load_checkpoint, model_from_checkpoint
 from interfere.thresholds import load_thresholds
 from interfere.viz.style import caption, save
 
@@ -177,10 +177,12 @@ def write_outputs(results: dict[int, dict], args: argparse.Namespace, out: Path,
     else:
         verdict, common = f"fewer than two seeds reach {100 * args.min_acc:.1f}% held-out: nothing to compare", []
     md = table(results, compared)
-    (out / "universality.md").write_text(f"# Universality over seeds {args.seeds}\n\n{md}\n{verdict}\n\n"
+    (out / "universality.md").write_text(f"# Universality over seeds {args.seeds}\n\nCPU: {cpu_description()}"
+                                         f"\n\n{md}\n{verdict}\n\n"
                                          + "".join(f"- {line}\n" for line in common))
     roles_figure(results, out, command_line())
-    summary = {"seeds": args.seeds, "compared": compared, "config": args.config_name, "verdict": verdict,
+    summary = {"seeds": args.seeds, "compared": compared, "config": args.config_name, "cpu": cpu_description(),
+               "verdict": verdict,
                "recurring": common, "results": results, "command": command_line(), "seconds": round(seconds, 1),
                "table": md}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -197,7 +199,7 @@ def analyse_seed(ckpt: dict, samples: int, th: dict) -> dict:
     ex = ctx.examples(samples)
     ex.acts.want(circuit.wants(model, params))
     result = circuit.measure(model, ex, params)
-    return {"run_id": ckpt.get("run_id"), "checkpoint": ckpt["path"],
+    return {"run_id": ckpt.get("run_id"), "checkpoint": ckpt["path"], "checkpoint_sha256": file_hash(ckpt["path"]),
             "heldout_acc": heldout_metrics(model, data, 1024, seed=0)["cell_acc"],
             "seconds": round(time.time() - t0, 1), "roles": {k: r["uses"] for k, r in result.roles.items()},
             "circuit": result.circuit, "account": result.account, "verdict": result.verdict,

@@ -24,11 +24,13 @@ import torch
 from interfere.ca.rules import get_rule
 from interfere.ca.simulate import neighbour_counts, step
 from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error, load_model_from_args
+from interfere.cpu import cpu_description
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig, heldout_rules, random_boards
 from interfere.errors import UserError
 from interfere.explore.analysis import Activations, Examples, jsonable
 from interfere.explore.batched import scaled_samples
+from interfere.model.checkpoint import file_hash
 from interfere.model.life_model import LifeTransformer
 from interfere.thresholds import load_thresholds
 
@@ -69,7 +71,8 @@ class Context:
 
     def write_summary(self, name: str, numbers: dict, files: list[Path]) -> Path:
         summary = {
-            "exploration": name, "checkpoint": self.ckpt["path"], "step": self.ckpt["step"],
+            "exploration": name, "checkpoint": self.ckpt["path"], "checkpoint_sha256": file_hash(self.ckpt["path"]),
+            "cpu": cpu_description(), "step": self.ckpt["step"],
             "run_id": self.ckpt.get("run_id"), "seed": self.seed, "rule": self.rule or "held-out mix",
             "board": f"{self.layout.height}x{self.layout.width}", "command": self.command,
             "files": [p.name for p in files], **numbers,

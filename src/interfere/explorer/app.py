@@ -202,9 +202,10 @@ def _add_board_routes(app: FastAPI, engine: Engine, check: Checks) -> None:
                 "wrong": (nxt != truth).long().tolist(), "rule": str(Rule.from_bits(bits))}
 
     @app.post("/api/run")
-    def run(req: RunRequest) -> dict:
-        """``gens`` generations at once (the page plays them): the model's rollout and the simulator's."""
-        return engine.run(check.bits(req.bits), *check.boards(req.model_board, req.sim_board), req.gens)
+    def run(req: RunRequest) -> JSONResponse:
+        """``gens`` generations at once (the page plays them): the model's rollout and the simulator's.
+        Plain lists of ints, so the reply skips FastAPI's per-item encoder (a third of the time at 64x64)."""
+        return JSONResponse(engine.run(check.bits(req.bits), *check.boards(req.model_board, req.sim_board), req.gens))
 
 
 def _add_inspection_routes(app: FastAPI, engine: Engine, check: Checks) -> None:

@@ -7,6 +7,7 @@ resolved config, the vocabulary, the weights (and EMA weights), the step and a f
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import MISSING, fields
@@ -113,6 +114,15 @@ def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
         f"No checkpoint found under {str(ckpt_dir)!r}. Train one first: "
         "`make demo` or `python train.py --config-name exp/cpu_demo`"
     )
+
+
+def file_hash(path: str | Path) -> str:
+    """The first 12 hex digits of a checkpoint file's SHA-256: what docs quote next to its numbers."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def newest_size_free(ckpt_dir: str | Path = "checkpoints") -> Path | None:

@@ -15,7 +15,7 @@ from interfere.validate import at_least, one_of
 
 POSITION_KINDS = ("rope", "window")  # 2D RoPE for one board size | a local window with a learned bias, any size
 DENSE_MAX_CELLS = 256  # a window model attends densely up to this many cells (16x16), in tiles above
-TILE = 8  # above DENSE_MAX_CELLS, cells attend in tiles of TILE x TILE queries over a shared halo of keys
+TILE = 4  # above DENSE_MAX_CELLS, cells attend in tiles of TILE x TILE queries over a shared halo of keys
 
 
 @dataclass

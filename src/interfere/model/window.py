@@ -32,11 +32,9 @@ from transformer_lens import HookedTransformer
 
 from interfere.data.layout import MASK, SEG_BOARD, SEG_TARGET
 from interfere.model.config import DENSE_MAX_CELLS, TILE
-from interfere.model.ops import affine, attention_out, layer_norm, mlp_residual
+from interfere.model.ops import affine, attention_out, layer_norm, mlp_residual, project
 
 BOARD_QUERY, TARGET_QUERY = 0, 1  # the two bias tables of a layer
-
-
 
 
 class Tiles(NamedTuple):
@@ -69,35 +67,45 @@ def tile_tables(height: int, width: int, window: int, device: torch.device) -> T
     return Tiles(queries.to(device), cells(k_r, k_c).to(device), offsets.to(device), first.to(device))
 
 
-def tiled_attention(q: torch.Tensor, k_p: torch.Tensor, v_p: torch.Tensor, k_b: torch.Tensor, v_b: torch.Tensor,
+def per_tile(x: torch.Tensor, index: torch.Tensor, n_tiles: int, n_heads: int) -> torch.Tensor:
+    """Rows of all heads ``[b, ..., N, h*d]`` gathered into tiles, ``[b, h, ..., tiles, slots, d]``: whole rows
+    are gathered (several times faster than gathering per head), then split into heads."""
+    return x.index_select(-2, index).unflatten(-2, (n_tiles, -1)).unflatten(-1, (n_heads, -1)).movedim(-2, 1)
+
+
+def tile_halos(k_b: torch.Tensor, v_b: torch.Tensor, tiles: Tiles, n_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each tile's halo of board keys and values, ``[b, h, 1, tiles, (TILE + 2r)^2, d]``, from rows
+    ``[b, N, h*d]``: gathered once per layer, for the board's and the targets' queries alike."""
+    n_tiles = len(tiles.keys) // tiles.offsets.shape[1]
+    return per_tile(k_b[:, None], tiles.keys, n_tiles, n_heads), per_tile(v_b[:, None], tiles.keys, n_tiles, n_heads)
+
+
+def tiled_attention(q: torch.Tensor, k_p: torch.Tensor, v_p: torch.Tensor, halos: tuple[torch.Tensor, torch.Tensor],
                     bias: torch.Tensor, scale: float, tiles: Tiles,
                     own: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Each query attends to the physics keys, its window of board keys (with ``bias``) and optionally its
-    own key, tile by tile: a tile's queries share one halo of keys, so scores and values are batched
-    matrix products over ``(TILE + 2r)^2`` keys (window offsets outside a query's reach get ``-inf``).
+    own key, tile by tile: a tile's queries share one halo of keys (:func:`tile_halos`), so scores and
+    values are batched matrix products over ``(TILE + 2r)^2`` keys (offsets outside a query's reach get
+    ``-inf``).
 
-    ``q``: ``[b, h, S, N, d]`` (S query blocks over the same N cells); ``k_p, v_p``: ``[b, h, P, d]``;
-    ``k_b, v_b``: ``[b, h, N, d]``; ``bias``: ``[h, O]``; ``own``: ``[b, h, S, N, d]`` keys and values.
+    ``q`` and ``own`` (keys, values): rows of all heads, ``[b, S, N, h*d]`` (S query blocks over the same N
+    cells); ``k_p, v_p``: ``[b, h, P, d]``; ``bias``: ``[h, O]``. Returns ``z`` as rows, ``[b, S, N, h*d]``.
     """
-    n_tiles = len(tiles.keys) // tiles.offsets.shape[1]
-
-    def per_tile(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # [..., N, d] -> [..., tiles, slots, d]
-        return x.index_select(-2, index).unflatten(-2, (n_tiles, -1))
-
-    q_t = per_tile(q, tiles.queries)  # [b, h, S, tiles, T^2, d]
-    k_t, v_t = per_tile(k_b, tiles.keys).unsqueeze(2), per_tile(v_b, tiles.keys).unsqueeze(2)  # [b, h, 1, tiles, K, d]
+    k_t, v_t = halos
+    n_tiles, n_heads = k_t.shape[3], k_t.shape[1]
+    q_t = per_tile(q, tiles.queries, n_tiles, n_heads) * scale  # [b, h, S, tiles, T^2, d]
     table = torch.cat([bias, bias.new_full((bias.shape[0], 1), float("-inf"))], dim=1)[:, tiles.offsets]
-    scores = [torch.einsum("bhstqd,bhpd->bhstqp", q_t, k_p) * scale,
-              torch.matmul(q_t, k_t.transpose(-1, -2)) * scale + table[None, :, None, None]]
+    scores = [torch.einsum("bhstqd,bhpd->bhstqp", q_t, k_p),
+              torch.matmul(q_t, k_t.transpose(-1, -2)).add_(table[None, :, None, None])]
     if own is not None:
-        own_k, own_v = per_tile(own[0], tiles.queries), per_tile(own[1], tiles.queries)
-        scores.append((q_t * own_k).sum(-1, keepdim=True) * scale)
+        own_k, own_v = (per_tile(x, tiles.queries, n_tiles, n_heads) for x in own)
+        scores.append((q_t * own_k).sum(-1, keepdim=True))
     p = torch.softmax(torch.cat(scores, dim=-1), dim=-1)
     n_p, n_k = k_p.shape[2], k_t.shape[-2]
     z = torch.einsum("bhstqp,bhpd->bhstqd", p[..., :n_p], v_p) + torch.matmul(p[..., n_p : n_p + n_k], v_t)
     if own is not None:
         z = z + p[..., n_p + n_k :] * own_v
-    return z.flatten(3, 4).index_select(3, tiles.first)
+    return z.movedim(1, -2).flatten(-2).flatten(2, 3).index_select(2, tiles.first)
 
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float,
@@ -123,7 +131,7 @@ def target_logits(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tenso
     """``[batch, K*H*W, 2]`` logits at the target positions of a window
     :class:`~interfere.model.LifeTransformer`, in layout order."""
     cfg, layout, r = model.cfg, model.layout, model.life_cfg.window
-    n_heads, d, scale = cfg.n_heads, cfg.d_model, cfg.d_head**-0.5
+    n_heads, scale = cfg.n_heads, cfg.d_head**-0.5
     b, H, W, K = tokens.shape[0], layout.height, layout.width, layout.multi_steps
     phys = model.layout.physics_index.to(tokens.device)
     dense = H * W <= DENSE_MAX_CELLS
@@ -133,43 +141,41 @@ def target_logits(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tenso
     else:
         tiles = tile_tables(H, W, r, tokens.device)
 
-    def heads(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """``[b, ..., d_model]`` -> ``[b, head, ..., d_head]`` through one of Q, K, V."""
-        y = affine(x, w.permute(1, 0, 2).flatten(1), bias.flatten()).unflatten(-1, (n_heads, -1))
-        return y.movedim(-2, 1)
+    def heads(x: torch.Tensor) -> torch.Tensor:  # [b, ..., head * d_head] -> [b, head, ..., d_head]
+        return x.unflatten(-1, (n_heads, -1)).movedim(-2, 1)
 
     def out(x: torch.Tensor, z: torch.Tensor, block: torch.nn.Module) -> torch.Tensor:
-        """Residual after the attention output ``z`` ``[b, head, ..., d_head]`` and the MLP."""
-        return mlp_residual(x + attention_out(z.movedim(1, -2).flatten(-2), block.attn), block, cfg)
+        """Residual after the attention output ``z`` ``[b, ..., head * d_head]`` and the MLP."""
+        return mlp_residual(x + attention_out(z, block.attn), block, cfg)
 
     x_p = model.embed.W_E[tokens[:, phys]] + model.W_seg[model.segment_ids[phys]]  # [b, P, d]
     x_b = model.embed.W_E[tokens[:, layout.board]] + model.W_seg[SEG_BOARD]  # [b, N, d]
     seg_t = model.W_seg[SEG_TARGET : SEG_TARGET + K]  # [K, d]
-    x_t = (model.embed.W_E[MASK] + seg_t)[None, :, None, :].expand(b, K, H * W, d)  # [b, K, N, d]
+    x_t = (model.embed.W_E[MASK] + seg_t)[None, :, None, :]  # [1, K, 1, d]: every target's, up to layer 0's attention
     for i, block in enumerate(model.blocks):
         attn, last = block.attn, i == cfg.n_layers - 1
         h_p, h_b, h_t = (layer_norm(x, block.ln1, cfg) for x in (x_p, x_b, x_t))
-        k_p, v_p = heads(h_p, attn.W_K, attn.b_K), heads(h_p, attn.W_V, attn.b_V)
-        k_b, v_b = heads(h_b, attn.W_K, attn.b_K), heads(h_b, attn.W_V, attn.b_V)  # [b, h, N, dh]
-        q_t = heads(h_t, attn.W_Q, attn.b_Q)  # [b, h, K, N, dh]
-        own = heads(h_t, attn.W_K, attn.b_K), heads(h_t, attn.W_V, attn.b_V)
-        q_b = None if last else heads(h_b, attn.W_Q, attn.b_Q)
+        qkv = [attn.W_Q, attn.W_K, attn.W_V], [attn.b_Q, attn.b_K, attn.b_V]
+        q_p, k_p, v_p = (heads(x) for x in project(h_p, *qkv))  # [b, h, P, dh]
+        q_b, k_b, v_b = project(h_b, *qkv) if not last else [None, *project(h_b, *(x[1:] for x in qkv))]
+        q_t, *own = (x.expand(b, K, H * W, -1) for x in project(h_t, *qkv))  # [b, K, N, h*dh]; board [b, N, h*dh]
         if dense:
-            keys, values = torch.cat([k_p, k_b], dim=2), torch.cat([v_p, v_b], dim=2)
-            z_t = dense_attention(q_t.flatten(2, 3), keys, values, dense_bias(model.W_rel[i, TARGET_QUERY], index,
-                                  len(phys), K), scale, (own[0].flatten(2, 3), own[1].flatten(2, 3)))
-            z_t = z_t.unflatten(2, (K, H * W))
+            keys, values = torch.cat([k_p, heads(k_b)], dim=2), torch.cat([v_p, heads(v_b)], dim=2)
+            z_t = dense_attention(heads(q_t).flatten(2, 3), keys, values,
+                                  dense_bias(model.W_rel[i, TARGET_QUERY], index, len(phys), K), scale,
+                                  (heads(own[0]).flatten(2, 3), heads(own[1]).flatten(2, 3)))
+            z_t = z_t.unflatten(2, (K, H * W)).movedim(1, -2).flatten(-2)
             if q_b is not None:
-                z_b = dense_attention(q_b, keys, values, dense_bias(model.W_rel[i, BOARD_QUERY], index, len(phys)),
-                                      scale)
+                z_b = dense_attention(heads(q_b), keys, values, dense_bias(model.W_rel[i, BOARD_QUERY], index,
+                                      len(phys)), scale).movedim(1, -2).flatten(-2)
         else:
-            z_t = tiled_attention(q_t, k_p, v_p, k_b, v_b, model.W_rel[i, TARGET_QUERY], scale, tiles, own)
+            halos = tile_halos(k_b, v_b, tiles, n_heads)
+            z_t = tiled_attention(q_t, k_p, v_p, halos, model.W_rel[i, TARGET_QUERY], scale, tiles, own)
             if q_b is not None:
-                z_b = tiled_attention(q_b[:, :, None], k_p, v_p, k_b, v_b, model.W_rel[i, BOARD_QUERY], scale,
-                                      tiles)[:, :, 0]
+                z_b = tiled_attention(q_b[:, None], k_p, v_p, halos, model.W_rel[i, BOARD_QUERY], scale, tiles)[:, 0]
         x_t = out(x_t, z_t, block)
         if not last:
-            z_p = F.scaled_dot_product_attention(heads(h_p, attn.W_Q, attn.b_Q), k_p, v_p)
-            x_p, x_b = out(x_p, z_p, block), out(x_b, z_b, block)
+            z_p = F.scaled_dot_product_attention(q_p, k_p, v_p)
+            x_p, x_b = out(x_p, z_p.movedim(1, -2).flatten(-2), block), out(x_b, z_b, block)
     logits = affine(layer_norm(x_t, model.ln_final, cfg), model.unembed.W_U, model.unembed.b_U)  # [b, K, N, 2]
     return logits.flatten(1, 2)

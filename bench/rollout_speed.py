@@ -7,7 +7,8 @@ Two paths, each timed ``--repeats`` times (medians printed, with the range):
 
 * ``interfere.run``: the model's autoregressive rollout next to the simulator (``compare_rollouts``) of
   a glider on an empty board, ``--gens`` generations;
-* the explorer's play: ``POST /api/run`` through the FastAPI app (JSON in and out), in requests of
+* the explorer's play: ``POST /api/run`` over HTTP to the explorer's app served by uvicorn in this
+  process's main thread, as ``python -m interfere.explorer`` serves it (JSON in and out), in requests of
   ``MAX_GENS_PER_REQUEST`` generations, as the page fetches them.
 
 Speed does not depend on the weights: without a checkpoint a randomly initialised ``exp/cpu_any`` model
@@ -18,12 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import statistics
+import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from fastapi.testclient import TestClient
+import uvicorn
+from fastapi import FastAPI
 
 from interfere.ca.patterns import centred, load_pattern
 from interfere.cli import add_checkpoint_args, load_model_from_args
@@ -53,18 +59,41 @@ def time_run(model: LifeTransformer, size: int, gens: int) -> float:
     return gens / (time.perf_counter() - t0)
 
 
-def time_play(client: TestClient, size: int, gens: int) -> float:
+def time_play(port: int, size: int, gens: int) -> float:
     glider = load_pattern("glider")
     board = centred(glider, size, size).tolist()
     bits = glider.rule.bits.long().tolist()
     done, t0 = 0, time.perf_counter()
     while done < gens:
         step = min(MAX_GENS_PER_REQUEST, gens - done)
-        reply = client.post("/api/run", json={"bits": bits, "model_board": board, "sim_board": board, "gens": step})
-        reply.raise_for_status()
-        board = reply.json()["simulator"][-1]
+        body = json.dumps({"bits": bits, "model_board": board, "sim_board": board, "gens": step}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/run", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request) as reply:
+            board = json.loads(reply.read())["simulator"][-1]
         done += step
     return gens / (time.perf_counter() - t0)
+
+
+def serve_while(app: FastAPI, work: Callable[[int], None]) -> None:
+    """Serve ``app`` with uvicorn in this (the main) thread while ``work(port)`` runs in another; then stop."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+
+    def client() -> None:
+        while not server.started:
+            time.sleep(0.05)
+        try:
+            work(port)
+        finally:
+            server.should_exit = True
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    server.run()
+    thread.join()
 
 
 def main() -> None:
@@ -76,19 +105,26 @@ def main() -> None:
     add_checkpoint_args(ap)
     args = ap.parse_args()
     model = model_for(args)
-    client = TestClient(create_app(Engine(model, 1234, 64, (0.1, 0.9)), {"run_id": "bench", "step": 0,
-                                                                         "checkpoint": "none"}))
+    app = create_app(Engine(model, 1234, 64, (0.1, 0.9)), {"run_id": "bench", "step": 0, "checkpoint": "none"})
     time_run(model, args.sizes[0], 2)  # warm-up
     results = {"cpu": cpu_description(), "threads": torch.get_num_threads(), "gens": args.gens, "sizes": {}}
     print(f"{cpu_description()}, {torch.get_num_threads()} threads, {args.gens} generations, {args.repeats} repeats")
-    for size in args.sizes:
-        row = {}
-        for path, timer, target in (("interfere.run", time_run, model), ("explorer /api/run", time_play, client)):
-            speeds = [timer(target, size, args.gens) for _ in range(args.repeats)]
-            row[path] = {"median": statistics.median(speeds), "min": min(speeds), "max": max(speeds)}
-            print(f"  {size}x{size} {path:<18} {statistics.median(speeds):6.1f} generations/s "
-                  f"(range {min(speeds):.1f}-{max(speeds):.1f})")
-        results["sizes"][str(size)] = row
+
+    def record(size: int, path: str, speeds: list[float]) -> None:
+        results["sizes"].setdefault(str(size), {})[path] = {
+            "median": statistics.median(speeds), "min": min(speeds), "max": max(speeds)}
+        print(f"  {size}x{size} {path:<18} {statistics.median(speeds):6.1f} generations/s "
+              f"(range {min(speeds):.1f}-{max(speeds):.1f})")
+
+    for size in args.sizes:  # in the main thread, as interfere.run runs
+        record(size, "interfere.run", [time_run(model, size, args.gens) for _ in range(args.repeats)])
+
+    def play(port: int) -> None:
+        time_play(port, args.sizes[0], 2)  # warm-up
+        for size in args.sizes:
+            record(size, "explorer /api/run", [time_play(port, size, args.gens) for _ in range(args.repeats)])
+
+    serve_while(app, play)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

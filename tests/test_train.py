@@ -14,6 +14,7 @@ from interfere.model.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     read_checkpoint,
+    weights_hash,
 )
 from interfere.train.loop import TrainingError, lr_factor, train
 
@@ -48,6 +49,18 @@ def test_checkpoint_round_trip_gives_identical_logits(tiny_run):
     a, b = model_from_checkpoint(ckpt), model_from_checkpoint(ckpt)
     tokens = a.encode_prompt(torch.zeros(3, 18, dtype=torch.bool), torch.ones(3, 5, 5, dtype=torch.long))
     assert torch.equal(a(tokens), b(tokens))
+
+
+def test_weights_hash_names_the_weights_not_the_file(tiny_run, tmp_path):
+    """Same weights under another run id and optimizer state: same hash; one changed value: another."""
+    ckpt = read_checkpoint(tiny_run["checkpoint"])
+    torch.save({**ckpt, "run_id": "other", "optimizer": {}}, tmp_path / "renamed.pt")
+    name = next(iter(ckpt["model"]))
+    changed = {**ckpt["model"], name: ckpt["model"][name] + 1e-3}
+    torch.save({**ckpt, "model": changed}, tmp_path / "changed.pt")
+    original = weights_hash(tiny_run["checkpoint"])
+    assert weights_hash(tmp_path / "renamed.pt") == original
+    assert weights_hash(tmp_path / "changed.pt") != original
 
 
 def test_resume_equals_uninterrupted(tmp_path, smoke_cfg):

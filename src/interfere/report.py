@@ -44,10 +44,10 @@ from interfere.model.checkpoint import (
     CONTROL_PREFIX,
     CheckpointError,
     config_mismatches,
-    file_hash,
     list_snapshots,
     load_checkpoint,
     model_from_checkpoint,
+    weights_hash,
 )
 from interfere.model.life_model import LifeTransformer, ModelConfig, n_params
 from interfere.report_page import write_report
@@ -264,7 +264,7 @@ def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict
         animations = save_rollout_animation(model, "B3/S23", "glider", out / "rollout_glider")
     numbers = [jsonable(run) for run in runs]
     summary = {
-        "checkpoint": ckpt["path"], "checkpoint_sha256": file_hash(ckpt["path"]), "run_id": ckpt.get("run_id"),
+        "checkpoint": ckpt["path"], "weights_sha256": weights_hash(ckpt["path"]), "run_id": ckpt.get("run_id"),
         "step": ckpt["step"], "seeds": seeds,
         "date": time.strftime("%Y-%m-%d %H:%M"), "git_commit": git_commit(), "command": command_line(),
         "device": device_text(model), "thresholds": th, "heldout": ev["heldout"],

@@ -103,8 +103,8 @@ def render(page: Page, summary: dict, figures: dict[str, list[Path]], card: dict
 
 def header(page: Page, summary: dict) -> None:
     page.heading(1, "interfere: hypothesis report")
-    page.para(f"checkpoint {summary['checkpoint']} (sha256 {summary['checkpoint_sha256']}, run {summary['run_id']}, "
-              f"step {summary['step']}), "
+    page.para(f"checkpoint {summary['checkpoint']} (weights sha256 {summary['weights_sha256']}, "
+              f"run {summary['run_id']}, step {summary['step']}), "
               f"data seeds {summary['seeds']}, {summary['date']}, CPU/device: {summary['device']}", "muted")
     acc = summary["heldout"]["cell_acc"]
     if acc < summary["thresholds"]["min_heldout_acc"]:

@@ -34,7 +34,7 @@ from interfere.evaluate import heldout_metrics
 from interfere.explore import circuit
 from interfere.explore.common import Context, staged_dir
 from interfere.explore.interchange import CELL_ROLES
-from interfere.model.checkpoint import CheckpointError, file_hash, load_checkpoint, model_from_checkpoint
+from interfere.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, weights_hash
 from interfere.thresholds import load_thresholds
 from interfere.viz.style import caption, save
 
@@ -199,7 +199,7 @@ def analyse_seed(ckpt: dict, samples: int, th: dict) -> dict:
     ex = ctx.examples(samples)
     ex.acts.want(circuit.wants(model, params))
     result = circuit.measure(model, ex, params)
-    return {"run_id": ckpt.get("run_id"), "checkpoint": ckpt["path"], "checkpoint_sha256": file_hash(ckpt["path"]),
+    return {"run_id": ckpt.get("run_id"), "checkpoint": ckpt["path"], "weights_sha256": weights_hash(ckpt["path"]),
             "heldout_acc": heldout_metrics(model, data, 1024, seed=0)["cell_acc"],
             "seconds": round(time.time() - t0, 1), "roles": {k: r["uses"] for k, r in result.roles.items()},
             "circuit": result.circuit, "account": result.account, "verdict": result.verdict,

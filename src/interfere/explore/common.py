@@ -30,7 +30,7 @@ from interfere.data.stream import DataConfig, heldout_rules, random_boards
 from interfere.errors import UserError
 from interfere.explore.analysis import Activations, Examples, jsonable
 from interfere.explore.batched import scaled_samples
-from interfere.model.checkpoint import file_hash
+from interfere.model.checkpoint import weights_hash
 from interfere.model.life_model import LifeTransformer
 from interfere.thresholds import load_thresholds
 
@@ -71,7 +71,7 @@ class Context:
 
     def write_summary(self, name: str, numbers: dict, files: list[Path]) -> Path:
         summary = {
-            "exploration": name, "checkpoint": self.ckpt["path"], "checkpoint_sha256": file_hash(self.ckpt["path"]),
+            "exploration": name, "checkpoint": self.ckpt["path"], "weights_sha256": weights_hash(self.ckpt["path"]),
             "cpu": cpu_description(), "step": self.ckpt["step"],
             "run_id": self.ckpt.get("run_id"), "seed": self.seed, "rule": self.rule or "held-out mix",
             "board": f"{self.layout.height}x{self.layout.width}", "command": self.command,

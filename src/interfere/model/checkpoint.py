@@ -116,12 +116,17 @@ def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
     )
 
 
-def file_hash(path: str | Path) -> str:
-    """The first 12 hex digits of a checkpoint file's SHA-256: what docs quote next to its numbers."""
+def weights_hash(path: str | Path) -> str:
+    """The first 12 hex digits of a SHA-256 over a checkpoint's model weights (names, dtypes, shapes and
+    values, in name order): what docs quote next to a model's numbers. Unlike the file's hash it does not
+    change with the run id, the clock or the optimizer state, so two runs that trained the same model
+    (same seed, config, CPU type and threads) show the same hash."""
+    weights = torch.load(path, map_location="cpu", weights_only=True)["model"]
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for name in sorted(weights):
+        tensor = weights[name].contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:12]
 
 

@@ -5,7 +5,7 @@ user. Bad input gets a 4xx and ``{"error": "<one line>"}``; the server never rea
 path a request names (the page and its script are package files, served by name).
 
 The routes that run the model are ``async``: they run on the server's event loop, which uvicorn keeps
-in the main thread, where torch ran this model's rollout 1.5-1.7x faster than in the worker threads
+in the main thread, where torch ran this model's rollout 1.2-1.7x faster than in the worker threads
 that serve plain routes (docs/experiments.md, "Real patterns at any size"). The engine's lock lets one
 model request run at a time anyway.
 """

@@ -40,6 +40,8 @@ from interfere.explorer.app import MAX_GENS_PER_REQUEST, create_app
 from interfere.explorer.engine import Engine
 from interfere.model.life_model import LifeTransformer
 
+START_TIMEOUT_S, REQUEST_TIMEOUT_S = 60, 600  # the server must start, and answer a request, within these
+
 
 def model_for(args: argparse.Namespace) -> LifeTransformer:
     if args.ckpt or args.run_id:
@@ -69,7 +71,7 @@ def time_play(port: int, size: int, gens: int) -> float:
         body = json.dumps({"bits": bits, "model_board": board, "sim_board": board, "gens": step}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/run", data=body,
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request) as reply:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as reply:
             board = json.loads(reply.read())["simulator"][-1]
         done += step
     return gens / (time.perf_counter() - t0)
@@ -83,17 +85,29 @@ def serve_while(app: FastAPI, work: Callable[[int], None]) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
 
     def client() -> None:
-        while not server.started:
-            time.sleep(0.05)
         try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not server.started:
+                if time.monotonic() > deadline or stopped.is_set():
+                    raise RuntimeError(f"the explorer's server did not start on port {port}")
+                time.sleep(0.05)
             work(port)
+        except BaseException as err:  # re-raised in the main thread: no partial results written
+            failure.append(err)
         finally:
             server.should_exit = True
 
-    thread = threading.Thread(target=client)
+    stopped = threading.Event()  # set when server.run returns, e.g. because it could not start
+    failure: list[BaseException] = []
+    thread = threading.Thread(target=client, daemon=True)
     thread.start()
-    server.run()
-    thread.join()
+    try:
+        server.run()
+    finally:
+        stopped.set()
+    thread.join(REQUEST_TIMEOUT_S)
+    if failure:
+        raise failure[0]
 
 
 def main() -> None:

@@ -67,10 +67,20 @@ def tile_tables(height: int, width: int, window: int, device: torch.device) -> T
     return Tiles(queries.to(device), cells(k_r, k_c).to(device), offsets.to(device), first.to(device))
 
 
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Rows of all heads ``[b, ..., h*d]`` -> ``[b, h, ..., d]``."""
+    return x.unflatten(-1, (n_heads, -1)).movedim(-2, 1)
+
+
+def merge_heads(z: torch.Tensor) -> torch.Tensor:
+    """``[b, h, ..., d]`` -> rows of all heads ``[b, ..., h*d]`` (the inverse of :func:`split_heads`)."""
+    return z.movedim(1, -2).flatten(-2)
+
+
 def per_tile(x: torch.Tensor, index: torch.Tensor, n_tiles: int, n_heads: int) -> torch.Tensor:
     """Rows of all heads ``[b, ..., N, h*d]`` gathered into tiles, ``[b, h, ..., tiles, slots, d]``: whole rows
     are gathered (several times faster than gathering per head), then split into heads."""
-    return x.index_select(-2, index).unflatten(-2, (n_tiles, -1)).unflatten(-1, (n_heads, -1)).movedim(-2, 1)
+    return split_heads(x.index_select(-2, index).unflatten(-2, (n_tiles, -1)), n_heads)
 
 
 def tile_halos(k_b: torch.Tensor, v_b: torch.Tensor, tiles: Tiles, n_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +115,7 @@ def tiled_attention(q: torch.Tensor, k_p: torch.Tensor, v_p: torch.Tensor, halos
     z = torch.einsum("bhstqp,bhpd->bhstqd", p[..., :n_p], v_p) + torch.matmul(p[..., n_p : n_p + n_k], v_t)
     if own is not None:
         z = z + p[..., n_p + n_k :] * own_v
-    return z.movedim(1, -2).flatten(-2).flatten(2, 3).index_select(2, tiles.first)
+    return merge_heads(z).flatten(2, 3).index_select(2, tiles.first)
 
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float,
@@ -141,8 +151,8 @@ def target_logits(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tenso
     else:
         tiles = tile_tables(H, W, r, tokens.device)
 
-    def heads(x: torch.Tensor) -> torch.Tensor:  # [b, ..., head * d_head] -> [b, head, ..., d_head]
-        return x.unflatten(-1, (n_heads, -1)).movedim(-2, 1)
+    def heads(x: torch.Tensor) -> torch.Tensor:
+        return split_heads(x, n_heads)
 
     def out(x: torch.Tensor, z: torch.Tensor, block: torch.nn.Module) -> torch.Tensor:
         """Residual after the attention output ``z`` ``[b, ..., head * d_head]`` and the MLP."""
@@ -164,10 +174,10 @@ def target_logits(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tenso
             z_t = dense_attention(heads(q_t).flatten(2, 3), keys, values,
                                   dense_bias(model.W_rel[i, TARGET_QUERY], index, len(phys), K), scale,
                                   (heads(own[0]).flatten(2, 3), heads(own[1]).flatten(2, 3)))
-            z_t = z_t.unflatten(2, (K, H * W)).movedim(1, -2).flatten(-2)
+            z_t = merge_heads(z_t.unflatten(2, (K, H * W)))
             if q_b is not None:
-                z_b = dense_attention(heads(q_b), keys, values, dense_bias(model.W_rel[i, BOARD_QUERY], index,
-                                      len(phys)), scale).movedim(1, -2).flatten(-2)
+                z_b = merge_heads(dense_attention(heads(q_b), keys, values,
+                                                  dense_bias(model.W_rel[i, BOARD_QUERY], index, len(phys)), scale))
         else:
             halos = tile_halos(k_b, v_b, tiles, n_heads)
             z_t = tiled_attention(q_t, k_p, v_p, halos, model.W_rel[i, TARGET_QUERY], scale, tiles, own)
@@ -176,6 +186,6 @@ def target_logits(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tenso
         x_t = out(x_t, z_t, block)
         if not last:
             z_p = F.scaled_dot_product_attention(q_p, k_p, v_p)
-            x_p, x_b = out(x_p, z_p.movedim(1, -2).flatten(-2), block), out(x_b, z_b, block)
+            x_p, x_b = out(x_p, merge_heads(z_p), block), out(x_b, z_b, block)
     logits = affine(layer_norm(x_t, model.ln_final, cfg), model.unembed.W_U, model.unembed.b_U)  # [b, K, N, 2]
     return logits.flatten(1, 2)

@@ -47,6 +47,7 @@ class TrainConfig:
     log_every: int = 25
     eval_every: int = 250
     eval_boards: int = 512
+    named_boards: int = 128  # boards per named rule when stop_when reads named_acc (once the rest holds)
     save_every: int = 500
     run_id: str | None = None
     resume: Any = False
@@ -69,7 +70,7 @@ class TrainConfig:
             at_least(f"train.{name}", getattr(self, name), 0)
         for name in ("beta1", "beta2", "ema_decay"):
             within(f"train.{name}", getattr(self, name), 0.0, 1.0, high_open=True)
-        for name in ("grad_accum", "threads", "log_every", "eval_every", "eval_boards", "save_every"):
+        for name in ("grad_accum", "threads", "log_every", "eval_every", "eval_boards", "named_boards", "save_every"):
             at_least(f"train.{name}", getattr(self, name), 1)
         one_of("train.autocast", self.autocast, ("auto", "none", "bf16"))
         one_of("train.schedule", self.schedule, ("cosine", "triggered"))

@@ -99,6 +99,15 @@ def validation_metrics(model: LifeTransformer, data: DataConfig, n_boards: int, 
     return rule_set_metrics(model, data, validation_rules(data), n_boards, seed + VALIDATION_BOARD_SEED)
 
 
+def named_check(model: LifeTransformer, data: DataConfig, boards_per_rule: int, seed: int = 0) -> dict:
+    """The worst named rule's cell accuracy during training (``named_acc`` in ``train.stop_when``). Named
+    rules are training rules, so this checks training, not generalisation; its boards are the validation's
+    seed's, never the final evaluation's."""
+    named = named_metrics(model, data, boards_per_rule, seed + VALIDATION_BOARD_SEED)
+    worst = min(named, key=lambda name: named[name]["cell_acc"])
+    return {"named_worst_acc": named[worst]["cell_acc"], "named_worst_rule": worst}
+
+
 def named_metrics(model: LifeTransformer, data: DataConfig, boards_per_rule: int, seed: int = 0) -> dict:
     """Per named rule: the t+1 metrics on ``boards_per_rule`` soups."""
     boards = eval_boards(boards_per_rule, data, seed + 1)

@@ -32,7 +32,7 @@ from interfere.config import TrainConfig, layout_of, resolve_device, sections, t
 from interfere.cpu import configure_cpu
 from interfere.data.layout import VOCAB
 from interfere.data.stream import BatchStream, DataConfig
-from interfere.evaluate import evaluate, format_report, save_rollout_animation, validation_metrics
+from interfere.evaluate import evaluate, format_report, named_check, save_rollout_animation, validation_metrics
 from interfere.model.checkpoint import (
     FORMAT_VERSION,
     LATEST,
@@ -64,7 +64,7 @@ from interfere.train.runs import (
     resolve_run,
     resume_mismatches,
 )
-from interfere.train.stopping import parse_stop_when, shortfall, stop_reason
+from interfere.train.stopping import needs_named, parse_stop_when, shortfall, stop_reason
 
 __all__ = ["TargetLogits", "TrainingError", "accumulate_gradients", "lr_factor", "make_optimizer", "target_loss",
            "train"]
@@ -369,6 +369,8 @@ class Run:
         self.model.eval()
         with maybe_ema(self.ema), self.autocast:
             metrics = validation_metrics(self.model, self.data_cfg, self.tc.eval_boards, seed=self.seed)
+            if needs_named(self.stop_clauses, metrics) or needs_named(self.decay_clauses, metrics):
+                metrics.update(named_check(self.model, self.data_cfg, self.tc.named_boards, seed=self.seed))
         self.model.train()
         return metrics
 

@@ -4,7 +4,10 @@ A target is a condition such as ``validation_acc >= 0.9999``, or several joined 
 (``validation_acc >= 0.9999 and validation_exact >= 0.995``). It is checked at every validation
 (every ``train.eval_every`` steps) on the validation rules, which are disjoint from the held-out
 test rules and never trained on (:func:`interfere.data.stream.validation_rules`); the test rules are
-measured only once training has stopped, so they never decide when it stops.
+measured only once training has stopped, so they never decide when it stops. ``named_acc`` is the
+worst named rule's accuracy (``train.named_boards`` boards each, of the validation's seed), measured
+once the rest of its target holds: the named rules are training rules, so it asks whether training is
+done on them, not how the model generalises.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from dataclasses import dataclass
 
 from interfere.errors import UserError
 
-# name in train.stop_when -> key of the validation metrics (interfere.evaluate.rule_set_metrics)
-METRICS = {"validation_acc": "cell_acc", "validation_exact": "board_exact"}
+# name in train.stop_when -> key of the validation metrics (interfere.evaluate.rule_set_metrics and
+# interfere.evaluate.named_check: the worst named rule, a training rule, on boards of the validation seed)
+METRICS = {"validation_acc": "cell_acc", "validation_exact": "board_exact", "named_acc": "named_worst_acc"}
 OPERATORS = {">=": operator.ge, ">": operator.gt}
 _CLAUSE = re.compile(r"^\s*(\w+)\s*(>=|>)\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
 
@@ -28,10 +32,19 @@ class Clause:
     value: float
 
     def holds(self, metrics: dict) -> bool:
-        return OPERATORS[self.op](metrics[METRICS[self.metric]], self.value)
+        """Whether the clause holds; a metric that was not measured does not."""
+        key = METRICS[self.metric]
+        return key in metrics and OPERATORS[self.op](metrics[key], self.value)
+
+    def reading(self, metrics: dict) -> str:
+        """The metric's value as the messages print it (the worst named rule named)."""
+        if METRICS[self.metric] not in metrics:
+            return f"{self.metric} not measured (the rest of the target was not met)"
+        text = f"{self.metric} {metrics[METRICS[self.metric]]:.5f}"
+        return f"{text} ({metrics['named_worst_rule']})" if self.metric == "named_acc" else text
 
     def describe(self, metrics: dict) -> str:
-        return f"{self.metric} {metrics[METRICS[self.metric]]:.5f} {self.op} {self.value}"
+        return f"{self.reading(metrics)} {self.op} {self.value}"
 
 
 def parse_stop_when(text: str, key: str = "train.stop_when") -> list[Clause]:
@@ -49,6 +62,13 @@ def parse_stop_when(text: str, key: str = "train.stop_when") -> list[Clause]:
     return clauses
 
 
+def needs_named(clauses: list[Clause], metrics: dict) -> bool:
+    """Whether to measure the named rules now: a clause reads them and every other clause already holds
+    (the named rules cost about as much as a validation, so they are measured only near the end)."""
+    reads = any(c.metric == "named_acc" for c in clauses)
+    return reads and all(c.holds(metrics) for c in clauses if c.metric != "named_acc")
+
+
 def stop_reason(clauses: list[Clause], metrics: dict) -> str | None:
     """Why training should stop now (every clause holds), else None."""
     if clauses and all(c.holds(metrics) for c in clauses):
@@ -58,5 +78,5 @@ def stop_reason(clauses: list[Clause], metrics: dict) -> str | None:
 
 def shortfall(clauses: list[Clause], metrics: dict) -> str:
     """What the last validation missed, for a run that reached its cap without its target."""
-    return " and ".join(f"{c.metric} {metrics[METRICS[c.metric]]:.5f} (needs {c.op} {c.value})"
+    return " and ".join(f"{c.reading(metrics)} (needs {c.op} {c.value})"
                         for c in clauses if not c.holds(metrics))

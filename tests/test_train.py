@@ -61,6 +61,9 @@ def test_weights_hash_names_the_weights_not_the_file(tiny_run, tmp_path):
     original = weights_hash(tiny_run["checkpoint"])
     assert weights_hash(tmp_path / "renamed.pt") == original
     assert weights_hash(tmp_path / "changed.pt") != original
+    # with EMA weights the hash is theirs, the weights every analysis loads
+    torch.save({**ckpt, "ema": changed}, tmp_path / "ema.pt")
+    assert weights_hash(tmp_path / "ema.pt") == weights_hash(tmp_path / "changed.pt")
 
 
 def test_resume_equals_uninterrupted(tmp_path, smoke_cfg):

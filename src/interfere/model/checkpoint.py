@@ -117,11 +117,13 @@ def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
 
 
 def weights_hash(path: str | Path) -> str:
-    """The first 12 hex digits of a SHA-256 over a checkpoint's model weights (names, dtypes, shapes and
-    values, in name order): what docs quote next to a model's numbers. Unlike the file's hash it does not
+    """The first 12 hex digits of a SHA-256 over the weights a checkpoint's model runs with (its EMA
+    weights where it has them, as :func:`model_from_checkpoint` loads; names, dtypes, shapes and values,
+    in name order): what docs quote next to a model's numbers. Unlike the file's hash it does not
     change with the run id, the clock or the optimizer state, so two runs that trained the same model
     (same seed, config, CPU type and threads) show the same hash."""
-    weights = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    weights = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
     digest = hashlib.sha256()
     for name in sorted(weights):
         tensor = weights[name].contiguous()

@@ -22,8 +22,8 @@ LOCK_NAME = ".lock"
 # train.* keys a resumed run may change: they decide where output goes and how often, not the
 # trajectory of the weights. Every other key must equal the checkpoint's.
 RESUMABLE_CHANGES = frozenset({
-    "stop_at", "stop_when", "resume", "run_id", "threads", "log_every", "eval_every", "eval_boards", "save_every",
-    "ckpt_dir", "log_dir", "rollout_gif", "final_eval", "dump_rank_weights", "snapshots",
+    "stop_at", "stop_when", "resume", "run_id", "threads", "log_every", "eval_every", "eval_boards", "named_boards",
+    "save_every", "ckpt_dir", "log_dir", "rollout_gif", "final_eval", "dump_rank_weights", "snapshots",
 })
 
 

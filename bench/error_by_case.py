@@ -14,28 +14,26 @@ import argparse
 
 import torch
 
+from interfere.ca.rules import N_COUNTS, governing_bit
 from interfere.ca.simulate import neighbour_counts
 from interfere.cpu import cpu_description
 from interfere.data.stream import DataConfig, heldout_rules
-from interfere.evaluate import eval_boards, score
+from interfere.evaluate import eval_boards, score, spread_rules
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint, weights_hash
-
-N_COUNTS = 9
 
 
 def case_errors(ckpt_path: str, n_boards: int) -> tuple[torch.Tensor, dict[int, float]]:
     """``[2, 9]`` % wrong per (state, count), and % wrong by the governing bit's value."""
     ckpt = load_checkpoint(ckpt=ckpt_path)
     model, data = model_from_checkpoint(ckpt), DataConfig(**ckpt["config"]["data"])
-    rules = heldout_rules(data.n_heldout, data.heldout_seed)
-    rules = rules.repeat_interleave(-(-n_boards // len(rules)), 0)[:n_boards]
+    rules = spread_rules(heldout_rules(data.n_heldout, data.heldout_seed), n_boards)
     boards = eval_boards(n_boards, data, int(ckpt["config"].get("seed", 0)))
     cells = score(model, rules, boards)[0]
     wrong = (cells.pred != cells.truth).float()
     counts = neighbour_counts(boards)
     table = torch.tensor([[100 * wrong[(boards == s) & (counts == c)].mean().item() for c in range(N_COUNTS)]
                           for s in (0, 1)])
-    bit = torch.where(boards == 1, counts, N_COUNTS + counts)  # S_count for a live cell, B_count for a dead one
+    bit = governing_bit(boards, counts)
     governing = torch.gather(rules[:, None, None, :].expand(*boards.shape, -1), 3, bit[..., None])[..., 0]
     return table, {v: 100 * wrong[governing == v].mean().item() for v in (0, 1)}
 

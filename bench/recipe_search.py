@@ -5,11 +5,12 @@
 
 Each (candidate, seed) is one ``python train.py`` process (``seed=S`` with the candidate's Hydra
 overrides, no snapshots, no GIF), ``--parallel`` at a time with ``--threads`` torch threads each.
-A finished run is reused, so an interrupted search resumes. Per run it reads ``eval.json``: when and
-why training stopped, training seconds, held-out test cell accuracy and exact match (1,024 boards),
-the worst named rule and the Conway glider's first wrong generation. Per candidate it prints the
-worst seed, the median and slowest training time, and how many seeds reach the issue's targets;
-``results.jsonl`` and ``table.md`` land in ``--out`` (default ``bench/results/recipe_search``).
+A finished run is reused and an interrupted one resumed (a run over ``--timeout`` seconds is killed).
+Per run it reads ``eval.json``: when and why training stopped, training seconds, held-out test cell
+accuracy and exact match (1,024 boards), the worst named rule and the Conway glider's first wrong
+generation. Per candidate it prints the worst seed, the median and slowest training time, and how
+many seeds reach the issue's targets; ``results.jsonl`` and ``table.md`` land in ``--out`` (default
+``bench/results/recipe_search``).
 
 Times measured with several runs in parallel are not those of one run on the whole machine: for the
 shipped recipe's timing run it alone with ``--parallel 1 --threads 2``.
@@ -42,11 +43,16 @@ def run_one(name: str, overrides: str, seed: int, args: argparse.Namespace) -> d
                f"train.run_id={run_id}", f"train.ckpt_dir={root}/checkpoints", f"train.log_dir={root}/runs",
                f"train.threads={args.threads}", "train.snapshots=0", "train.rollout_gif=false",
                *shlex.split(overrides)]
+        if (root / "checkpoints" / run_id / "latest.pt").is_file():  # an interrupted run: continue it
+            cmd.append(f"train.resume={run_id}")
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         log = root / "logs" / f"{run_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as f:
-            done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+            try:
+                done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=args.timeout)
+            except subprocess.TimeoutExpired:  # run() has killed it
+                return {"candidate": name, "seed": seed, "error": f"over {args.timeout:g} s (killed), see {log}"}
         if done.returncode != 0:
             return {"candidate": name, "seed": seed, "error": f"exit {done.returncode}, see {log}"}
     return row(name, overrides, seed, json.loads(eval_json.read_text()))
@@ -110,6 +116,7 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="bench/results/recipe_search")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds before a training run is killed")
     args = ap.parse_args()
     overrides = dict(args.candidate)
     jobs = [(name, ov, seed) for name, ov in args.candidate for seed in args.seeds]

@@ -5,6 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from interfere.ca import NAMED_RULES, Rule, get_rule, parse_rule, place, rollout, stamp, step
+from interfere.ca.rules import governing_bit
+from interfere.ca.simulate import neighbour_counts
 
 
 def reference_step(board: np.ndarray, bits: np.ndarray) -> np.ndarray:
@@ -109,3 +111,14 @@ def test_named_rules_by_name_and_string():
     assert get_rule("B36/S23").name == "HighLife"
     with pytest.raises(ValueError, match="Unknown rule 'nope'"):
         get_rule("nope")
+
+
+def test_the_governing_bit_is_the_one_the_simulator_applies():
+    """Next state == the rule's bit at governing_bit(state, count), for every cell (S_count alive, B_count dead)."""
+    g = torch.Generator().manual_seed(3)
+    boards = (torch.rand(16, 9, 11, generator=g) < 0.5).long()
+    rules = torch.rand(16, 18, generator=g) < 0.5
+    bit = governing_bit(boards, neighbour_counts(boards))
+    expected = torch.gather(rules[:, None, None, :].expand(*boards.shape, -1), 3, bit[..., None])[..., 0]
+    assert torch.equal(step(boards, rules).bool(), expected)
+    assert governing_bit(torch.tensor([1, 0]), torch.tensor([3, 3])).tolist() == [3, 12]  # S3, B3

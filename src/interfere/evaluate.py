@@ -77,11 +77,15 @@ def eval_boards(n: int, data: DataConfig, seed: int) -> torch.Tensor:
     return random_boards(n, data.height, data.width, data.density_min, data.density_max, g)
 
 
+def spread_rules(rules: torch.Tensor, n_boards: int) -> torch.Tensor:
+    """``[n_boards, 18]``: each of ``rules`` for an equal run of boards (the last rules may get one fewer)."""
+    return rules.repeat_interleave(-(-n_boards // len(rules)), 0)[:n_boards]
+
+
 def rule_set_metrics(model: LifeTransformer, data: DataConfig, rules: torch.Tensor, n_boards: int,
                      seed: int) -> dict:
     """Metrics on ``n_boards`` soups spread evenly over ``rules`` (``[n, 18]``)."""
-    spread = rules.repeat_interleave(-(-n_boards // len(rules)), 0)[:n_boards]
-    scores = score(model, spread, eval_boards(n_boards, data, seed))
+    scores = score(model, spread_rules(rules, n_boards), eval_boards(n_boards, data, seed))
     out = {"n_rules": len(rules), **scores[0].summary()}
     if len(scores) > 1:
         out["cell_acc_by_step"] = [s.summary()["cell_acc"] for s in scores]

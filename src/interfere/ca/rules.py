@@ -22,6 +22,13 @@ BIT_NAMES: tuple[str, ...] = tuple(f"S{c}" for c in range(N_COUNTS)) + tuple(
     f"B{c}" for c in range(N_COUNTS)
 )
 
+
+def governing_bit(alive: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The index of the rule bit that decides each cell's next state: ``S_count`` for a live cell,
+    ``B_count`` for a dead one (``alive`` 0/1 and ``counts`` of the same shape)."""
+    return torch.where(alive == 1, SURVIVE_OFFSET + counts, BIRTH_OFFSET + counts)
+
+
 _PART = re.compile(r"([BS])([0-8]*)", re.IGNORECASE)
 
 

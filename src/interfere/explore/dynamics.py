@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
+from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS, governing_bit
 from interfere.errors import UserError
 from interfere.explore import attn_maps
 from interfere.explore.analysis import Examples, Want, at_positions, linear_probes, target_rows
@@ -106,7 +106,7 @@ def snapshot_measures(model: LifeTransformer, ex: Examples, small: Examples, ref
     logits = inference.target_logits(model, ex.tokens)[:, : model.layout.n_cells].float().cpu()
     truth = ex.next_boards.flatten(1)
     correct = (logits.argmax(-1) == truth).float()
-    governing = torch.where(ex.boards.flatten(1) == 1, ex.counts.flatten(1), N_COUNTS + ex.counts.flatten(1))
+    governing = governing_bit(ex.boards.flatten(1), ex.counts.flatten(1))
     per_bit = [float(correct[governing == b].mean()) if (governing == b).any() else float("nan")
                for b in range(N_RULE_BITS)]
     out: dict[str, float | list[float]] = {

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
+from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS, governing_bit
 from interfere.explore import batched
 from interfere.explore.analysis import Examples
 from interfere.model.life_model import LifeTransformer
@@ -47,8 +47,7 @@ class Flips:
 
 def governing_bits(ex: Examples) -> torch.Tensor:
     """``[N, cells]``: the index of the rule bit that decides each cell (S_count if alive, else B_count)."""
-    own, count = ex.boards.flatten(1), ex.counts.flatten(1)
-    return torch.where(own == 1, count, N_COUNTS + count)
+    return governing_bit(ex.boards.flatten(1), ex.counts.flatten(1))
 
 
 def collect(model: LifeTransformer, ex: Examples, seed: int) -> Flips:

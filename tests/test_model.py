@@ -74,7 +74,7 @@ def test_hooks_fire_in_run_with_cache_and_survive_reset():
     pattern = cache["blocks.1.attn.hook_pattern"]
     assert (pattern[..., layout.target_index[0], layout.target_index[1:]] == 0).all()
     model.reset_hooks()
-    assert torch.allclose(model(batch.tokens), logits)
+    assert torch.allclose(model(batch.tokens), logits, atol=1e-5)  # fused attention now: no hook reads the pattern
     seg = cache["hook_seg_embed"]
     assert torch.allclose(cache["hook_embed"] - model.embed.W_E[batch.tokens], seg.expand_as(cache["hook_embed"]),
                           atol=1e-6)
@@ -108,6 +108,57 @@ def test_labels_do_not_reach_the_model():
     a = layout.encode(batch.rules, batch.boards[:, 0], futures)
     b = layout.encode(batch.rules, batch.boards[:, 0], 1 - futures)
     assert torch.equal(model(a.tokens), model(b.tokens))
+
+
+def _explicit_ops(model: LifeTransformer) -> list:
+    """A no-op hook at every ``hook_pattern`` and LayerNorm output: the hooked forward then runs
+    TransformerLens' attention and LayerNorm op by op."""
+    names = [f"blocks.{i}.{point}" for i in range(model.cfg.n_layers)
+             for point in ("attn.hook_pattern", "ln1.hook_normalized", "ln2.hook_normalized")]
+    return [(name, lambda act, hook: act) for name in [*names, "ln_final.hook_normalized"]]
+
+
+@pytest.mark.parametrize("kw", [{}, {"n_heads": 4, "rope": "standard", "rotary_dim": 8},
+                                {"positions": "window", "window": 1}])
+def test_fused_ops_equal_transformer_lens_explicit_ones(kw):
+    """With no hook inside them, attention and LayerNorm run fused: same logits, hook_z and gradients."""
+    model, _, batch = _model(**kw)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    runs = []
+    for hooks in ([], _explicit_ops(model)):
+        model.zero_grad(set_to_none=True)
+        z: list[torch.Tensor] = []
+        fwd = hooks + [("blocks.0.attn.hook_z", lambda act, hook, z=z: z.append(act.detach()))]
+        logits = model.run_with_hooks(batch.tokens, fwd_hooks=fwd)
+        logits.pow(2).sum().backward()
+        runs.append({"logits": logits.detach(), "z": z[0],
+                     **{n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}})
+    fused, explicit = runs
+    assert fused.keys() == explicit.keys() and len(fused) > 10
+    grad_scale = max(g.abs().max() for name, g in explicit.items() if name not in ("logits", "z"))
+    for name in fused:  # fp32 rounding: relative to the outputs' scale, or to the largest gradient's
+        scale = explicit[name].abs().max() if name in ("logits", "z") else grad_scale
+        assert (fused[name] - explicit[name]).abs().max() <= 1e-5 * scale, name
+
+
+def test_hooks_inside_attention_and_layer_norm_still_act():
+    """A hook that edits the scores changes the output; hooks on the pattern and the LayerNorm scale fire."""
+    model, layout, batch = _model()
+    seen = []
+    logits = model.run_with_hooks(batch.tokens, fwd_hooks=[
+        ("blocks.0.attn.hook_pattern", lambda p, hook: seen.append(p.shape)),
+        ("blocks.1.attn.hook_pattern", lambda p, hook: seen.append(p.shape)),
+        ("ln_final.hook_scale", lambda s, hook: seen.append(s.shape))])
+    n, t = len(batch.tokens), layout.seq_len
+    assert seen == [(n, 2, t, t), (n, 2, t, t), (n, t, 1)]
+    rule = torch.arange(layout.seq_len)[layout.rule]
+    no_rule = model.run_with_hooks(batch.tokens, fwd_hooks=[
+        ("blocks.0.attn.hook_attn_scores", lambda s, hook: s.index_fill(-1, rule, -1e9))])
+    assert not torch.allclose(logits, no_rule, atol=1e-3)
+    assert torch.allclose(model(batch.tokens), logits, atol=1e-5)
 
 
 @pytest.mark.device

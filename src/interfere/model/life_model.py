@@ -10,7 +10,8 @@ to build its own:
   ``hook_seg_embed``);
 * ``blocks.{l}.attn.hook_q`` / ``hook_k``: 2D rotary embeddings (:mod:`interfere.model.rope2d`);
 * ``blocks.{l}.attn.hook_attn_scores``: the layout's attention mask (``-inf`` where blocked) and,
-  for a window model, its relative position bias.
+  for a window model, its relative position bias (:meth:`LifeTransformer.score_mask`, which the
+  fused attention of :mod:`interfere.model.lean` applies when no hook reads the scores).
 
 TransformerLens' learned 1D positions (``W_pos``) are zeroed and frozen, so position enters only
 through 2D RoPE (``model.positions: rope``, a model for one board size) or a learned bias on the
@@ -35,6 +36,7 @@ from interfere.data.layout import SEG_BOARD, VOCAB, SequenceLayout
 from interfere.errors import UserError
 from interfere.model import fast_path, window
 from interfere.model.config import ModelConfig
+from interfere.model.lean import LeanAttention, LeanLayerNorm
 from interfere.model.rope2d import apply_rope, rope_angles
 
 
@@ -92,6 +94,11 @@ class LifeTransformer(HookedTransformer):
         self._use_layout(layout, device)
         self.setup()  # register hook_seg_embed with TransformerLens' hook dictionary
         self._add_layout_hooks()
+        for block in self.blocks:  # TransformerLens' components, fused where no hook reads inside them
+            block.attn.__class__ = LeanAttention
+            block.attn.score_mask = self.score_mask
+            block.ln1.__class__ = block.ln2.__class__ = LeanLayerNorm
+        self.ln_final.__class__ = LeanLayerNorm
         self.to(device, print_details=False)
 
     # --- board size ---------------------------------------------------------------------------
@@ -160,24 +167,28 @@ class LifeTransformer(HookedTransformer):
 
     def _mask_scores(self, scores: torch.Tensor, hook: HookPoint) -> torch.Tensor:
         # scores: [batch, head, query_pos, key_pos]
-        q, k = scores.shape[-2:]
-        if self.size_free:
-            return self._window_scores(scores, hook.layer())
-        return scores.masked_fill(self.attn_blocked[:q, :k], float("-inf"))
+        mask = self.score_mask(hook.layer(), *scores.shape[-2:])
+        if mask.dtype == torch.bool:
+            return scores.masked_fill(~mask, float("-inf"))
+        return scores + mask.to(scores.dtype)
 
-    def _window_scores(self, scores: torch.Tensor, layer: int) -> torch.Tensor:
-        """Add the window's relative bias and block everything outside the window."""
+    def score_mask(self, layer: int, queries: int, keys: int) -> torch.Tensor:
+        """What a layer's attention applies to its scores: a bool ``[queries, keys]`` mask (True: may
+        attend) for a RoPE model; for a window model, an additive ``[head, queries, keys]`` bias, its
+        learned relative bias inside the window and ``-inf`` outside."""
+        if not self.size_free:
+            return ~self.attn_blocked[:queries, :keys]
         if self._window_tables is None:
             offsets = self.layout.window_offsets(self.life_cfg.window)
             kind = (self.layout.segment_ids() != SEG_BOARD).long()  # query kind: board 0, target 1
             n_off = (2 * self.life_cfg.window + 1) ** 2
             index = torch.where(offsets >= 0, kind[:, None] * n_off + offsets, 2 * n_off)  # 2*n_off: no bias
             blocked = ~self.layout.attention_mask(self.life_cfg.window)
-            self._window_tables = index.to(scores.device), blocked.to(scores.device)
+            self._window_tables = index.to(self.W_rel.device), blocked.to(self.W_rel.device)
         index, blocked = self._window_tables
         table = self.W_rel[layer].transpose(0, 1).flatten(1)  # [head, 2 * n_off]
         table = torch.cat([table, table.new_zeros(table.shape[0], 1)], dim=1)
-        return (scores + table[:, index].to(scores.dtype)).masked_fill(blocked, float("-inf"))
+        return table[:, index[:queries, :keys]].masked_fill(blocked[:queries, :keys], float("-inf"))
 
     # --- the training fast path ---------------------------------------------------------------
     def fast_target_logits(self, tokens: torch.Tensor) -> torch.Tensor:

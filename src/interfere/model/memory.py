@@ -7,7 +7,8 @@ The estimates count the tensors that dominate, in bytes, at fp32:
   attention-sized buffers in the backward, plus the weights, gradients and AdamW/EMA state;
 * a forward of the hooked model (analyses): per layer up to five ``[batch, head, T, T]`` tensors
   alive at once (scores, masked scores, pattern, and the zeros and result of TransformerLens's NaN
-  guard after the softmax; measured 4.6-5.1 per sequence at life32), plus the residual stream;
+  guard after the softmax; measured 4.6-5.1 per sequence at life32), plus the residual stream: the
+  worst case, when a hook reads the pattern (without one the attention is fused, :mod:`interfere.model.lean`);
 * an inference forward of the fast path (evaluation, rollouts): one layer's target-to-context
   scores and probabilities, plus the residual streams.
 

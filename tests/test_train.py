@@ -16,7 +16,7 @@ from interfere.model.checkpoint import (
     read_checkpoint,
     weights_hash,
 )
-from interfere.train.loop import TrainingError, lr_factor, train
+from interfere.train.loop import TrainingError, lr_factor, target_loss, train
 
 
 def test_tiny_run_writes_checkpoint_and_log(tiny_run):
@@ -122,6 +122,19 @@ def test_nonfinite_loss_stops_with_clear_message(tmp_path, smoke_cfg):
     with pytest.raises(TrainingError, match="loss became nan"):
         train(smoke_cfg(tmp_path, "train.lr=1e30", "train.warmup_steps=1", "train.steps=10", "train.log_every=5"))
     assert not list((tmp_path / "checkpoints").glob("*/latest.pt"))
+
+
+def test_focal_loss_weighs_cells_by_how_wrong_they_are():
+    labels = torch.tensor([[1, 1, 0]])
+    logits = torch.tensor([[[-4.0, 4.0], [0.0, 0.0], [-3.0, 3.0]]])  # right and sure, unsure, wrong and sure
+    ce = torch.nn.functional.cross_entropy(logits[0], labels[0], reduction="none")
+    assert torch.allclose(target_loss(logits, labels)[0], ce.mean())
+    focal, correct = target_loss(logits, labels, focal_gamma=2.0)
+    p = torch.exp(-ce)
+    assert torch.allclose(focal, (ce * (1 - p) ** 2).mean()) and correct == 1
+    weights = torch.tensor([[0.5, 1.0, 1.5]])
+    assert torch.allclose(target_loss(logits, labels, weights, 2.0)[0], (ce * (1 - p) ** 2 * weights[0]).mean())
+    assert (ce * (1 - p) ** 2)[0] < 1e-3 * ce[0] and (ce * (1 - p) ** 2)[2] > 0.99 * ce[2]
 
 
 def test_lr_schedule_shape():

@@ -39,6 +39,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
+    focal_gamma: float = 0.0  # focal loss: a target's cross-entropy times (1 - p(right answer)) ** this; 0 = plain
     grad_accum: int = 1
     ema_decay: float = 0.0
     autocast: str = "auto"
@@ -66,7 +67,7 @@ class TrainConfig:
         if not self.lr > 0:
             raise UserError(f"train.lr must be > 0, got {self.lr!r}")
         within("train.min_lr_frac", self.min_lr_frac, 0.0, 1.0)
-        for name in ("warmup_steps", "weight_decay", "grad_clip", "snapshots"):
+        for name in ("warmup_steps", "weight_decay", "grad_clip", "focal_gamma", "snapshots"):
             at_least(f"train.{name}", getattr(self, name), 0)
         for name in ("beta1", "beta2", "ema_decay"):
             within(f"train.{name}", getattr(self, name), 0.0, 1.0, high_open=True)

@@ -85,21 +85,27 @@ class TargetLogits(torch.nn.Module):
         return self.model.target_logits(self.model(tokens))
 
 
-def target_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def target_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
+                focal_gamma: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy over the two outputs (weighted by ``weights`` ``[N, targets]``, mean 1, if
-    given), and the number of correct cells (no sync)."""
-    if weights is None:
+    given; with ``focal_gamma`` > 0 the focal loss of Lin et al. 2017, each target's cross-entropy
+    times ``(1 - p)^gamma``, p its probability of the right answer, so cells the model already gets
+    right weigh less), and the number of correct cells (no sync)."""
+    if weights is None and focal_gamma == 0:
         loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
     else:
         per_cell = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="none")
-        loss = (per_cell * weights.flatten().to(per_cell.device)).mean()
+        if focal_gamma > 0:
+            per_cell = per_cell * (1 - torch.exp(-per_cell)).pow(focal_gamma)
+        if weights is not None:
+            per_cell = per_cell * weights.flatten().to(per_cell.device)
+        loss = per_cell.mean()
     correct = (logits.argmax(-1) == labels).sum()
     return loss, correct
 
 
-def accumulate_gradients(net: torch.nn.Module, batches: list,
-                         autocast: contextlib.AbstractContextManager) -> tuple[torch.Tensor, torch.Tensor]:
+def accumulate_gradients(net: torch.nn.Module, batches: list, autocast: contextlib.AbstractContextManager,
+                         focal_gamma: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Backward over micro-batches, each of one board size (gradients averaged over them, and over
     ranks by DDP, which synchronises only on the last one); returns the mean loss and the
     correct-cell count."""
@@ -112,7 +118,7 @@ def accumulate_gradients(net: torch.nn.Module, batches: list,
             with autocast:
                 logits = net(batch.tokens, (batch.layout.height, batch.layout.width))
             loss, correct = target_loss(logits, batch.labels[:, batch.layout.target_index.to(logits.device)],
-                                        batch.weights)
+                                        batch.weights, focal_gamma)
             (loss / len(batches)).backward()
         loss_sum = loss_sum.to(loss.device) + loss.detach() / len(batches)
         correct_sum = correct_sum.to(correct.device) + correct
@@ -330,7 +336,7 @@ class Run:
 
     def _train_step(self, net: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         batches = [self.stream.next(size=size) for _ in range(self.tc.grad_accum) for size in self.sizes]
-        loss, correct = accumulate_gradients(net, batches, self.autocast)
+        loss, correct = accumulate_gradients(net, batches, self.autocast, self.tc.focal_gamma)
         self.model.resize(self.layout.height, self.layout.width)  # evaluation and checkpoints at data.height x width
         if self.tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)

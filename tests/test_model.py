@@ -63,6 +63,7 @@ def test_partial_rotary_leaves_tail_unrotated():
 
 def test_hooks_fire_in_run_with_cache_and_survive_reset():
     model, layout, batch = _model()
+    plain = model(batch.tokens)
     logits, cache = model.run_with_cache(batch.tokens)
     resid = cache["blocks.0.ln1.hook_normalized"]
     attn = model.blocks[0].attn
@@ -74,6 +75,7 @@ def test_hooks_fire_in_run_with_cache_and_survive_reset():
     pattern = cache["blocks.1.attn.hook_pattern"]
     assert (pattern[..., layout.target_index[0], layout.target_index[1:]] == 0).all()
     model.reset_hooks()
+    assert torch.equal(model(batch.tokens), plain)
     assert torch.allclose(model(batch.tokens), logits, atol=1e-5)  # fused attention now: no hook reads the pattern
     seg = cache["hook_seg_embed"]
     assert torch.allclose(cache["hook_embed"] - model.embed.W_E[batch.tokens], seg.expand_as(cache["hook_embed"]),
@@ -159,6 +161,8 @@ def test_hooks_inside_attention_and_layer_norm_still_act():
         ("blocks.0.attn.hook_attn_scores", lambda s, hook: s.index_fill(-1, rule, -1e9))])
     assert not torch.allclose(logits, no_rule, atol=1e-3)
     assert torch.allclose(model(batch.tokens), logits, atol=1e-5)
+    model.add_perma_hook("blocks.0.attn.hook_attn_scores", lambda s, hook: s.index_fill(-1, rule, -1e9))
+    assert torch.allclose(model(batch.tokens), no_rule, atol=1e-5)  # a permanent hook of one's own acts too
 
 
 @pytest.mark.device

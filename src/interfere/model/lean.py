@@ -36,9 +36,11 @@ class LeanAttention(Attention):
     score_mask: ScoreMask
 
     def pattern_needed(self) -> bool:
-        """True when a hook other than the model's permanent mask reads the scores, or any hook the pattern."""
-        return (self.hook_attn_scores.has_hooks(dir="both", including_permanent=False)
-                or self.hook_pattern.has_hooks(dir="both", including_permanent=True)
+        """True unless the scores have exactly one hook, the model's mask (any other, permanent or not,
+        must see them; with none, TransformerLens' forward runs unmasked as it always did), and the
+        pattern none."""
+        scores = self.hook_attn_scores
+        return (len(scores.fwd_hooks) != 1 or bool(scores.bwd_hooks) or self.hook_pattern.has_hooks(dir="both")
                 or self.cfg.use_attn_result or self.cfg.positional_embedding_type != "standard")
 
     def forward(self, query_input: torch.Tensor, key_input: torch.Tensor, value_input: torch.Tensor,

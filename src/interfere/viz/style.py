@@ -38,14 +38,15 @@ plt.rcParams.update({
     "axes.spines.top": False,
     "axes.spines.right": False,
     "figure.facecolor": "white",
-    "savefig.bbox": "tight",
-    "figure.constrained_layout.use": True,  # titles, colour bars and captions never overlap
+    "figure.constrained_layout.use": True,  # titles, colour bars, legends and captions never overlap, clip or
+                                            # need savefig's tight bounding box (which draws every figure twice)
 })
 
 
 def caption(fig: plt.Figure, text: str) -> None:
-    """A small grey provenance line (checkpoint, step, seed, layer/head) under the figure."""
-    fig.text(0.5, -0.01, text, ha="center", va="top", fontsize=7, color="#666666")
+    """A small grey provenance line (checkpoint, step, seed, layer/head) under the figure, in the
+    constrained layout's space (the figure's ``supxlabel``)."""
+    fig.supxlabel(text, fontsize=7, color="#666666", wrap=True)
 
 
 def save(fig: plt.Figure, path: str | Path) -> Path:

@@ -1,7 +1,8 @@
 """Training throughput against the machine's matmul ceiling, with a per-phase breakdown.
 
     python bench/train_throughput.py --config-name exp/life_smoke_ref [--threads 1] [--steps 8]
-        [--path fast|hooked] [--autocast none|bf16] [--no-keep-memory] [--no-deterministic] [--device cpu|cuda]
+        [--path fast|hooked] [--autocast none|bf16] [--no-keep-memory] [--no-deterministic] [--fill-uninitialized]
+        [--device cpu|cuda]
         [--out bench/results/...json]
     python bench/train_throughput.py --config-name exp/life32 --device cuda --autocast bf16   # on a GPU
 
@@ -27,7 +28,7 @@ from interfere.cpu import configure_cpu, cpu_description
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import BatchStream
 from interfere.model.life_model import LifeTransformer, ModelConfig
-from interfere.train.loop import TargetLogits, make_optimizer, target_loss
+from interfere.train.loop import TargetLogits, deterministic_algorithms, make_optimizer, target_loss
 
 
 def matmul_gflops(dtype: torch.dtype, device: torch.device, repeats: int = 7) -> float:
@@ -81,7 +82,7 @@ def forward_flops(cfg: ModelConfig, layout: SequenceLayout, useful: bool) -> flo
     return total
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config-name", default="exp/life_smoke_ref")
     ap.add_argument("--threads", type=int, default=1)
@@ -92,15 +93,19 @@ def main() -> None:
                     help="glibc malloc keeps freed large blocks (interfere.cpu.keep_freed_memory), as training does")
     ap.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
                     help="torch deterministic algorithms, as training does (train.deterministic)")
+    ap.add_argument("--fill-uninitialized", action="store_true",
+                    help="deterministic mode's NaN fill of new tensors, which training turns off "
+                         "(train.loop.deterministic_algorithms): measures what the fill costs")
     ap.add_argument("--device", default="cpu",
                     help="cpu | cuda | auto (on a GPU, pass --autocast bf16: training does)")
     ap.add_argument("--out", default=None)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the config, e.g. data.height=10 data.width=10")
-    args = ap.parse_args()
-    device = resolve_device(args.device)
-    if device.type == "cpu":
-        configure_cpu(args.threads, keep_memory=args.keep_memory)
-    torch.use_deterministic_algorithms(args.deterministic, warn_only=device.type == "cuda")
+    return ap.parse_args()
+
+
+def time_steps(args: argparse.Namespace, device: torch.device) -> tuple[dict[str, list[float]], tuple]:
+    """Seconds per phase of ``args.steps`` training steps after two warm-up steps; and the
+    (data, model) configs and layout they ran."""
     data, model_cfg, tc = sections(compose(args.config_name, args.overrides))
     layout = layout_of(data)
     torch.manual_seed(0)
@@ -109,9 +114,8 @@ def main() -> None:
     stream = BatchStream(data, seed=0, device=device)
     opt = make_optimizer(model, tc)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast == "bf16")
-    dtype = torch.bfloat16 if args.autocast == "bf16" else torch.float32
-    ceiling_before = matmul_gflops(dtype, device)
     phases: dict[str, list[float]] = {"data": [], "forward": [], "backward": [], "optimizer": []}
+
     def now() -> float:
         synchronize(device)
         return time.perf_counter()
@@ -133,6 +137,19 @@ def main() -> None:
         if i >= 2:
             for k, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 phases[k].append(seconds)
+    return phases, (data, model_cfg, layout)
+
+
+def main() -> None:
+    args = parse_args()
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        configure_cpu(args.threads, keep_memory=args.keep_memory)
+    dtype = torch.bfloat16 if args.autocast == "bf16" else torch.float32
+    ceiling_before = matmul_gflops(dtype, device)
+    with deterministic_algorithms(args.deterministic, device):  # as training does
+        torch.utils.deterministic.fill_uninitialized_memory = args.fill_uninitialized
+        phases, (data, model_cfg, layout) = time_steps(args, device)
     step_times = [sum(p[i] for p in phases.values()) for i in range(args.steps)]
     step = statistics.median(step_times)
     med = {k: statistics.median(v) for k, v in phases.items()}
@@ -144,6 +161,7 @@ def main() -> None:
     res = {
         "config": args.config_name, "threads": args.threads, "path": args.path, "autocast": args.autocast,
         "keep_memory": args.keep_memory, "deterministic": args.deterministic,
+        "fill_uninitialized": args.fill_uninitialized,
         "median_step_s": step, "target_cells_per_s": cells / step, "tokens_per_s": b * layout.seq_len / step,
         "phase_share": {k: v / step for k, v in med.items()}, "phase_median_s": med,
         "useful_flops_per_step": useful, "full_tt_flops_per_step": full,
@@ -153,21 +171,27 @@ def main() -> None:
         "machine": cpu_description(), "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
     }
-    print(f"{args.config_name}  device={res['device']}  path={args.path}  autocast={args.autocast}  "
-          f"threads={args.threads}  keep_memory={args.keep_memory}  deterministic={args.deterministic}")
-    print(f"  median step           {step:.3f} s   ({args.steps} steps after warm-up)")
-    print(f"  target cells/s        {res['target_cells_per_s']:,.0f}")
-    print(f"  tokens/s              {res['tokens_per_s']:,.0f}")
-    print("  phases                " + "  ".join(f"{k} {100 * v:.0f}%" for k, v in res["phase_share"].items()))
-    print(f"  FLOPs/step (useful)   {useful:.3e}   (full T x T model: {full:.3e})")
-    print(f"  achieved              {res['achieved_gflops']:.1f} GFLOP/s")
-    print(f"  {str(dtype).split('.')[-1]} mm ceiling      {ceiling:.1f} GFLOP/s  ->  achieved/ceiling "
-          f"{100 * res['achieved_over_ceiling']:.0f}%")
+    report(args, res, dtype)
     out = Path(args.out or f"bench/results/train_throughput_{args.config_name.split('/')[-1]}_{args.path}"
                f"_{args.autocast}_{device.type}_t{args.threads}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
     print(f"  wrote {out}")
+
+
+def report(args: argparse.Namespace, res: dict, dtype: torch.dtype) -> None:
+    print(f"{args.config_name}  device={res['device']}  path={args.path}  autocast={args.autocast}  "
+          f"threads={args.threads}  keep_memory={args.keep_memory}  deterministic={args.deterministic}"
+          + ("  fill_uninitialized=True" if args.fill_uninitialized else ""))
+    print(f"  median step           {res['median_step_s']:.3f} s   ({args.steps} steps after warm-up)")
+    print(f"  target cells/s        {res['target_cells_per_s']:,.0f}")
+    print(f"  tokens/s              {res['tokens_per_s']:,.0f}")
+    print("  phases                " + "  ".join(f"{k} {100 * v:.0f}%" for k, v in res["phase_share"].items()))
+    print(f"  FLOPs/step (useful)   {res['useful_flops_per_step']:.3e}   "
+          f"(full T x T model: {res['full_tt_flops_per_step']:.3e})")
+    print(f"  achieved              {res['achieved_gflops']:.1f} GFLOP/s")
+    print(f"  {str(dtype).split('.')[-1]} mm ceiling      {res['matmul_ceiling_gflops']:.1f} GFLOP/s  ->  "
+          f"achieved/ceiling {100 * res['achieved_over_ceiling']:.0f}%")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -66,8 +67,8 @@ from interfere.train.runs import (
 )
 from interfere.train.stopping import needs_named, parse_stop_when, shortfall, stop_reason
 
-__all__ = ["TargetLogits", "TrainingError", "accumulate_gradients", "lr_factor", "make_optimizer", "target_loss",
-           "train"]
+__all__ = ["TargetLogits", "TrainingError", "accumulate_gradients", "deterministic_algorithms", "lr_factor",
+           "make_optimizer", "target_loss", "train"]
 
 
 class TargetLogits(torch.nn.Module):
@@ -130,21 +131,34 @@ def train(cfg: DictConfig) -> dict:
     """Train the model described by ``cfg``; returns the final metrics and the checkpoint path."""
     data_cfg, model_cfg, tc = sections(cfg)  # validates every value before any work
     device = resolve_device(cfg.get("device", "auto"))
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
     with session(device.type) as dd:
         if device.type == "cuda":
             device = torch.device("cuda", dd.local_rank)
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
         else:
             configure_cpu(tc.threads)
-        # On CPU the only non-deterministic op of a step is the embedding backward (atomic adds);
-        # its deterministic version is no slower (bench/README.md). CUDA warns where it cannot.
-        torch.use_deterministic_algorithms(tc.deterministic, warn_only=device.type == "cuda")
-        try:
-            with torch.enable_grad():  # even when called where gradients are off (a notebook, an analysis)
-                return Run(cfg, data_cfg, model_cfg, tc, device, dd).train()
-        finally:
-            torch.use_deterministic_algorithms(was_deterministic)
+        with deterministic_algorithms(tc.deterministic, device), torch.enable_grad():  # enable_grad: even when
+            return Run(cfg, data_cfg, model_cfg, tc, device, dd).train()  # called where gradients are off
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool, device: torch.device) -> Iterator[None]:
+    """torch's deterministic algorithms (``train.deterministic``) for the block, without their NaN fill.
+
+    On CPU the only non-deterministic op of a step is the embedding backward (atomic adds); its
+    deterministic version is no slower (bench/README.md). CUDA warns where it cannot. The mode also
+    fills every new tensor with NaN, for ops that would read memory before writing it; none of a
+    training step's does (200 cpu_demo steps give bit-identical weights either way), and the fill costs
+    1-2% of a cpu_demo step (steps alternating it on and off; docs/experiments.md, round 4).
+    """
+    was, was_filling = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(enabled, warn_only=device.type == "cuda")
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was)
+        torch.utils.deterministic.fill_uninitialized_memory = was_filling
 
 
 class Run:

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from interfere import universality
+from interfere.config import compose, layout_of, sections
 from interfere.data.layout import SequenceLayout
-from interfere.data.stream import DataConfig
-from interfere.explore import circuit, lookup
-from interfere.explore.common import Context
+from interfere.data.stream import DataConfig, random_boards
+from interfere.explore import batched, circuit, lookup
+from interfere.explore.analysis import whole
+from interfere.explore.common import Context, examples_of
 from interfere.explore.components import (
     Component,
     accuracy,
@@ -23,6 +25,7 @@ from interfere.explore.components import (
 from interfere.explore.ideal import ideal_rows
 from interfere.explore.interchange import CELL_ROLES, Interchange, draw_donors, role_key
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
+from interfere.model.life_model import LifeTransformer
 
 
 def _ctx(tiny_run, tmp_path):
@@ -66,6 +69,34 @@ def test_minimal_circuit_search_leaves_out_a_planted_dead_component(tiny_run, tm
     for c in kept:  # smallest first: dropping any member of the circuit falls below the threshold
         others = [o for o in means if o not in kept or o == c]
         assert accuracy(ctx.model, ex, mean_ablation(means, others)) < clean, c.name
+
+
+def test_hooks_in_a_later_block_start_the_forward_there_with_the_same_logits():
+    data, model_cfg, _ = sections(compose("exp/life_smoke", ["model.n_layers=2"]))
+    torch.manual_seed(0)
+    model = LifeTransformer(model_cfg, layout_of(data))  # random init: the logits are what is compared
+    g = torch.Generator().manual_seed(0)
+    rules = torch.rand(32, 18, generator=g) < 0.5
+    ex = examples_of(model, rules, random_boards(32, data.height, data.width, 0.2, 0.8, g))
+    comps = all_components(model)
+    means = {c: o.mean(0) for c, o in reference_outputs(model, ex.tokens, comps).items()}
+    later, early = mean_ablation(means, [Component(1, 0), Component(1)]), mean_ablation(means, [Component(0, 1)])
+    assert (batched.first_hooked_block(later), batched.first_hooked_block(early)) == (1, 0)
+    resid = ex.act("blocks.1.hook_resid_pre", whole("resid"))
+    full = batched.target_logits(model, ex.tokens, later)
+    assert torch.allclose(batched.target_logits(model, ex.tokens, later, (1, resid)), full, atol=1e-5)
+    # the residual given is the one used (a wrong one gives other logits), and accuracy uses it
+    assert not torch.allclose(batched.target_logits(model, ex.tokens, later, (1, torch.zeros_like(resid))), full)
+    block0_runs = []
+    handle = model.blocks[0].register_forward_hook(lambda *_: block0_runs.append(1))
+    try:
+        acc, runs_for_resid = accuracy(model, ex, later), len(block0_runs)  # the residual is cached already
+        accuracy(model, ex, early)
+    finally:
+        handle.remove()
+    assert runs_for_resid == 0 and len(block0_runs) > 0
+    pred = full[:, : model.layout.n_cells].argmax(-1)  # the same accuracy, up to a cell at a near-tie
+    assert abs(acc - float((pred == ex.next_boards.flatten(1)).float().mean())) <= 1 / pred.numel()
 
 
 def test_donors_agree_on_the_key_and_uncovered_cells_are_marked():

@@ -60,16 +60,31 @@ def cached(model: LifeTransformer, tokens: torch.Tensor, names: list[str],
     return {name: act for (name, _), act in cached_views(model, tokens, wants).items()}
 
 
-def target_logits(model: LifeTransformer, tokens: torch.Tensor, hooks: Hooks | None = None) -> torch.Tensor:
+def target_logits(model: LifeTransformer, tokens: torch.Tensor, hooks: Hooks | None = None,
+                  start: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
     """``[batch, K*H*W, 2]`` logits at the target positions of the hooked model, chunked; ``hooks`` is a
-    list, or a function of the chunk ``part`` giving the hooks for ``tokens[part]``."""
+    list, or a function of the chunk ``part`` giving the hooks for ``tokens[part]``. ``start``, a block
+    and the residual ``[batch, T, d_model]`` entering it, runs only that block and the ones after it
+    (TransformerLens' ``start_at_layer``): for hooks that change nothing before it."""
     out = []
     with torch.no_grad():
         for part in chunks(model, len(tokens)):
             extra = hooks(part) if callable(hooks) else (hooks or [])
-            logits = model.run_with_hooks(tokens[part], fwd_hooks=extra)
+            if start is None:
+                logits = model.run_with_hooks(tokens[part], fwd_hooks=extra)
+            else:
+                layer, resid = start
+                logits = model.run_with_hooks(resid[part].to(model.cfg.device), start_at_layer=layer, fwd_hooks=extra)
             out.append(model.target_logits(logits).float().cpu())
     return torch.cat(out)
+
+
+def first_hooked_block(hooks: Hooks | None) -> int:
+    """The first block any of ``hooks`` reads or changes: 0 for a hook outside the blocks (``hook_embed``),
+    a number past every block for no hooks."""
+    names = [name for name, _ in (hooks(slice(0, 0)) if callable(hooks) else (hooks or []))]
+    blocks = [int(name.split(".")[1]) if name.startswith("blocks.") else 0 for name in names]
+    return min(blocks, default=2**31)
 
 
 def scaled_samples(base: int, n_cells: int, floor: int) -> int:

@@ -20,7 +20,7 @@ import torch
 
 from interfere.errors import UserError
 from interfere.explore import batched
-from interfere.explore.analysis import Examples
+from interfere.explore.analysis import Examples, whole
 from interfere.explore.batched import Hook, Hooks
 from interfere.model.life_model import LifeTransformer
 
@@ -96,8 +96,15 @@ def mean_ablation(means: dict[Component, torch.Tensor], components: Iterable[Com
 
 @torch.no_grad()
 def accuracy(model: LifeTransformer, ex: Examples, hooks: Hooks | None = None) -> float:
-    """t+1 cell accuracy of the hooked model (argmax over dead/alive) on the examples, in chunks."""
-    pred = batched.target_logits(model, ex.tokens, hooks)[:, : model.layout.n_cells].argmax(-1)
+    """t+1 cell accuracy of the hooked model (argmax over dead/alive) on the examples, in chunks. Hooks
+    that touch only later blocks start the forward at the first of them, from the examples' clean
+    residual there (computed once per batch, by this model): the blocks before it compute nothing a
+    hook changes."""
+    block = batched.first_hooked_block(hooks)
+    start = None
+    if 0 < block < model.cfg.n_layers and ex.acts is not None and ex.acts.model is model:
+        start = (block, ex.act(f"blocks.{block}.hook_resid_pre", whole("resid")))
+    pred = batched.target_logits(model, ex.tokens, hooks, start)[:, : model.layout.n_cells].argmax(-1)
     return float((pred == ex.next_boards.flatten(1)).float().mean())
 
 

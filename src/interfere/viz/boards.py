@@ -12,8 +12,8 @@ from interfere.viz.style import ACCENT_2, BOARD_CMAP, GRID_COLOR, SEQ_CMAP, WRON
 
 def grid_lines(ax: Axes, height: int, width: int) -> None:
     """Thin cell borders and no ticks: the board reads as a grid, not as an image. The borders are two
-    line collections, not minor-tick grid lines: a tick is an artist of its own, and laying out and
-    drawing a 64x64 board's 130 ticks per axis was most of a board figure's time."""
+    line collections, not minor-tick grid lines: every tick is an artist of its own that the layout
+    measures and the renderer draws."""
     edges = np.arange(-0.5, max(height, width), 1)
     ax.vlines(edges[: width + 1], -0.5, height - 0.5, color=GRID_COLOR, linewidth=0.6, zorder=1.5)
     ax.hlines(edges[: height + 1], -0.5, width - 0.5, color=GRID_COLOR, linewidth=0.6, zorder=1.5)

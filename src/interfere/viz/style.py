@@ -38,8 +38,8 @@ plt.rcParams.update({
     "axes.spines.top": False,
     "axes.spines.right": False,
     "figure.facecolor": "white",
-    "figure.constrained_layout.use": True,  # titles, colour bars, legends and captions never overlap, clip or
-                                            # need savefig's tight bounding box (which draws every figure twice)
+    "figure.constrained_layout.use": True,  # titles, colour bars, legends and captions never overlap or clip,
+                                            # without savefig's tight bounding box (a measuring pass per save)
 })
 
 

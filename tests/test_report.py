@@ -1,3 +1,4 @@
+import base64
 import json
 from html.parser import HTMLParser
 from pathlib import Path
@@ -62,6 +63,10 @@ def test_report_builds_from_tiny_checkpoint(tiny_run, tmp_path):
     parser = _Collect()
     parser.feed(page)
     assert parser.imgs and all(src.startswith("data:image/") for src in parser.imgs)
+    magic = {"png": b"\x89PNG", "gif": b"GIF8"}  # every embedded image is what its type says (no MP4 as a PNG)
+    for src in parser.imgs:
+        kind, data = src.removeprefix("data:image/").split(";base64,")
+        assert base64.b64decode(data).startswith(magic[kind]), kind
     assert not parser.urls and "http://" not in page and "https://" not in page
     assert "below 99%" in page  # the 60-step model has not learned: the warning is at the top
     md = (out / "report.md").read_text()

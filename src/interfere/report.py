@@ -368,7 +368,7 @@ def model_card(args: argparse.Namespace, model: LifeTransformer, ckpt: dict, dat
         f"heads {model.cfg.n_heads}  board {data.height}x{data.width}  " + positions_text(model.life_cfg),
         "config:", OmegaConf.to_yaml(OmegaConf.create({k: cfg[k] for k in ("data", "model", "train")})),
     ])
-    return {"text": text, "reproduce": reproduce, "animations": animations}
+    return {"text": text, "reproduce": reproduce, "animations": [a for a in animations if a.suffix == ".gif"]}
 
 
 def positions_text(cfg: ModelConfig) -> str:

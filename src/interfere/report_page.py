@@ -26,6 +26,9 @@ pre{padding:.8em;overflow-x:auto}.muted{color:#777;font-size:.9em}"""
 
 
 
+IMAGE_TYPES = {".png": "image/png", ".gif": "image/gif"}  # what the page embeds (an MP4 stays a file beside it)
+
+
 class Page:
     """One body written twice: as HTML (images embedded, no network) or Markdown (images linked)."""
 
@@ -52,8 +55,10 @@ class Page:
         self.parts.append(f"<pre>{self.esc(text)}</pre>" if self.embed else f"```\n{text}\n```\n")
 
     def image(self, path: Path) -> None:
+        if path.suffix not in IMAGE_TYPES:
+            raise ValueError(f"{path.name} is not an image the page can show ({', '.join(IMAGE_TYPES)})")
         if self.embed:
-            mime = "image/gif" if path.suffix == ".gif" else "image/png"
+            mime = IMAGE_TYPES[path.suffix]
             data = base64.b64encode(path.read_bytes()).decode()
             self.parts.append(f'<img src="data:{mime};base64,{data}" alt="{html.escape(path.name)}">')
         else:

@@ -24,21 +24,15 @@ from interfere.config import compose, layout_of, sections
 from interfere.cpu import configure_cpu, cpu_description
 from interfere.data.stream import heldout_rules, random_boards
 from interfere.explore import batched
+from interfere.model.lean import op_by_op_hooks
 from interfere.model.life_model import LifeTransformer
-
-
-def explicit_hooks(model: LifeTransformer) -> list:
-    """No-op hooks on every pattern and LayerNorm output: TransformerLens computes them op by op."""
-    points = [f"blocks.{i}.{p}" for i in range(model.cfg.n_layers)
-              for p in ("attn.hook_pattern", "ln1.hook_normalized", "ln2.hook_normalized")]
-    return [(name, lambda act, hook: act) for name in [*points, "ln_final.hook_normalized"]]
 
 
 def timings(model: LifeTransformer, tokens: torch.Tensor, repeats: int) -> dict[str, list[float]]:
     mlp = [(f"blocks.{model.cfg.n_layers - 1}.hook_mlp_out", lambda act, hook: act)]
     ways: dict[str, Callable[[], object]] = {
         "fused": lambda: batched.target_logits(model, tokens, mlp),
-        "op-by-op": lambda: batched.target_logits(model, tokens, mlp + explicit_hooks(model)),
+        "op-by-op": lambda: batched.target_logits(model, tokens, mlp + op_by_op_hooks(model.cfg.n_layers)),
         "fast": lambda: model.fast_target_logits(tokens),
     }
     out: dict[str, list[float]] = {name: [] for name in ways}

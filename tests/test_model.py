@@ -8,6 +8,7 @@ from interfere.data.layout import SequenceLayout
 from interfere.data.stream import BatchStream, DataConfig
 from interfere.model import LifeTransformer, ModelConfig, inference
 from interfere.model.fast_path import TargetAttention
+from interfere.model.lean import op_by_op_hooks
 from interfere.model.rope2d import apply_rope, rope_angles
 
 # The device-dependent tests (marked `device`) run on INTERFERE_TEST_DEVICE: `cpu` here, `cuda` in
@@ -76,7 +77,7 @@ def test_hooks_fire_in_run_with_cache_and_survive_reset():
     assert (pattern[..., layout.target_index[0], layout.target_index[1:]] == 0).all()
     model.reset_hooks()
     assert torch.equal(model(batch.tokens), plain)
-    assert torch.allclose(model(batch.tokens), logits, atol=1e-5)  # fused attention now: no hook reads the pattern
+    assert torch.allclose(model.run_with_hooks(batch.tokens, fwd_hooks=op_by_op_hooks(model.cfg.n_layers)), logits)
     seg = cache["hook_seg_embed"]
     assert torch.allclose(cache["hook_embed"] - model.embed.W_E[batch.tokens], seg.expand_as(cache["hook_embed"]),
                           atol=1e-6)
@@ -112,14 +113,6 @@ def test_labels_do_not_reach_the_model():
     assert torch.equal(model(a.tokens), model(b.tokens))
 
 
-def _explicit_ops(model: LifeTransformer) -> list:
-    """A no-op hook at every ``hook_pattern`` and LayerNorm output: the hooked forward then runs
-    TransformerLens' attention and LayerNorm op by op."""
-    names = [f"blocks.{i}.{point}" for i in range(model.cfg.n_layers)
-             for point in ("attn.hook_pattern", "ln1.hook_normalized", "ln2.hook_normalized")]
-    return [(name, lambda act, hook: act) for name in [*names, "ln_final.hook_normalized"]]
-
-
 @pytest.mark.parametrize("kw", [{}, {"n_heads": 4, "rope": "standard", "rotary_dim": 8},
                                 {"positions": "window", "window": 1}])
 def test_fused_ops_equal_transformer_lens_explicit_ones(kw):
@@ -130,7 +123,7 @@ def test_fused_ops_equal_transformer_lens_explicit_ones(kw):
             if p.requires_grad:
                 p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
     runs = []
-    for hooks in ([], _explicit_ops(model)):
+    for hooks in ([], op_by_op_hooks(model.cfg.n_layers)):
         model.zero_grad(set_to_none=True)
         z: list[torch.Tensor] = []
         fwd = hooks + [("blocks.0.attn.hook_z", lambda act, hook, z=z: z.append(act.detach()))]

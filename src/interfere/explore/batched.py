@@ -80,11 +80,11 @@ def target_logits(model: LifeTransformer, tokens: torch.Tensor, hooks: Hooks | N
 
 
 def first_hooked_block(hooks: Hooks | None) -> int:
-    """The first block any of ``hooks`` reads or changes: 0 for a hook outside the blocks (``hook_embed``),
-    a number past every block for no hooks."""
+    """The block a forward with ``hooks`` must start at: the first one any of them reads or changes (0 for
+    a hook outside the blocks, such as ``hook_embed``, and for no hooks)."""
     names = [name for name, _ in (hooks(slice(0, 0)) if callable(hooks) else (hooks or []))]
     blocks = [int(name.split(".")[1]) if name.startswith("blocks.") else 0 for name in names]
-    return min(blocks, default=2**31)
+    return min(blocks, default=0)
 
 
 def scaled_samples(base: int, n_cells: int, floor: int) -> int:

@@ -102,7 +102,7 @@ def accuracy(model: LifeTransformer, ex: Examples, hooks: Hooks | None = None) -
     hook changes."""
     block = batched.first_hooked_block(hooks)
     start = None
-    if 0 < block < model.cfg.n_layers and ex.acts is not None and ex.acts.model is model:
+    if block > 0 and ex.acts is not None and ex.acts.model is model:
         start = (block, ex.act(f"blocks.{block}.hook_resid_pre", whole("resid")))
     pred = batched.target_logits(model, ex.tokens, hooks, start)[:, : model.layout.n_cells].argmax(-1)
     return float((pred == ex.next_boards.flatten(1)).float().mean())

@@ -26,6 +26,14 @@ from transformer_lens.components import Attention, LayerNorm
 ScoreMask = Callable[[int, int, int], torch.Tensor]  # (layer, queries, keys) -> bool allowed or additive bias
 
 
+def op_by_op_hooks(n_layers: int) -> list[tuple[str, Callable]]:
+    """No-op hooks at every ``hook_pattern`` and LayerNorm output: with them the model runs
+    TransformerLens' own attention and LayerNorm op by op (for comparisons and benchmarks)."""
+    names = [f"blocks.{i}.{point}" for i in range(n_layers)
+             for point in ("attn.hook_pattern", "ln1.hook_normalized", "ln2.hook_normalized")]
+    return [(name, lambda act, hook: act) for name in [*names, "ln_final.hook_normalized"]]
+
+
 class LeanAttention(Attention):
     """A TransformerLens ``Attention`` that skips the explicit pattern when no hook needs it.
 

@@ -3,8 +3,11 @@
 import json
 
 import pytest
+import torch
 
+from interfere.ca.rules import named_rule_bits, rule_codes
 from interfere.config import TrainConfig
+from interfere.data.stream import BatchStream
 from interfere.errors import UserError
 from interfere.train.loop import lr_factor, train
 from interfere.train.stopping import needs_named, parse_stop_when, shortfall, stop_reason
@@ -88,3 +91,22 @@ def test_the_triggered_decay_ending_stops_a_run_before_its_cap(tmp_path, smoke_c
     log = _log(tmp_path, "decayed")
     assert next(r["decay_started"] for r in log if "decay_started" in r) == 10
     assert result["stopped"]["step"] == 30 and result["stopped"]["reason"].startswith("decayed")
+
+
+def test_the_batch_mix_switches_to_decay_named_frac_when_the_decay_starts_and_after_a_resume(
+        tmp_path, smoke_cfg, monkeypatch):
+    named = rule_codes(named_rule_bits())
+    shares = []
+    make_batch = BatchStream.make_batch
+
+    def spy(self, rules, boards):
+        shares.append(float(torch.isin(rule_codes(rules), named).float().mean()))
+        return make_batch(self, rules, boards)
+
+    monkeypatch.setattr(BatchStream, "make_batch", spy)
+    common = ("train.run_id=mix", "train.steps=30", "train.eval_every=10", "train.warmup_steps=5",
+              "train.final_eval=false", "train.schedule=triggered", "train.decay_when='validation_acc >= 0.0'",
+              "train.decay_steps=20", "data.named_frac=0.0", "train.decay_named_frac=1.0")
+    train(smoke_cfg(tmp_path, "train.stop_at=15", *common))
+    train(smoke_cfg(tmp_path, "train.resume=mix", *common))
+    assert shares == [0.0] * 10 + [1.0] * 20

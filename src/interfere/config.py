@@ -35,6 +35,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine to train.steps | triggered: constant, then a linear decay from decay_when
     decay_when: str | None = None  # schedule=triggered: start the decay once validation reaches this
     decay_steps: int = 300  # schedule=triggered: the decay's length
+    decay_named_frac: float | None = None  # the named rules' share of the batch from the decay on (None: as before)
     weight_decay: float = 0.01
     beta1: float = 0.9
     beta2: float = 0.95
@@ -79,6 +80,8 @@ class TrainConfig:
         for name in ("stop_when", "decay_when"):
             if getattr(self, name) is not None:
                 parse_stop_when(getattr(self, name), f"train.{name}")
+        if self.decay_named_frac is not None:
+            within("train.decay_named_frac", self.decay_named_frac, 0.0, 1.0)
         if self.decay_when is not None and self.schedule != "triggered":
             raise UserError("train.decay_when starts the decay of train.schedule=triggered: set that schedule too")
 

@@ -165,6 +165,7 @@ class BatchStream:
         self._unseen_codes = rule_codes(torch.cat([self.heldout, self.validation]))  # never trained on
         self._named = named_rule_bits().to(self.device)
         self._only = self._fixed_rules(cfg.rules)
+        self.named_frac = cfg.named_frac  # the named rules' share now (training may change it: train.decay_named_frac)
 
     def _fixed_rules(self, rules: list[str]) -> torch.Tensor | None:
         """``[n, 18]`` bits of ``data.rules`` (None when empty); a test or validation rule may not be trained on."""
@@ -179,7 +180,7 @@ class BatchStream:
 
     def sample_rules(self, n: int) -> torch.Tensor:
         """``[n, 18]`` bool training rules: ``data.rules`` uniformly if given; else named with
-        prob ``named_frac`` and random rules (neither test nor validation rules) otherwise."""
+        prob ``self.named_frac`` and random rules (neither test nor validation rules) otherwise."""
         c, g, dev = self.cfg, self.generator, self.device
         if self._only is not None:
             return self._only[torch.randint(0, len(self._only), (n,), generator=g, device=dev)]
@@ -190,7 +191,7 @@ class BatchStream:
             redraw = torch.rand(n, N_RULE_BITS, generator=g, device=dev) < p
             rules = torch.where(clash[:, None], redraw, rules)
             clash = torch.isin(rule_codes(rules), self._unseen_codes)
-        named = torch.rand(n, generator=g, device=dev) < c.named_frac
+        named = torch.rand(n, generator=g, device=dev) < self.named_frac
         pick = torch.randint(0, len(self._named), (n,), generator=g, device=dev)
         return torch.where(named[:, None], self._named[pick], rules)
 

@@ -253,6 +253,13 @@ class Run:
         self.last_eval = ckpt.get("metrics", {})
         self.stopped = ckpt.get("stopped")
         self.saved = (self.step, path)
+        if self.scheduler.decay_start is not None:
+            self._decay_mix()
+
+    def _decay_mix(self) -> None:
+        """From the decay's start on, the batch holds ``train.decay_named_frac`` named rules (when set)."""
+        if self.tc.decay_named_frac is not None:
+            self.stream.named_frac = self.tc.decay_named_frac
 
     # --- the loop ---------------------------------------------------------------------------
     def train(self) -> dict:
@@ -326,6 +333,7 @@ class Run:
         decision, decay = self.dd.broadcast((decision, decay)) if self.dd.enabled else (decision, decay)
         if decay:
             self.scheduler.trigger(self.step)
+            self._decay_mix()
         self.stopped = decision
 
     def _stop_decision(self, metrics: dict) -> dict | None:

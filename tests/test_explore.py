@@ -282,3 +282,26 @@ def test_sample_defaults_scale_with_the_board():
 
     assert scaled_samples(64, 64, 2) == 64 and scaled_samples(64, 1024, 2) == 4 and scaled_samples(64, 4096, 2) == 2
     assert scaled_samples(256, 25, 8) == 256  # small boards keep the stated number
+
+
+def test_a_rollout_gif_shows_its_frames_and_its_mistakes_in_red(tmp_path):
+    import imageio.v2 as imageio
+
+    from interfere.ca.rules import get_rule
+    from interfere.ca.simulate import rollout
+    from interfere.viz.animate import comparison_frames, write_frames
+    from interfere.viz.style import WRONG_COLOR
+
+    start = torch.zeros(8, 8, dtype=torch.long)
+    start[1, 2] = start[2, 3] = start[3, 1] = start[3, 2] = start[3, 3] = 1  # a glider
+    truth = rollout(start, get_rule("B3/S23"), 12)
+    ours = truth.clone()
+    ours[6:, 7, 7] = 1 - ours[6:, 7, 7]  # the model gets one cell wrong from generation 6 on
+    frames = comparison_frames(ours, truth, "B3/S23")
+    path = write_frames(frames, tmp_path / "rollout", mp4=False)[0]
+    back = [f[..., :3].astype(int) for f in imageio.mimread(path)]
+    assert len(back) == len(frames) == 13
+    assert max(np.abs(b - f).mean() for b, f in zip(back, frames)) < 1.0  # one palette, no visible loss
+    red = np.array([int(WRONG_COLOR[i : i + 2], 16) for i in (1, 3, 5)])
+    is_red = [bool((np.abs(b - red).sum(-1) < 30).any()) for b in back]
+    assert is_red == [False] * 6 + [True] * 7

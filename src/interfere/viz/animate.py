@@ -38,7 +38,7 @@ def write_frames(frames: list[np.ndarray], path: Path, fps: float = 4.0, mp4: bo
     h = min(f.shape[0] for f in frames)
     w = min(f.shape[1] for f in frames)
     frames = [f[:h, :w] for f in frames]
-    imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
+    save_gif(frames, path, fps)
     written = [path]
     if mp4 and has_ffmpeg():
         mp4_path = path.with_suffix(".mp4")
@@ -46,6 +46,16 @@ def write_frames(frames: list[np.ndarray], path: Path, fps: float = 4.0, mp4: bo
         imageio.mimsave(mp4_path, even, fps=fps, macro_block_size=1)
         written.append(mp4_path)
     return written
+
+
+def save_gif(frames: list[np.ndarray], path: Path, fps: float) -> None:
+    """A looping GIF with one 256-colour palette for all frames, taken from every third pixel of every third
+    row: the frames then only look their colours up in it (quantising each frame on its own, as imageio
+    does, took 3-4x as long for a rollout's 33 frames)."""
+    sample = Image.fromarray(np.concatenate([f[::3, ::3] for f in frames]))
+    palette = sample.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=1000 / fps, loop=0)
 
 
 def _rgb(color: str) -> np.ndarray:

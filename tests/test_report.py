@@ -58,7 +58,9 @@ def test_report_builds_from_tiny_checkpoint(tiny_run, tmp_path):
     recomputed = all_verdicts(data["per_seed"], data["thresholds"])
     assert {h: v["verdict"] for h, v in data["verdicts"].items()} == {h: v for h, (v, _) in recomputed.items()}
     assert data["seeds"] == [0, 1] and len(data["per_seed"]) == 2 and summary["checkpoint"] == tiny_run["checkpoint"]
-    assert {"shared forward (seed 0)", "h2 (seed 1)", "circuit", "figures"} <= set(data["section_seconds"])
+    # the second seed and the model card ran in the second process (a CPU with two threads)
+    assert {"shared forward (seed 0)", "h2 (seed 1) [process 2]", "circuit", "figures",
+            "model card: evaluation and rollout [process 2]"} <= set(data["section_seconds"])
     page = (out / "report.html").read_text()
     parser = _Collect()
     parser.feed(page)
@@ -214,7 +216,7 @@ def test_every_analysis_applies_the_thresholds_it_is_given(tiny_run, tmp_path):
     path = tmp_path / "thresholds.yaml"
     path.write_text(yaml.safe_dump(changed))
     summary = report.main(["--ckpt", tiny_run["checkpoint"], "--out", str(tmp_path / "rep"), "--seeds", "1",
-                           "--quick", "--no-controls", "--thresholds", str(path)])
+                           "--quick", "--no-controls", "--one-process", "--thresholds", str(path)])
     assert summary["thresholds"] == changed
     assert summary["per_seed"][0]["h3"]["effect_floors"] == changed["effect_floors"]
     assert summary["per_seed"][0]["h3"]["patching"]["effect_floor"] == 7.5
@@ -248,3 +250,30 @@ def test_controls_reach_their_expected_verdicts_on_tiny_models(tiny_run, tmp_pat
     assert controls["rule-blind"]["verdicts"]["H3"]["verdict"] == NOT_SUPPORTED
     page = (out / "report.html").read_text()
     assert "control: random init" in page and "control: rule-blind" in page
+
+
+def test_two_processes_report_what_one_process_reports(tiny_run, tmp_path):
+    """The second process (the second seed, the model card) gives the numbers this process would give: the
+    same verdicts and evaluation, probes equal up to the rounding of another thread count."""
+    common = ["--ckpt", tiny_run["checkpoint"], "--seeds", "2", "--quick", "--no-controls"]
+    two = report.main([*common, "--out", str(tmp_path / "two")])
+    one = report.main([*common, "--out", str(tmp_path / "one"), "--one-process"])
+    assert any(name.endswith("[process 2]") for name in two["section_seconds"])
+    assert not any(name.endswith("[process 2]") for name in one["section_seconds"])
+    for key in ("verdicts", "eval", "how"):  # as JSON: NaN equals NaN there
+        assert json.dumps(two[key]) == json.dumps(one[key]), key
+    for key, tolerance in (("h1", 1e-5), ("h3", 1e-5), ("lens", 1e-5), ("h2", 1e-2)):  # h2: sklearn's solvers
+        assert _numbers(two["per_seed"], key) == pytest.approx(_numbers(one["per_seed"], key), abs=tolerance,
+                                                               nan_ok=True), key
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+def _numbers(per_seed: list[dict], key: str) -> list[float]:
+    """Every number of one analysis' results, over the seeds, in order."""
+    def walk(value):
+        if isinstance(value, dict):
+            return [n for k in sorted(value) for n in walk(value[k])]
+        if isinstance(value, list):
+            return [n for v in value for n in walk(v)]
+        return [float(value)] if isinstance(value, int | float) and not isinstance(value, bool) else []
+    return [n for run in per_seed for n in walk(run[key])]

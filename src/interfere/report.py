@@ -8,8 +8,9 @@ hooked forward once for all of them (:mod:`interfere.explore.analysis`), and mea
 H2 (probes), H3 (rule tokens) and H4 (logit lens) on that batch; the circuit analysis reads the first
 seed's batch too. Verdicts (:mod:`interfere.verdicts`, thresholds loaded once from
 ``cfg/report/thresholds.yaml`` or ``--thresholds`` and passed to every analysis); a verdict that differs
-between seeds is ``inconclusive``. Figures are drawn for the first seed. The page
-(:mod:`interfere.report_page`) ends with the seconds each section took.
+between seeds is ``inconclusive``. Figures are drawn for the first seed. On a CPU a forked second
+process runs the sections that do not need the first seed's results (docs/design.md, "The analysis
+interface"). The page (:mod:`interfere.report_page`) ends with the seconds each section took.
 
 Control columns: the same analyses (first data seed) on control checkpoints of the same shape,
 by default the runs ``control_random_init`` (``train.steps=0``) and ``control_rule_blind``
@@ -21,15 +22,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import multiprocessing
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from threadpoolctl import threadpool_limits
 
 from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error, load_model_from_args
 from interfere.cpu import cpu_description, release_freed_memory
@@ -77,10 +81,11 @@ def report_samples(quick: bool, n_cells: int) -> dict[str, int]:
 
 
 class Timer:
-    """Seconds per report section, for the page's footer."""
+    """Seconds per report section, for the page's footer (``suffix``: after each name, e.g. the process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, suffix: str = "") -> None:
         self.seconds: dict[str, float] = {}
+        self.suffix = suffix
 
     @contextlib.contextmanager
     def section(self, name: str) -> Iterator[None]:
@@ -88,6 +93,7 @@ class Timer:
         try:
             yield
         finally:
+            name += self.suffix
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 1)
             release_freed_memory()
 
@@ -222,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="control runs for the control columns (default: control_random_init and "
                              "control_rule_blind when they exist; `make controls` trains them)")
     parser.add_argument("--no-controls", action="store_true", help="no control columns")
+    parser.add_argument("--one-process", action="store_true",
+                        help="every section in this process (default on a CPU: two processes, half the threads each)")
     args = parser.parse_args(argv)
     with exit_on_user_error():
         if args.seeds < 1:
@@ -239,46 +247,124 @@ def main(argv: list[str] | None = None) -> dict:
         return summary
 
 
+@dataclass
+class Setup:
+    """What the sections read: the model, its checkpoint, and per data seed a context and a batch of examples."""
+
+    model: LifeTransformer
+    ckpt: dict
+    data: DataConfig
+    contexts: list[Context]
+    batches: list[Examples]
+
+
+def setup(args: argparse.Namespace, model: LifeTransformer, ckpt: dict, samples: dict[str, int], out: Path,
+          command: str) -> Setup:
+    data = DataConfig(**ckpt["config"]["data"])
+    contexts = [Context(model=model, ckpt=ckpt, layout=model.layout, data=data, out=out, seed=s, rule=None,
+                        command=command) for s in range(args.seed, args.seed + args.seeds)]
+    batches = [ctx.examples(max(samples[k] for k in ("h1", "h2", "h3", "lens", "circuit"))) for ctx in contexts]
+    return Setup(model, ckpt, data, contexts, batches)
+
+
+def two_processes(args: argparse.Namespace, model: LifeTransformer) -> bool:
+    """On a CPU with two or more threads (and ``fork``, i.e. Linux) the report splits its sections between
+    two processes of half the threads each: torch's second thread speeds these small forwards up by only
+    1.2-1.7x (bench/hooked_forward.py at 1 and 2 threads), and the figures not at all."""
+    return (not args.one_process and str(model.cfg.device) == "cpu" and args.threads >= 2
+            and "fork" in multiprocessing.get_all_start_methods())
+
+
+_LATER: tuple | None = None  # run_later's arguments, for the forked second process (set just before the fork)
+
+
+def later_in_fork(threads: int) -> dict:
+    """:func:`run_later` in the forked second process, on its copy of the parent's model and examples."""
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)  # numpy's BLAS too: two processes of two spinning BLAS threads each crawl
+    args, th, samples, s, controls = _LATER
+    return run_later(args, th, samples, s, controls, Timer(suffix=" [process 2]"))
+
+
 def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict, samples: dict[str, int],
           out: Path, controls: dict[str, dict]) -> dict:
-    """Run every analysis and write the report into ``out`` (a staging folder)."""
+    """Run every analysis and write the report into ``out`` (a staging folder): the first data seed, its
+    figures and the circuit here; the other seeds, the dynamics, the controls and the model card in a second
+    process when there is one (:func:`two_processes`), else here after them."""
     t0, timer = time.perf_counter(), Timer()
-    data = DataConfig(**ckpt["config"]["data"])
-    seeds = list(range(args.seed, args.seed + args.seeds))
-    contexts = [Context(model=model, ckpt=ckpt, layout=model.layout, data=data, out=out, seed=s, rule=None,
-                        command=command_line()) for s in seeds]
-    batches = [ctx.examples(max(samples[k] for k in ("h1", "h2", "h3", "lens", "circuit"))) for ctx in contexts]
-    runs = []
-    for ctx, ex in zip(contexts, batches):
-        print(f"report: analysing seed {ctx.seed} ...", flush=True)
-        if ctx.seed == seeds[0] and circuit_runs(model):
-            ex.acts.want(circuit.wants(model, None))  # the circuit's probes read the same forward
-        runs.append(analyse(model, ex, hypothesis_params(samples, th, ctx.seed), timer, f"seed {ctx.seed}"))
-    figures = plot_first_seed(runs[0], out, contexts[0], timer)
-    how, figures["how"] = how_it_computes(model, batches[0], samples, th, contexts[0], timer)
-    forms, figures["forms"] = when_it_forms(model, batches[0], samples, th, contexts[0], timer)
-    control_results = run_controls(batches[0], controls, hypothesis_params(samples, th, seeds[0]), th, seeds[0],
-                                   model.cfg.device, timer)
-    with timer.section("model card: evaluation and rollout"):
-        rollouts = not args.quick and not too_big_for_cpu(model)
-        ev = evaluate(model, data, n_boards=samples["card"], seed=args.seed,
-                      boards_per_named_rule=samples["card_named"], rollouts=rollouts)
-        animations = save_rollout_animation(model, "B3/S23", "glider", out / "rollout_glider")
-    numbers = [jsonable(run) for run in runs]
+    s = setup(args, model, ckpt, samples, out, command_line())
+    if two_processes(args, model):
+        first, rest = in_two_processes(args, th, samples, s, controls, timer)
+    else:
+        first, rest = first_seed(s, samples, th, timer), run_later(args, th, samples, s, controls, timer)
+    timer.seconds.update(rest["seconds"])
+    runs, figures = [first["run"], *rest["runs"]], {**first["figures"], "forms": rest["forms_figures"]}
+    numbers, ev = [jsonable(run) for run in runs], rest["eval"]
     summary = {
         "checkpoint": ckpt["path"], "weights_sha256": weights_hash(ckpt["path"]), "run_id": ckpt.get("run_id"),
-        "step": ckpt["step"], "seeds": seeds,
+        "step": ckpt["step"], "seeds": [ctx.seed for ctx in s.contexts],
         "date": time.strftime("%Y-%m-%d %H:%M"), "git_commit": git_commit(), "command": command_line(),
         "device": device_text(model), "thresholds": th, "heldout": ev["heldout"],
         "verdicts": {h: {"verdict": v, "reasons": why + architectural_caveats(model, h)}
                      for h, (v, why) in all_verdicts(numbers, th).items()},
-        "how": jsonable(how) if how else None, "forms": jsonable(forms) if forms else None,
-        "controls": control_results, "per_seed": numbers, "eval": ev,
+        "how": jsonable(first["how"]) if first["how"] else None,
+        "forms": jsonable(rest["forms"]) if rest["forms"] else None,
+        "controls": rest["controls"], "per_seed": numbers, "eval": ev,
         "section_seconds": timer.seconds, "seconds": round(time.perf_counter() - t0, 1),
     }
-    write_report(out, summary, figures, model_card(args, model, ckpt, data, animations), format_report(ev))
+    write_report(out, summary, figures, model_card(args, model, ckpt, s.data, rest["animations"]), format_report(ev))
     print_verdicts(summary)
     return summary
+
+
+def in_two_processes(args: argparse.Namespace, th: dict, samples: dict[str, int], s: Setup,
+                     controls: dict[str, dict], timer: Timer) -> tuple[dict, dict]:
+    """:func:`first_seed` here and :func:`run_later` in a forked second process, at the same time."""
+    global _LATER
+    _LATER = (args, th, samples, s, controls)
+    try:
+        with multiprocessing.get_context("fork").Pool(1) as pool:  # forks now, with _LATER set
+            later = pool.apply_async(later_in_fork, (args.threads - args.threads // 2,))
+            torch.set_num_threads(args.threads // 2)
+            with threadpool_limits(args.threads // 2):
+                first = first_seed(s, samples, th, timer)
+            return first, later.get()
+    finally:
+        _LATER = None
+        torch.set_num_threads(args.threads)
+
+
+def first_seed(s: Setup, samples: dict[str, int], th: dict, timer: Timer) -> dict:
+    """The first data seed's H1-H4 results and figures, and the circuit analysis on its batch."""
+    ctx, ex = s.contexts[0], s.batches[0]
+    print(f"report: analysing seed {ctx.seed} ...", flush=True)
+    if circuit_runs(s.model):
+        ex.acts.want(circuit.wants(s.model, None))  # the circuit's probes read the same forward
+    run = analyse(s.model, ex, hypothesis_params(samples, th, ctx.seed), timer, f"seed {ctx.seed}")
+    figures = plot_first_seed(run, ctx.out, ctx, timer)
+    how, figures["how"] = how_it_computes(s.model, ex, samples, th, ctx, timer)
+    return {"run": run, "figures": figures, "how": how}
+
+
+def run_later(args: argparse.Namespace, th: dict, samples: dict[str, int], s: Setup, controls: dict[str, dict],
+              timer: Timer) -> dict:
+    """The sections that do not need the first seed's results: the other seeds' H1-H4, the snapshot dynamics,
+    the controls and the model card's evaluation."""
+    model, ctx = s.model, s.contexts[0]
+    runs = []
+    for later_ctx, ex in zip(s.contexts[1:], s.batches[1:]):
+        print(f"report: analysing seed {later_ctx.seed} ...", flush=True)
+        runs.append(analyse(model, ex, hypothesis_params(samples, th, later_ctx.seed), timer, f"seed {later_ctx.seed}"))
+    forms, forms_figures = when_it_forms(model, s.batches[0], samples, th, ctx, timer)
+    control_results = run_controls(s.batches[0], controls, hypothesis_params(samples, th, ctx.seed), th, ctx.seed,
+                                   model.cfg.device, timer)
+    with timer.section("model card: evaluation and rollout"):
+        rollouts = not args.quick and not too_big_for_cpu(model)
+        ev = evaluate(model, s.data, n_boards=samples["card"], seed=args.seed,
+                      boards_per_named_rule=samples["card_named"], rollouts=rollouts)
+        animations = save_rollout_animation(model, "B3/S23", "glider", ctx.out / "rollout_glider")
+    return {"runs": runs, "forms": forms, "forms_figures": forms_figures, "controls": control_results, "eval": ev,
+            "animations": animations, "seconds": timer.seconds}
 
 
 def device_text(model: LifeTransformer) -> str:

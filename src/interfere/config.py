@@ -35,7 +35,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine to train.steps | triggered: constant, then a linear decay from decay_when
     decay_when: str | None = None  # schedule=triggered: start the decay once validation reaches this
     decay_steps: int = 300  # schedule=triggered: the decay's length
-    decay_named_frac: float | None = None  # the named rules' share of the batch from the decay on (None: as before)
+    decay_named_frac: float | None = None  # the named rules' share from the decay on (None: data.named_frac)
     weight_decay: float = 0.01
     beta1: float = 0.9
     beta2: float = 0.95

@@ -47,17 +47,23 @@ class _Collect(HTMLParser):
                 self.urls.append(attrs[key])
 
 
-def test_report_builds_from_tiny_checkpoint(tiny_run, tmp_path):
-    out = tmp_path / "rep"
-    summary = report.main(["--ckpt", tiny_run["checkpoint"], "--out", str(out), "--seeds", "2", "--quick",
-                           "--no-controls"])
+@pytest.fixture(scope="module")
+def tiny_report(tiny_run, tmp_path_factory) -> Path:
+    """The tiny model's report (two seeds, quick, no controls, two processes), written once for this module."""
+    out = tmp_path_factory.mktemp("tiny_report") / "rep"
+    report.main(["--ckpt", tiny_run["checkpoint"], "--out", str(out), "--seeds", "2", "--quick", "--no-controls"])
+    return out
+
+
+def test_report_builds_from_tiny_checkpoint(tiny_run, tiny_report):
+    out = tiny_report
     data = json.loads((out / "summary.json").read_text())
     # a 60-step model that has not learned: no better than rule-blind (H3), and not even its final residual
     # classifies the next state (H4); the page's verdicts are the ones its numbers give
     assert data["verdicts"]["H3"]["verdict"] == NOT_SUPPORTED and data["verdicts"]["H4"]["verdict"] == NOT_SUPPORTED
     recomputed = all_verdicts(data["per_seed"], data["thresholds"])
     assert {h: v["verdict"] for h, v in data["verdicts"].items()} == {h: v for h, (v, _) in recomputed.items()}
-    assert data["seeds"] == [0, 1] and len(data["per_seed"]) == 2 and summary["checkpoint"] == tiny_run["checkpoint"]
+    assert data["seeds"] == [0, 1] and len(data["per_seed"]) == 2 and data["checkpoint"] == tiny_run["checkpoint"]
     # the second seed and the model card ran in the second process (a CPU with two threads)
     assert {"shared forward (seed 0)", "h2 (seed 1) [process 2]", "circuit", "figures",
             "model card: evaluation and rollout [process 2]"} <= set(data["section_seconds"])
@@ -252,12 +258,12 @@ def test_controls_reach_their_expected_verdicts_on_tiny_models(tiny_run, tmp_pat
     assert "control: random init" in page and "control: rule-blind" in page
 
 
-def test_two_processes_report_what_one_process_reports(tiny_run, tmp_path):
+def test_two_processes_report_what_one_process_reports(tiny_run, tiny_report, tmp_path):
     """The second process (the second seed, the model card) gives the numbers this process would give: the
     same verdicts and evaluation, probes equal up to the rounding of another thread count."""
-    common = ["--ckpt", tiny_run["checkpoint"], "--seeds", "2", "--quick", "--no-controls"]
-    two = report.main([*common, "--out", str(tmp_path / "two")])
-    one = report.main([*common, "--out", str(tmp_path / "one"), "--one-process"])
+    two = json.loads((tiny_report / "summary.json").read_text())
+    one = report.main(["--ckpt", tiny_run["checkpoint"], "--seeds", "2", "--quick", "--no-controls", "--out",
+                       str(tmp_path / "one"), "--one-process"])
     assert any(name.endswith("[process 2]") for name in two["section_seconds"])
     assert not any(name.endswith("[process 2]") for name in one["section_seconds"])
     for key in ("verdicts", "eval", "how"):  # as JSON: NaN equals NaN there
@@ -265,7 +271,7 @@ def test_two_processes_report_what_one_process_reports(tiny_run, tmp_path):
     for key, tolerance in (("h1", 1e-5), ("h3", 1e-5), ("lens", 1e-5), ("h2", 1e-2)):  # h2: sklearn's solvers
         assert _numbers(two["per_seed"], key) == pytest.approx(_numbers(one["per_seed"], key), abs=tolerance,
                                                                nan_ok=True), key
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert sorted(p.name for p in tiny_report.iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
 
 
 def _numbers(per_seed: list[dict], key: str) -> list[float]:

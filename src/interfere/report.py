@@ -26,6 +26,7 @@ import multiprocessing
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,18 +271,26 @@ def setup(args: argparse.Namespace, model: LifeTransformer, ckpt: dict, samples:
 def two_processes(args: argparse.Namespace, model: LifeTransformer) -> bool:
     """On a CPU with two or more threads (and ``fork``, i.e. Linux) the report splits its sections between
     two processes of half the threads each: torch's second thread speeds these small forwards up by only
-    1.2-1.7x (bench/hooked_forward.py at 1 and 2 threads), and the figures not at all."""
+    1.2-1.7x (bench/hooked_forward.py at 1 and 2 threads), and the figures not at all. Boards too big for the
+    CPU's full report stay in one process, whose memory bound holds for one set of activations."""
     return (not args.one_process and str(model.cfg.device) == "cpu" and args.threads >= 2
-            and "fork" in multiprocessing.get_all_start_methods())
+            and not too_big_for_cpu(model) and "fork" in multiprocessing.get_all_start_methods())
 
 
-_LATER: tuple | None = None  # run_later's arguments, for the forked second process (set just before the fork)
+_LATER: tuple | None = None  # in the forked second process only: run_later's arguments (set by start_later)
 
 
-def later_in_fork(threads: int) -> dict:
-    """:func:`run_later` in the forked second process, on its copy of the parent's model and examples."""
+def start_later(threads: int, *later_args: object) -> None:
+    """The second process's initializer: its threads (numpy's BLAS too: two processes of two spinning BLAS
+    threads each crawl) and :func:`run_later`'s arguments, which reach it by the fork, not by pickling."""
+    global _LATER
     torch.set_num_threads(threads)
-    threadpool_limits(threads)  # numpy's BLAS too: two processes of two spinning BLAS threads each crawl
+    threadpool_limits(threads)
+    _LATER = later_args
+
+
+def later_in_fork() -> dict:
+    """:func:`run_later` in the forked second process, on its copy of the parent's model and examples."""
     args, th, samples, s, controls = _LATER
     return run_later(args, th, samples, s, controls, Timer(suffix=" [process 2]"))
 
@@ -319,19 +328,19 @@ def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict
 
 def in_two_processes(args: argparse.Namespace, th: dict, samples: dict[str, int], s: Setup,
                      controls: dict[str, dict], timer: Timer) -> tuple[dict, dict]:
-    """:func:`first_seed` here and :func:`run_later` in a forked second process, at the same time."""
-    global _LATER
-    _LATER = (args, th, samples, s, controls)
-    try:
-        with multiprocessing.get_context("fork").Pool(1) as pool:  # forks now, with _LATER set
-            later = pool.apply_async(later_in_fork, (args.threads - args.threads // 2,))
-            torch.set_num_threads(args.threads // 2)
-            with threadpool_limits(args.threads // 2):
+    """:func:`first_seed` here and :func:`run_later` in a forked second process, at the same time (a second
+    process that dies raises ``BrokenProcessPool`` here)."""
+    here = args.threads // 2
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=start_later,
+                             initargs=(args.threads - here, args, th, samples, s, controls)) as pool:
+        later = pool.submit(later_in_fork)  # forks now
+        torch.set_num_threads(here)
+        try:
+            with threadpool_limits(here):
                 first = first_seed(s, samples, th, timer)
-            return first, later.get()
-    finally:
-        _LATER = None
-        torch.set_num_threads(args.threads)
+        finally:
+            torch.set_num_threads(args.threads)
+        return first, later.result()
 
 
 def first_seed(s: Setup, samples: dict[str, int], th: dict, timer: Timer) -> dict:

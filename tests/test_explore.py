@@ -1,10 +1,12 @@
 import json
 
+import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
 
-from interfere.ca.simulate import moore_neighbourhood, step
+from interfere.ca.rules import get_rule
+from interfere.ca.simulate import moore_neighbourhood, rollout, step
 from interfere.data.layout import SequenceLayout
 from interfere.explore import (
     attn_contrib_vector,
@@ -22,6 +24,8 @@ from interfere.explore.physics_bits import (
     head_patching,
 )
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
+from interfere.viz.animate import comparison_frames, write_frames
+from interfere.viz.style import WRONG_COLOR
 
 
 def _run(tool, tiny_run, tmp_path, *flags):
@@ -285,13 +289,6 @@ def test_sample_defaults_scale_with_the_board():
 
 
 def test_a_rollout_gif_shows_its_frames_and_its_mistakes_in_red(tmp_path):
-    import imageio.v2 as imageio
-
-    from interfere.ca.rules import get_rule
-    from interfere.ca.simulate import rollout
-    from interfere.viz.animate import comparison_frames, write_frames
-    from interfere.viz.style import WRONG_COLOR
-
     start = torch.zeros(8, 8, dtype=torch.long)
     start[1, 2] = start[2, 3] = start[3, 1] = start[3, 2] = start[3, 3] = 1  # a glider
     truth = rollout(start, get_rule("B3/S23"), 12)

@@ -20,7 +20,11 @@ from interfere.model.life_model import LifeTransformer
 
 configure_cpu(2)
 rss = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# The peak resident size since here (VmHWM, reset by clear_refs 5): getrusage's ru_maxrss survives exec and starts
+# at the size of the pytest process this interpreter was forked from, which may be gigabytes late in a test session.
+Path("/proc/self/clear_refs").write_text("5")
+peak = lambda: int(next(ln.split()[1] for ln in Path("/proc/self/status").read_text().splitlines()
+                        if ln.startswith("VmHWM:"))) * 1024
 """
 
 LIFE32_EVAL = PRELUDE + """

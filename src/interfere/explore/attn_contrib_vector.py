@@ -57,21 +57,24 @@ def query_position(model: LifeTransformer, params: Params) -> int:
 
 def wants(model: LifeTransformer, params: Params) -> list[Want]:
     q, head = query_position(model, params), params.head
-    return [(f"blocks.{params.layer}.attn.hook_v", View(f"head{head}", lambda act: act[:, :, head])),
-            (f"blocks.{params.layer}.attn.hook_pattern", View(f"head{head}@{q}", lambda act: act[:, head, q])),
-            ("ln_final.hook_scale", View(f"@{q}", lambda act: act[:, q]))]
+    found = [(f"blocks.{params.layer}.attn.hook_v", View(f"head{head}", lambda act: act[:, :, head])),
+             (f"blocks.{params.layer}.attn.hook_pattern", View(f"head{head}@{q}", lambda act: act[:, head, q]))]
+    if model.has_norm:  # a model without LayerNorm (model.norm: none) has no scale to divide by
+        found.append(("ln_final.hook_scale", View(f"@{q}", lambda act: act[:, q])))
+    return found
 
 
 def key_contributions(model: LifeTransformer, ex: Examples, params: Params) -> torch.Tensor:
     """``[batch, T]``: each key's direct contribution, via (layer, head), to the query's logit difference."""
-    (v_name, v_view), (p_name, p_view), (s_name, s_view) = wants(model, params)
+    (v_name, v_view), (p_name, p_view), *scale_want = wants(model, params)
     v = ex.act(v_name, v_view).to(model.cfg.device)  # [batch, key, d_head]
     a = ex.act(p_name, p_view).to(model.cfg.device)  # [batch, key]
     written = torch.einsum("bk,bkd,dm->bkm", a, v, model.blocks[params.layer].attn.W_O[params.head].float())
-    written = written - written.mean(-1, keepdim=True)  # the final LayerNorm centres
-    scale = ex.act(s_name, s_view).to(model.cfg.device)  # [batch, 1]
-    direction = model.ln_final.w.float() * (model.unembed.W_U[:, 1] - model.unembed.W_U[:, 0]).float()
-    return ((written @ direction) / scale).cpu()
+    scale = torch.ones(len(v), 1, device=v.device)
+    if scale_want:
+        written = written - written.mean(-1, keepdim=True)  # the final LayerNorm centres
+        scale = ex.act(*scale_want[0]).to(model.cfg.device)  # [batch, 1]
+    return ((written @ model.logit_direction().float()) / scale).cpu()
 
 
 def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:

@@ -57,7 +57,7 @@ def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
     acc, auc = [], []
     for (hook, view), _ in zip(wants(model, params), residual_points(model.cfg.n_layers)):
         resid = ex.act(hook, view).to(model.cfg.device)
-        logits = model.unembed(model.ln_final(resid)).float().cpu()
+        logits = model.unembed(model.final_norm(resid)).float().cpu()
         diff = logits[..., 1] - logits[..., 0]
         acc.append(((diff > 0).long() == truth).float().mean().item())
         auc.append(fast_auc(truth.flatten(), diff.flatten()))

@@ -24,6 +24,8 @@ from interfere.model.life_model import LifeTransformer, ModelConfig
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
 CONTROL_PREFIX = "control_"  # control runs (random init, rule-blind): never picked by the discovery rule
+HANDMADE_PREFIX = "handmade_"  # models written by hand (interfere.handmade): named to be analysed, never discovered
+NOT_DISCOVERED = (CONTROL_PREFIX, HANDMADE_PREFIX)
 TEMP_SUFFIX = ".tmp"  # a file being written: ``.<name>.<random>.tmp`` next to its destination
 REQUIRED_KEYS = ("format_version", "config", "vocab", "model", "step")
 
@@ -87,7 +89,8 @@ def list_snapshots(run_dir: Path) -> list[Path]:
 def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
                     ckpt_dir: str | Path = "checkpoints") -> Path:
     """The discovery rule: ``ckpt``; else ``<ckpt_dir>/<run_id>/latest.pt``; else the newest
-    ``<ckpt_dir>/*/latest.pt`` that is not a control run (``control_*``); else
+    ``<ckpt_dir>/*/latest.pt`` that is not a control run (``control_*``) nor a hand-made model
+    (``handmade_*``); else
     ``<ckpt_dir>/latest.pt``; else a clear error."""
     ckpt_dir = Path(ckpt_dir)
     if ckpt is not None:
@@ -103,12 +106,12 @@ def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
                 f"No checkpoint for run id {run_id!r} at {path}; runs found: {runs or 'none'}"
             )
         return path
-    runs = sorted((p for p in ckpt_dir.glob(f"*/{LATEST}") if not p.parent.name.startswith(CONTROL_PREFIX)),
+    runs = sorted((p for p in ckpt_dir.glob(f"*/{LATEST}") if not p.parent.name.startswith(NOT_DISCOVERED)),
                   key=lambda p: p.stat().st_mtime)
     if runs:
         return runs[-1]
     if (ckpt_dir / LATEST).is_file() and not Path(os.path.realpath(ckpt_dir / LATEST)).parent.name.startswith(
-            CONTROL_PREFIX):
+            NOT_DISCOVERED):
         return ckpt_dir / LATEST
     raise CheckpointError(
         f"No checkpoint found under {str(ckpt_dir)!r}. Train one first: "
@@ -134,7 +137,7 @@ def weights_hash(path: str | Path) -> str:
 
 def newest_size_free(ckpt_dir: str | Path = "checkpoints") -> Path | None:
     """The newest run checkpoint (controls aside) of a size-free model (``model.positions: window``), if any."""
-    runs = sorted((p for p in Path(ckpt_dir).glob(f"*/{LATEST}") if not p.parent.name.startswith(CONTROL_PREFIX)),
+    runs = sorted((p for p in Path(ckpt_dir).glob(f"*/{LATEST}") if not p.parent.name.startswith(NOT_DISCOVERED)),
                   key=lambda p: p.stat().st_mtime, reverse=True)
     for path in runs:
         try:  # memory-mapped: only the small config is read

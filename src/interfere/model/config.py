@@ -13,6 +13,7 @@ from interfere.errors import UserError
 from interfere.model.rope2d import ROPE_KINDS
 from interfere.validate import at_least, one_of
 
+NORM_KINDS = ("LN", "none")  # LayerNorm before every sublayer and the unembedding | none (exact arithmetic)
 POSITION_KINDS = ("rope", "window")  # 2D RoPE for one board size | a local window with a learned bias, any size
 DENSE_MAX_CELLS = 256  # a window model attends densely up to this many cells (16x16), in tiles above
 TILE = 4  # above DENSE_MAX_CELLS, cells attend in tiles of TILE x TILE queries over a shared halo of keys
@@ -28,6 +29,7 @@ class ModelConfig:
     d_head: int | None = None  # default d_model // n_heads
     d_mlp: int | None = None  # default 4 * d_model
     act_fn: str = "gelu"
+    norm: str = "LN"  # LN: TransformerLens' LayerNorm; none: no normalisation (hand-made models, model.handmade)
     positions: str = "rope"  # rope: 2D RoPE for one board size; window: a local window, any size
     window: int = 2  # positions=window: attend at most this many rows/columns away (plus the rule)
     rope: str = "toroidal"  # or "standard"
@@ -40,6 +42,7 @@ class ModelConfig:
             at_least(f"model.{name}", getattr(self, name), 1)
         one_of("model.rope", self.rope, ROPE_KINDS)
         one_of("model.positions", self.positions, POSITION_KINDS)
+        one_of("model.norm", self.norm, NORM_KINDS)
         at_least("model.window", self.window, 1)
         if self.positions == "window" and self.rotary_dim:
             raise UserError("model.rotary_dim applies to model.positions=rope; a window model has no RoPE: "

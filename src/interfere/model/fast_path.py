@@ -112,4 +112,5 @@ def target_logits(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tenso
         if not last:
             z_c = F.scaled_dot_product_attention(rotate(q_c, rope_c), k_c, v_c)
             x_c = mlp_residual(x_c + attention_out(_merge_heads(z_c), attn), block, cfg)
-    return affine(layer_norm(x_t, model.ln_final, cfg), model.unembed.W_U, model.unembed.b_U)
+    final = layer_norm(x_t, getattr(model, "ln_final", None), cfg)  # no ln_final without normalisation
+    return affine(final, model.unembed.W_U, model.unembed.b_U)

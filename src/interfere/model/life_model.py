@@ -70,7 +70,7 @@ class LifeTransformer(HookedTransformer):
             d_vocab=len(VOCAB),
             d_vocab_out=2,
             n_ctx=layout.seq_len,
-            normalization_type="LN",
+            normalization_type="LN" if cfg.norm == "LN" else None,
             attention_dir="bidirectional",
             positional_embedding_type="standard",
             default_prepend_bos=False,
@@ -97,8 +97,10 @@ class LifeTransformer(HookedTransformer):
         for block in self.blocks:  # TransformerLens' components, fused where no hook reads inside them
             block.attn.__class__ = LeanAttention
             block.attn.score_mask = self.score_mask
-            block.ln1.__class__ = block.ln2.__class__ = LeanLayerNorm
-        self.ln_final.__class__ = LeanLayerNorm
+            if self.has_norm:
+                block.ln1.__class__ = block.ln2.__class__ = LeanLayerNorm
+        if self.has_norm:
+            self.ln_final.__class__ = LeanLayerNorm
         self.to(device, print_details=False)
 
     # --- board size ---------------------------------------------------------------------------
@@ -189,6 +191,28 @@ class LifeTransformer(HookedTransformer):
         table = self.W_rel[layer].transpose(0, 1).flatten(1)  # [head, 2 * n_off]
         table = torch.cat([table, table.new_zeros(table.shape[0], 1)], dim=1)
         return table[:, index[:queries, :keys]].masked_fill(blocked[:queries, :keys], float("-inf"))
+
+    # --- normalisation ------------------------------------------------------------------------
+    @property
+    def has_norm(self) -> bool:
+        """False for a model without LayerNorm (``model.norm: none``): its residual reaches the unembedding as is."""
+        return self.life_cfg.norm == "LN"
+
+    def final_norm(self, resid: torch.Tensor) -> torch.Tensor:
+        """The final LayerNorm (the identity without one): what the unembedding reads."""
+        return self.ln_final(resid) if self.has_norm else resid
+
+    def final_norm_scale(self, resid: torch.Tensor) -> torch.Tensor:
+        """``[...]`` the final LayerNorm's divisor for residuals ``[..., d_model]`` (ones without one)."""
+        if not self.has_norm:
+            return resid.new_ones(resid.shape[:-1])
+        return resid.var(-1, unbiased=False).add(self.cfg.eps).sqrt()
+
+    def logit_direction(self) -> torch.Tensor:
+        """``[d_model]``: the alive-minus-dead logit direction of the normalised residual, times the final
+        LayerNorm's weight (a residual's centred component along it, over the scale, is its logit difference)."""
+        direction = self.unembed.W_U[:, 1] - self.unembed.W_U[:, 0]
+        return self.ln_final.w * direction if self.has_norm else direction
 
     # --- the training fast path ---------------------------------------------------------------
     def fast_target_logits(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,11 @@ def affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.linear(x, w.t(), b)
 
 
-def layer_norm(x: torch.Tensor, norm: torch.nn.Module, cfg: HookedTransformerConfig) -> torch.Tensor:
-    """TransformerLens' ``LN`` (``normalization_type="LN"``) as one fused op."""
+def layer_norm(x: torch.Tensor, norm: torch.nn.Module | None, cfg: HookedTransformerConfig) -> torch.Tensor:
+    """TransformerLens' ``LN`` (``normalization_type="LN"``) as one fused op; the identity for a model
+    without normalisation (``normalization_type=None``, ``model.norm: none``)."""
+    if cfg.normalization_type is None:
+        return x
     return F.layer_norm(x, (cfg.d_model,), norm.w, norm.b, cfg.eps)
 
 

@@ -187,5 +187,6 @@ def target_logits(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tenso
         if not last:
             z_p = F.scaled_dot_product_attention(q_p, k_p, v_p)
             x_p, x_b = out(x_p, merge_heads(z_p), block), out(x_b, z_b, block)
-    logits = affine(layer_norm(x_t, model.ln_final, cfg), model.unembed.W_U, model.unembed.b_U)  # [b, K, N, 2]
+    final = layer_norm(x_t, getattr(model, "ln_final", None), cfg)  # no ln_final without normalisation
+    logits = affine(final, model.unembed.W_U, model.unembed.b_U)  # [b, K, N, 2]
     return logits.flatten(1, 2)

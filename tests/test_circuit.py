@@ -6,10 +6,15 @@ import pytest
 import torch
 
 from interfere import universality
+from interfere.ca.rules import BIT_NAMES
 from interfere.config import compose, layout_of, sections
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig, random_boards
-from interfere.explore import batched, circuit, lookup
+from interfere.explore import batched, circuit
+from interfere.explore.account import neurons
+from interfere.explore.account.idealised import key_kinds, query_cases, template_rows
+from interfere.explore.account.interchange import CELL_ROLES, Interchange, control_of, draw_donors, role_key
+from interfere.explore.account.slots import unread_slots
 from interfere.explore.analysis import whole
 from interfere.explore.common import Context, examples_of
 from interfere.explore.components import (
@@ -22,8 +27,6 @@ from interfere.explore.components import (
     parse_component,
     reference_outputs,
 )
-from interfere.explore.ideal import ideal_rows
-from interfere.explore.interchange import CELL_ROLES, Interchange, draw_donors, role_key
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
 from interfere.model.life_model import LifeTransformer
 
@@ -163,28 +166,50 @@ def test_physics_donors_sit_at_the_same_position_with_the_same_rule():
     assert rep.covered.all() and all(ok)
 
 
-def test_ideal_rows_are_the_written_patterns():
+def test_templates_are_the_written_patterns():
+    """Own cell, rule tokens and the governing token (case-gated) as written; every row sums to one over what the
+    query may see."""
     layout = SequenceLayout(5, 5)
-    own = ideal_rows(layout, "targets", "own cell")
-    assert torch.equal(own.argmax(1), layout.board.start + torch.arange(25))
-    assert torch.allclose(own.sum(1), torch.ones(25))
-    ring = ideal_rows(layout, "board", "8 neighbours")
-    assert ((ring > 0).sum(1) == 8).all() and ring[0, layout.board.start] == 0 and torch.allclose(ring.sum(1),
-                                                                                                  torch.ones(25))
-    rule = ideal_rows(layout, "board", "rule tokens")
-    assert torch.allclose(rule[:, layout.rule], torch.full((25, 18), 1 / 18))
+    ex = _examples(layout, 3, 7)
+    kinds, case = key_kinds(type("M", (), {"layout": layout})(), ex, "targets"), query_cases(ex)
+    allowed = layout.attention_mask()[layout.targets[0]].float()
+    weights = torch.rand(18, 62, generator=torch.Generator().manual_seed(0))
+    own = template_rows("own cell", weights, kinds, case, allowed)
+    assert torch.equal(own.argmax(-1), (layout.board.start + torch.arange(25)).expand(3, -1))
+    rule = template_rows("rule tokens", weights, kinds, case, allowed)
+    assert torch.allclose(rule[..., layout.rule], torch.full((3, 25, 18), 1 / 18))
+    gated = template_rows("governing token", weights, kinds, case, allowed, gated=list(range(18)))
+    assert torch.equal(gated.argmax(-1), layout.rule.start + case) and torch.allclose(gated.max(-1).values,
+                                                                                      torch.ones(3, 25))
+    for rows in (own, rule, gated):
+        assert torch.allclose(rows.sum(-1), torch.ones(3, 25)) and (rows[allowed.expand_as(rows) == 0] == 0).all()
+
+
+def test_the_answer_carrying_control_shares_the_answer_never_the_role():
+    assert control_of("case+rule") == "case+next" and control_of("count9") == "next" and control_of("none") is None
+    layout = SequenceLayout(5, 5)
+    ex = _examples(layout, 4, 8)
+    key = role_key(control_of("case+rule"), ex, "board", layout)
+    flipped = type(ex)(ex.rules, ex.boards, 1 - ex.next_boards, ex.counts, ex.tokens)
+    assert not torch.equal(key, role_key(control_of("case+rule"), flipped, "board", layout))
+
+
+def test_a_last_layer_slot_away_from_the_targets_is_unread_by_construction(tiny_run, tmp_path):
+    model = _ctx(tiny_run, tmp_path).model  # one layer: only its targets are read
+    assert {s.name for s in unread_slots(model)} == {f"{c}@{g}" for c in ("L0H0", "L0H1", "MLP0")
+                                                     for g in ("board", "physics")}
 
 
 def test_lookup_patching_is_the_hooked_models_and_empty_sets_carry_nothing(tiny_run, tmp_path):
     ctx = _ctx(tiny_run, tmp_path)
     ex = ctx.examples(8)
-    flips = lookup.collect(ctx.model, ex, seed=0)
-    clean = lookup.predictions(ctx.model, flips, flips.clean)
+    flips = neurons.collect(ctx.model, ex, seed=0)
+    clean = neurons.predictions(ctx.model, flips, flips.clean)
     wrong = (clean == 1 - flips.truth).float().mean().item()
-    assert lookup.carry_and_leak(ctx.model, flips, torch.tensor([], dtype=torch.long)) == (wrong, 0.0)
-    neurons = torch.arange(0, flips.clean.shape[-1], 3)
-    direct = lookup.carry_and_leak(ctx.model, flips, neurons)[0]
-    hooked = circuit.lookup_hooked_predictions(ctx.model, ex, flips, neurons)
+    assert neurons.carry_and_leak(ctx.model, flips, torch.tensor([], dtype=torch.long)) == (wrong, 0.0)
+    some = torch.arange(0, flips.clean.shape[-1], 3)
+    direct = neurons.carry_and_leak(ctx.model, flips, some)[0]
+    hooked = neurons.hooked_predictions(ctx.model, ex, flips, some)
     assert direct == pytest.approx(float((hooked == 1 - flips.truth).float().mean()), abs=1e-6)
 
 
@@ -201,13 +226,14 @@ def test_circuit_end_to_end_and_bad_flags(tiny_run, tmp_path, capsys):
     circuit.main(["--ckpt", tiny_run["checkpoint"], "--out", str(out), "--samples", "16"])
     summary = json.loads((out / "summary.json").read_text())
     algorithm = summary["algorithm"]
-    covered = {(c["component"], g) for c in algorithm["components"]
-               for g in (("board", "targets", "physics") if c["positions"] == "all" else (c["positions"],))}
-    assert covered == {(c, g) for c in ("L0H0", "L0H1", "MLP0") for g in ("board", "targets", "physics")}
+    read = {(c["component"], c["positions"]) for c in algorithm["components"]}
+    assert read == {(c, "targets") for c in ("L0H0", "L0H1", "MLP0")}  # a one-layer model is read at its targets
+    assert set(algorithm["unread"]) == {f"{c}@{g}" for c in ("L0H0", "L0H1", "MLP0") for g in ("board", "physics")}
     uses = {(c["component"], c["positions"]): c["uses"] for c in algorithm["components"]}
     assert uses[("MLP0", "targets")] == "computed" and list(uses.values()).count("computed") == 1
-    assert algorithm["lookup"]["component"] == "MLP0" and any(line.startswith("All roles at once")
-                                                              for line in summary["card"])
+    assert set(algorithm["routes"]) == set(BIT_NAMES) and algorithm["readout_neurons"]["component"] == "MLP0"
+    assert any(line.startswith("All roles at once") for line in summary["card"])
+    assert summary["files"] == ["circuit_map.png", "circuit_importance.png", "circuit_probes.png"]
     assert all((out / f).is_file() for f in summary["files"])
     with pytest.raises(SystemExit):
         circuit.main(["--ckpt", tiny_run["checkpoint"], "--out", str(tmp_path / "x"), "--samples", "1"])
@@ -215,15 +241,23 @@ def test_circuit_end_to_end_and_bad_flags(tiny_run, tmp_path, capsys):
     assert err == ["error: --samples must be at least 2, got 1"] and not (tmp_path / "x").exists()
 
 
-def test_universality_compares_roles_up_to_head_order():
-    a = {"roles": {"L0H0@board": "case", "L0H1@board": "rule", "MLP0@targets": "computed"}}
-    b = {"roles": {"L0H0@board": "rule", "L0H1@board": "case", "MLP0@targets": "computed"}}
-    c = {"roles": {"L0H0@board": "rule", "L0H1@board": "own", "MLP0@targets": "computed"}}
-    assert universality.compare({0: a, 1: b}) == "the same roles in every compared seed, up to the order of the heads"
+def _routes(**special):
+    plain = {"enters": "board", "layer": 1, "lookup": "MLP0@board", "relays": [["L1H0@targets", 1.0]]}
+    return {c: {**plain, **special.get(c, {})} for c in BIT_NAMES}
+
+
+def test_universality_compares_routes_up_to_a_permutation_of_the_heads():
+    a = {"routes": _routes(B5={"enters": "rule", "lookup": "L1H2@targets", "relays": []})}
+    b = {"routes": {c: {**r, "relays": [["L1H3@targets", 1.0]]} if r["relays"] else r  # heads 0 <-> 3, 2 <-> 1
+                    for c, r in _routes(B5={"enters": "rule", "lookup": "L1H1@targets", "relays": []}).items()}}
+    c = {"routes": _routes()}
+    assert universality.compare({0: a, 1: b}) == ("the same routes in every compared seed, up to a permutation of "
+                                                  "the heads of each layer")
     verdict = universality.compare({0: a, 1: b, 2: c})
-    assert verdict.startswith("different algorithms: 1 differences") and "seed 2 L0@board heads" in verdict
-    common = universality.recurring([universality.signature(r["roles"]) for r in (a, b, c)])
-    assert "L0 at board: heads rule" in common[0]
+    assert verdict.startswith("different algorithms: 1 case routes differ") and "seed 2 B5 board: MLP0@board" in verdict
+    common = universality.recurring({0: a, 1: b, 2: c})
+    assert "S0: enters the board, looked up by MLP0 at the board in every seed" in common
+    assert not any(line.startswith("B5") for line in common)
 
 
 def test_universality_end_to_end_on_two_tiny_seeds(tmp_path):

@@ -242,3 +242,28 @@ def test_browser_paste_an_rle_at_64x64_and_play(window_server, browser, tmp_path
     assert driver.find_element(By.ID, "status").text == ""  # no error shown
     assert driver.find_element(By.ID, "rule-current").text == "B3/S23"
     screenshot(driver, tmp_path, "explorer_rle_64x64.png")
+
+
+def test_a_clicked_cell_shows_the_route_of_its_case_in_a_hand_made_model(client):
+    """The split hand-made model (known routes): a live cell with 7 live neighbours takes the targets route, a dead
+    one with 5 the rule-token route by the lookup head; the trained tiny model's explorer has no thresholds, and
+    says so in one line."""
+    from interfere.model.handmade import build, ground_truth
+    from interfere.thresholds import load_thresholds
+
+    engine = Engine.create(build("split"), 1234, 64, (0.1, 0.9), load_thresholds()["circuit"])
+    hand = TestClient(create_app(engine, {"run_id": "handmade_split", "step": 0, "checkpoint": "-"}))
+    assert hand.get("/api/info").json()["routes"] is True
+    board = [[0] * 8 for _ in range(8)]
+    for r, c in ((0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2), (1, 1)):
+        board[r][c] = 1  # (1, 1): alive with 8 neighbours; (1, 3): dead with 3 (0,2 1,2 2,2)
+    body = {"bits": CONWAY, "board": board}
+    truth = ground_truth("split")["routes"]
+    for (row, col), case in (((1, 1), "S8"), ((1, 3), "B3"), ((4, 4), "B0")):
+        got = hand.post("/api/route", json={**body, "row": row, "col": col}).json()
+        assert got["case"] == case and got["lookup"] == truth[case]["lookup"], (case, got)
+        assert [name for name, _ in got["relays"]] == truth[case]["relays"]
+    bad = hand.post("/api/route", json={**body, "row": 9, "col": 0})
+    assert bad.status_code == 400 and bad.json()["error"] == "cell (9, 0) is outside the 8x8 board"
+    tiny = client.post("/api/route", json={"bits": CONWAY, "board": [[0] * 5] * 5, "row": 0, "col": 0})
+    assert tiny.status_code == 400 and "without thresholds" in tiny.json()["error"]

@@ -42,6 +42,7 @@ from interfere.data.stream import DataConfig
 from interfere.errors import UserError
 from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
 from interfere.explore import attn_maps, circuit, dynamics, logit_lens, physics_bits, probes
+from interfere.explore.account import truth
 from interfere.explore.analysis import Examples, jsonable
 from interfere.explore.batched import scaled_samples
 from interfere.explore.common import Context, staged_dir
@@ -317,6 +318,7 @@ def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict
         "verdicts": {h: {"verdict": v, "reasons": why + architectural_caveats(model, h)}
                      for h, (v, why) in all_verdicts(numbers, th).items()},
         "how": jsonable(first["how"]) if first["how"] else None,
+        "built_vs_found": built_vs_found(ckpt, first["how"]),
         "forms": jsonable(rest["forms"]) if rest["forms"] else None,
         "controls": rest["controls"], "per_seed": numbers, "eval": ev,
         "section_seconds": timer.seconds, "seconds": round(time.perf_counter() - t0, 1),
@@ -374,6 +376,13 @@ def run_later(args: argparse.Namespace, th: dict, samples: dict[str, int], s: Se
         animations = save_rollout_animation(model, "B3/S23", "glider", ctx.out / "rollout_glider")
     return {"runs": runs, "forms": forms, "forms_figures": forms_figures, "controls": control_results, "eval": ev,
             "animations": animations, "seconds": timer.seconds}
+
+
+def built_vs_found(ckpt: dict, how: circuit.Result | None) -> dict | None:
+    """For a model written by hand (its checkpoint carries ``ground_truth``): the account scored against it."""
+    if how is None or not ckpt.get("ground_truth"):
+        return None
+    return truth.score(ckpt["ground_truth"], jsonable(how))
 
 
 def device_text(model: LifeTransformer) -> str:
@@ -489,6 +498,10 @@ def print_verdicts(summary: dict) -> None:
     if how:
         print(f"\nhow the model computes: {how['verdict']} ({how['verdict_reason']})")
         print("\n".join(f"  {i + 1}. {line}" for i, line in enumerate(how["card"])))
+    built = summary["built_vs_found"]
+    if built:
+        print(f"written by hand: the map finds {built['routes']['matched']}/{built['routes']['of']} routes as built, "
+              f"the roles {built['roles']['matched']}/{built['roles']['of']}")
     print("\nseconds per section: " + ", ".join(f"{k} {v}" for k, v in summary["section_seconds"].items()))
     print(f"held-out cell accuracy {100 * summary['heldout']['cell_acc']:.3f}%  ({summary['seconds']} s)")
 

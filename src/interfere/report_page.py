@@ -145,16 +145,29 @@ def how_section(page: Page, summary: dict, figures: list[Path]) -> None:
         page.para("Skipped at this size on a CPU: the interchange tests need a GPU (explorations/circuit.py).")
         return
     page.heading(2, f"How the model computes: {how['verdict']}")
-    page.para("The algorithm card, rendered from the account (summary.json, 'algorithm'): each component's "
-              "coarsest role in input variables that survived an interchange test (its output taken from a donor "
-              "cell that agrees on those variables), the account with every role at once, idealised heads, and "
-              "the lookup at neuron level.")
+    page.para("The algorithm card, rendered from the account (summary.json, 'algorithm'). First the lookup map: one "
+              "rule bit flipped at a time, where each case's governing bit enters, which slot looks it up (the first "
+              "that carries its flips and moves more at the governed cells than at the other cells of their state), "
+              "which relay it and the read-out. Then each readable slot's coarsest role in input variables that "
+              "survived an interchange test (its output taken from a donor cell that agrees on those variables), "
+              "next to an answer-carrying control (a donor that agrees on the answer under another rule: a slot "
+              "that passes it relays the answer, and the map says where it was made); slots no path can carry to a "
+              "target are left out by construction. Then the account with every role at once, heads idealised by "
+              "templates written from the inputs, and the read-out's neurons.")
     page.items(how["card"])
+    built = summary.get("built_vs_found")
+    if built:
+        page.para(f"This model was written by hand, so its algorithm is known: the lookup map finds "
+                  f"{built['routes']['matched']} of {built['routes']['of']} cases' routes as built, the roles "
+                  f"{built['roles']['matched']} of {built['roles']['of']} slots"
+                  + (f"; differing: {', '.join(built['routes']['mismatches'] + built['roles']['mismatches'])}"
+                     if built["routes"]["mismatches"] or built["roles"]["mismatches"] else "") + ".")
     page.para(f"Verdict: {how['verdict']}: {how['verdict_reason']}. Minimal circuit ({how['circuit_search']}): "
               f"{', '.join(how['circuit'])}, {100 * how['circuit_acc']:.2f}% with every other component mean-ablated.")
     page.para("Threshold: " + ", ".join(f"{k} = {x}" for k, x in summary["thresholds"]["circuit"].items()))
-    page.para("Not supported means: all roles at once keep less than refute_acc. Inconclusive: the account, the "
-              "board roles alone or the lookup set miss their bar, or a component is left unexplained.", "muted")
+    page.para("Not supported means: all roles at once keep less than refute_acc. Inconclusive: the account or the "
+              "board roles alone miss their bar, a slot is left unexplained, or the map locates no lookup for some "
+              "case.", "muted")
     for fig in figures:
         page.image(fig)
 

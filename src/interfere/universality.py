@@ -6,12 +6,13 @@
 
 Trains the config once per seed (run ids ``universality_<exp>_seed<S>``; an existing run is reused,
 so an interrupted study resumes where it stopped; ``--ckpts`` compares given checkpoints instead), runs
-the circuit analysis (:mod:`interfere.explore.circuit`: roles in input variables, tested by interchange)
-on each, and compares the seeds whose held-out accuracy reaches ``--min-acc``: a comparison of models
-that did not learn would compare failures. Heads are interchangeable within a layer, so roles are
-matched up to a permutation of the heads: per layer and position group, the multiset of head roles and
-the MLP's role. Writes a side-by-side table (``universality.md``), a figure of every role per seed and
-``summary.json`` into ``assets/explorations/<timestamp>/``.
+the circuit analysis (:mod:`interfere.explore.circuit`) on each, and compares the seeds whose held-out accuracy
+reaches ``--min-acc`` (a comparison of models that did not learn would compare failures) by their lookup maps: per
+case, where the governing bit enters, which slot looks it up and which relay it. Heads are interchangeable within a
+layer, so two seeds have the same algorithm when their routes agree up to a permutation of the heads of each layer
+(heads are renamed ``L1Ha``, ``L1Hb``, ... in the order they first appear over the cases). Writes a side-by-side
+table (``universality.md``), a figure of every case's route per seed and ``summary.json`` into
+``assets/explorations/<timestamp>/``.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import Counter
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
+from interfere.ca.rules import BIT_NAMES
 from interfere.cli import command_line, exit_on_user_error
 from interfere.config import compose, resolve_device
 from interfere.cpu import configure_cpu, cpu_description
@@ -33,10 +36,9 @@ from interfere.errors import UserError
 from interfere.evaluate import heldout_metrics
 from interfere.explore import circuit
 from interfere.explore.common import Context, staged_dir
-from interfere.explore.interchange import CELL_ROLES
 from interfere.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, weights_hash
 from interfere.thresholds import load_thresholds
-from interfere.viz.style import caption, save
+from interfere.viz.style import ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR, caption, save
 
 
 def run_id(exp_name: str, seed: int) -> str:
@@ -59,85 +61,104 @@ def checkpoint_for(config_name: str, seed: int, ckpt_dir: str) -> dict:
         return load_checkpoint(run_id=rid, ckpt_dir=ckpt_dir)
 
 
-def signature(roles: dict[str, str]) -> dict[tuple[int, str], tuple[tuple[str, ...], str]]:
-    """Per (layer, group): (the sorted head roles, the MLP's role): what must match for "the same algorithm"."""
-    out: dict[tuple[int, str], tuple[list[str], str]] = {}
-    for slot, role in roles.items():
-        name, group = slot.split("@")
-        layer = int(name[3:] if name.startswith("MLP") else name[1:].split("H")[0])
-        heads, mlp = out.get((layer, group), ([], ""))
-        out[(layer, group)] = (heads, role) if name.startswith("MLP") else (heads + [role], mlp)
-    return {key: (tuple(sorted(h)), m) for key, (h, m) in sorted(out.items())}
+def canonical(routes: dict[str, dict]) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    """Per case (enters, lookup, relays) with every head renamed by the order of its first appearance in its layer
+    over the cases (``L1H2`` -> ``L1Ha`` if it is the first layer-1 head named): equal for two seeds whose routes differ
+    only by a permutation of the heads."""
+    names: dict[str, str] = {}
+    per_layer: dict[str, int] = {}
+
+    def rename(slot: str | None) -> str:
+        if not slot:
+            return "none"
+        component, group = slot.split("@")
+        if component.startswith("MLP"):
+            return slot
+        layer = component.split("H")[0]
+        if component not in names:
+            names[component] = f"{layer}H{'abcdefghijklmnop'[per_layer.get(layer, 0)]}"
+            per_layer[layer] = per_layer.get(layer, 0) + 1
+        return f"{names[component]}@{group}"
+
+    out = {}
+    for case in BIT_NAMES:
+        r = routes[case]
+        out[case] = (r["enters"], rename(r["lookup"]), tuple(rename(name) for name, _ in r["relays"]))
+    return out
 
 
-def recurring(signatures: list[dict]) -> list[str]:
-    """What every seed has, per (layer, group): the head roles common to all (as a multiset) and a shared
-    MLP role."""
-    lines = []
-    for key in signatures[0]:
-        common = Counter(signatures[0][key][0])
-        for sig in signatures[1:]:
-            common &= Counter(sig[key][0])
-        mlps = {sig[key][1] for sig in signatures}
-        layer, group = key
-        parts = [f"heads {', '.join(sorted(common.elements()))}" if common else "no head role in common"]
-        parts.append(f"MLP{layer} {mlps.pop()}" if len(mlps) == 1 else f"MLP{layer} differs")
-        lines.append(f"L{layer} at {group}: " + "; ".join(parts))
-    return lines
+def describe(route: tuple[str, str, tuple[str, ...]]) -> str:
+    enters, lookup, relays = route
+    return f"{enters}: {lookup}" + "".join(f" > {r}" for r in relays)
 
 
 def compare(results: dict[int, dict]) -> str:
-    """One line: the same algorithm (up to head order) in every compared seed, or what differs."""
-    sigs = {seed: signature(r["roles"]) for seed, r in results.items()}
+    """One line: the same routes (up to head order) in every compared seed, or the cases that differ."""
+    sigs = {seed: canonical(r["routes"]) for seed, r in results.items()}
     first_seed, first = next(iter(sigs.items()))
-    differ = [seed for seed, s in sigs.items() if s != first]
-    if not differ:
-        return "the same roles in every compared seed, up to the order of the heads"
-    diffs = []
-    for seed in differ:
-        for key, (heads, mlp) in sigs[seed].items():
-            ref_heads, ref_mlp = first[key]
-            if heads != ref_heads:
-                diffs.append(f"seed {seed} L{key[0]}@{key[1]} heads {list(heads)} vs seed {first_seed} "
-                             f"{list(ref_heads)}")
-            if mlp != ref_mlp:
-                diffs.append(f"seed {seed} MLP{key[0]}@{key[1]} {mlp} vs seed {first_seed} {ref_mlp}")
-    return f"different algorithms: {len(diffs)} differences, e.g. " + "; ".join(diffs[:6])
+    diffs = [f"seed {seed} {case} {describe(sig[case])} vs seed {first_seed} {describe(first[case])}"
+             for seed, sig in sigs.items() for case in BIT_NAMES if sig[case] != first[case]]
+    if not diffs:
+        return "the same routes in every compared seed, up to a permutation of the heads of each layer"
+    return f"different algorithms: {len(diffs)} case routes differ, e.g. " + "; ".join(diffs[:6])
+
+
+def recurring(results: dict[int, dict]) -> list[str]:
+    """What every compared seed shares, per case: where the flip enters, and the lookup's kind (an MLP, or a head of
+    some layer) at which positions."""
+    lines = []
+    for case in BIT_NAMES:
+        kinds = {(r["routes"][case]["enters"], _kind(r["routes"][case]["lookup"])) for r in results.values()}
+        if len(kinds) == 1:
+            enters, kind = kinds.pop()
+            lines.append(f"{case}: enters the {enters}, looked up by {kind} in every seed")
+    return lines
+
+
+def _kind(slot: str | None) -> str:
+    if not slot:
+        return "no located slot"
+    component, group = slot.split("@")
+    if component.startswith("MLP"):
+        return f"{component} at the {group}"
+    return f"a layer-{component[1:].split('H')[0]} head at the {group}"
 
 
 def table(results: dict[int, dict], compared: list[int]) -> str:
-    """Markdown, one column per seed (roles per component and position group)."""
+    """Markdown, one column per seed: every case's route, then the account's numbers."""
     seeds = list(results)
-    slots = list(next(iter(results.values()))["roles"])
     mark = {s: "" if s in compared else " (not learned)" for s in seeds}
     rows = [["held-out accuracy"] + [f"{100 * results[s]['heldout_acc']:.3f}%{mark[s]}" for s in seeds],
-            ["minimal circuit size"] + [str(len(results[s]["circuit"])) for s in seeds]]
-    rows += [[slot] + [results[s]["roles"][slot] for s in seeds] for slot in slots]
+            ["weights"] + [results[s]["weights_sha256"] for s in seeds]]
+    rows += [[case] + [describe(_plain(results[s]["routes"][case])) for s in seeds] for case in BIT_NAMES]
     rows += [["all roles at once"] + [f"{100 * results[s]['account']['all_at_once']['acc']:.2f}%" for s in seeds],
-             ["board roles alone"] + [f"{100 * results[s]['account']['board_roles']['acc']:.2f}%" for s in seeds],
-             ["lookup set (carry)"] + [f"{results[s]['lookup']['size']} ({100 * results[s]['lookup']['carry']:.0f}%)"
-                                       for s in seeds],
+             ["heads idealised at once"] + [f"{100 * results[s]['idealised']:.2f}%" for s in seeds],
              ["card verdict"] + [results[s]["verdict"] for s in seeds]]
     head = "| | " + " | ".join(f"seed {s}" for s in seeds) + " |\n|---|" + "---|" * len(seeds) + "\n"
     return head + "".join("| " + " | ".join(r) + " |\n" for r in rows)
 
 
-def roles_figure(results: dict[int, dict], out: Path, command: str) -> Path:
-    """Seeds x (component, group), coloured by role."""
-    seeds = list(results)
-    slots = list(next(iter(results.values()))["roles"])
-    names = list(CELL_ROLES) + ["computed", "unexplained"]
-    grid = np.array([[names.index(results[s]["roles"][slot]) for slot in slots] for s in seeds])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.62 * len(slots), 1.4 + 0.5 * len(seeds)), layout="constrained")
-    cmap = plt.get_cmap("tab20", len(names))
-    ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, aspect="auto")
-    for (i, j), v in np.ndenumerate(grid):
-        ax.text(j, i, names[v].replace("+", "+\n"), ha="center", va="center", fontsize=5.5)
-    ax.set_xticks(range(len(slots)), slots, rotation=90, fontsize=6.5)
+def _plain(route: dict) -> tuple[str, str, tuple[str, ...]]:
+    return route["enters"], route["lookup"] or "none", tuple(name for name, _ in route["relays"])
+
+
+def routes_figure(results: dict[int, dict], out: Path, command: str) -> Path:
+    """Seeds x cases, coloured by where the flip enters, with the lookup written in."""
+    seeds, kinds = list(results), ["board", "targets", "rule", "separators"]
+    grid = np.array([[kinds.index(results[s]["routes"][c]["enters"]) for c in BIT_NAMES] for s in seeds])
+    fig, ax = plt.subplots(figsize=(1.4 + 0.62 * len(BIT_NAMES), 1.3 + 0.42 * len(seeds)), layout="constrained")
+    colours = [ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR]
+    ax.imshow(grid, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(kinds) - 0.5, aspect="auto")
+    for (i, j), _ in np.ndenumerate(grid):
+        lookup = results[seeds[i]]["routes"][BIT_NAMES[j]]["lookup"] or "?"
+        ax.text(j, i, lookup.replace("@", "\n@"), ha="center", va="center", fontsize=5, color="white")
+    ax.set_xticks(range(len(BIT_NAMES)), BIT_NAMES)
     ax.set_yticks(range(len(seeds)), [f"seed {s}" for s in seeds])
-    ax.set_title("each component's role in input variables (interchange-tested), per training seed")
+    ax.legend(handles=[Patch(color=c, label=f"enters the {k}") for c, k in zip(colours, kinds)], frameon=False,
+              fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("where each case's governing bit enters, and the slot that looks it up, per training seed")
     caption(fig, command)
-    return save(fig, out / "universality_roles.png")
+    return save(fig, out / "universality_routes.png")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -150,13 +171,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ckpts", nargs="+", default=None, metavar="PATH", help="compare these checkpoints (no training)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None)
+    p.add_argument("--thresholds", default=None, help="thresholds file (default cfg/report/thresholds.yaml)")
     args = p.parse_args(argv)
     with exit_on_user_error():
         if args.ckpts is None and len(set(args.seeds)) < 2 or args.ckpts is not None and len(args.ckpts) < 2:
             raise UserError("give at least two different seeds (--seeds) or checkpoints (--ckpts)")
         compose(args.config_name)  # an unknown config fails before any training
         configure_cpu(args.threads)
-        th = load_thresholds()
+        th = load_thresholds(Path(args.thresholds) if args.thresholds else None)
         ckpts = ([load_checkpoint(ckpt=path) for path in args.ckpts] if args.ckpts
                  else [checkpoint_for(args.config_name, seed, args.ckpt_dir) for seed in args.seeds])
         args.seeds = [int(c["config"].get("seed", i)) for i, c in enumerate(ckpts)]
@@ -173,14 +195,14 @@ def write_outputs(results: dict[int, dict], args: argparse.Namespace, out: Path,
     compared = [s for s, r in results.items() if r["heldout_acc"] >= args.min_acc]
     if len(compared) >= 2:
         verdict = compare({s: results[s] for s in compared})
-        common = recurring([signature(results[s]["roles"]) for s in compared])
+        common = recurring({s: results[s] for s in compared})
     else:
         verdict, common = f"fewer than two seeds reach {100 * args.min_acc:.1f}% held-out: nothing to compare", []
     md = table(results, compared)
     (out / "universality.md").write_text(f"# Universality over seeds {args.seeds}\n\nCPU: {cpu_description()}"
                                          f"\n\n{md}\n{verdict}\n\n"
                                          + "".join(f"- {line}\n" for line in common))
-    roles_figure(results, out, command_line())
+    routes_figure(results, out, command_line())
     summary = {"seeds": args.seeds, "compared": compared, "config": args.config_name, "cpu": cpu_description(),
                "verdict": verdict,
                "recurring": common, "results": results, "command": command_line(), "seconds": round(seconds, 1),
@@ -202,8 +224,8 @@ def analyse_seed(ckpt: dict, samples: int, th: dict) -> dict:
     return {"run_id": ckpt.get("run_id"), "checkpoint": ckpt["path"], "weights_sha256": weights_hash(ckpt["path"]),
             "heldout_acc": heldout_metrics(model, data, 1024, seed=0)["cell_acc"],
             "seconds": round(time.time() - t0, 1), "roles": {k: r["uses"] for k, r in result.roles.items()},
-            "circuit": result.circuit, "account": result.account, "verdict": result.verdict,
-            "lookup": {k: result.lookup[k] for k in ("size", "carry", "leak", "random_carry")},
+            "routes": result.routes, "circuit": result.circuit, "account": result.account, "verdict": result.verdict,
+            "idealised": result.idealised.get("all_case_conditional", float("nan")),
             "algorithm": result.algorithm, "card": result.card}
 
 

@@ -169,6 +169,7 @@ def _add_page_routes(app: FastAPI, engine: Engine, provenance: dict) -> None:
         return {**provenance, "height": height, "width": width, "size_free": model.size_free, "sides": engine.sides,
                 "max_inspect_cells": MAX_INSPECT_CELLS, "max_gens": MAX_GENS_PER_REQUEST,
                 "n_layers": model.cfg.n_layers, "n_heads": model.cfg.n_heads, "bit_names": list(BIT_NAMES),
+                "routes": engine.thresholds is not None,
                 "named_rules": named, "patterns": library_names()}
 
     @app.post("/api/rule")
@@ -220,6 +221,14 @@ def _add_inspection_routes(app: FastAPI, engine: Engine, check: Checks) -> None:
         if not (0 <= req.row < board.shape[0] and 0 <= req.col < board.shape[1]):
             raise UserError(f"cell ({req.row}, {req.col}) is outside the {board.shape[0]}x{board.shape[1]} board")
         return {"layers": engine.attention(check.bits(req.bits), board, req.row, req.col)}
+
+    @app.post("/api/route")
+    async def route(req: CellRequest) -> dict:
+        """The clicked cell's case and the route that case takes in this model (the lookup map, computed once)."""
+        board = check.board(req.board)
+        if not (0 <= req.row < board.shape[0] and 0 <= req.col < board.shape[1]):
+            raise UserError(f"cell ({req.row}, {req.col}) is outside the {board.shape[0]}x{board.shape[1]} board")
+        return engine.route(board, req.row, req.col)
 
     @app.post("/api/flip")
     async def flip(req: FlipRequest) -> dict:

@@ -15,14 +15,19 @@ from dataclasses import dataclass, field
 
 import torch
 
+from interfere.ca.rules import BIT_NAMES, governing_bit
+from interfere.ca.simulate import neighbour_counts, step
 from interfere.ca.simulate import rollout as simulate_rollout
-from interfere.ca.simulate import step
 from interfere.data.stream import heldout_rules, random_boards
+from interfere.errors import UserError
+from interfere.explore.account import routes
+from interfere.explore.common import examples_of
 from interfere.explore.components import Component, mean_ablation, reference_outputs
 from interfere.model import inference
 from interfere.model.life_model import LifeTransformer
 
 REFERENCE_BOARDS = 64
+MAP_BOARDS = 16  # boards of held-out rules for the lookup map a clicked cell's route is read from (once)
 SIZE_FREE_SIDES = (8, 16, 32, 64, 128)  # the board sides the page offers a size-free model
 MAX_INSPECT_CELLS = 32 * 32  # attention and head switches run the hooked forward: T x T per head and layer
 
@@ -35,12 +40,15 @@ class Engine:
     heldout_seed: int
     n_heldout: int
     density: tuple[float, float]
+    thresholds: dict | None = None  # the circuit section's route thresholds (the lookup map); None: no routes
     means: dict[tuple[int, int], dict[Component, torch.Tensor]] = field(default_factory=dict)
+    lookup_map: dict[str, dict] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def create(cls, model: LifeTransformer, heldout_seed: int, n_heldout: int, density: tuple[float, float]) -> Engine:
-        engine = cls(model, heldout_seed, n_heldout, density)
+    def create(cls, model: LifeTransformer, heldout_seed: int, n_heldout: int, density: tuple[float, float],
+               thresholds: dict | None = None) -> Engine:
+        engine = cls(model, heldout_seed, n_heldout, density, thresholds)
         engine.means_at(model.layout.height, model.layout.width)
         return engine
 
@@ -69,6 +77,29 @@ class Engine:
                 outputs = reference_outputs(self.model, self.model.encode_prompt(rules, boards), heads)
             self.means[(height, width)] = {c: o.mean(0) for c, o in outputs.items()}
         return self.means[(height, width)]
+
+    def routes(self) -> dict[str, dict]:
+        """The lookup map's route of every case (:mod:`interfere.explore.account.routes`), computed once, at the
+        model's own board size, on ``MAP_BOARDS`` boards of held-out rules."""
+        if self.thresholds is None:
+            raise UserError("this explorer was started without thresholds: the lookup map is not available")
+        if self.lookup_map is None:
+            g = torch.Generator().manual_seed(1)
+            rules = heldout_rules(self.n_heldout, self.heldout_seed)
+            rules = rules[torch.randint(0, len(rules), (MAP_BOARDS,), generator=g)]
+            with self.lock, self.model.sized(*self.model.built_size) as model:
+                boards = random_boards(MAP_BOARDS, *model.built_size, *self.density, g)
+                flips = routes.flip_map(model, examples_of(model, rules, boards))
+            self.lookup_map = routes.routes(routes.summarise(flips), self.model.cfg.n_layers, self.thresholds)
+        return self.lookup_map
+
+    def route(self, board: torch.Tensor, row: int, col: int) -> dict:
+        """A cell's case on ``board`` and the route that case takes in this model."""
+        alive, count = int(board[row, col]), int(neighbour_counts(board[None])[0, row, col])
+        case = BIT_NAMES[int(governing_bit(torch.tensor(alive), torch.tensor(count)))]
+        found = self.routes()[case]
+        return {"case": case, "alive": bool(alive), "count": count,
+                **{k: found[k] for k in ("enters", "layer", "lookup", "relays", "readout")}}
 
     def _tokens(self, bits: torch.Tensor, board: torch.Tensor) -> torch.Tensor:
         return self.model.encode_prompt(bits[None], board[None])

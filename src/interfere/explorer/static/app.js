@@ -224,6 +224,26 @@ async function refreshInspection() {
   const att = await api("/api/attention", body);
   drawAttention(att.layers);
   await headsOff();
+  await showRoute(body);
+}
+
+// The clicked cell's case and the route that case takes in this model (the lookup map: computed once, by the
+// server, the first time a cell is clicked), with the heads on the route marked.
+async function showRoute(body) {
+  if (!S.info.routes) return;
+  if (!S.routeReady) status("computing the lookup map (once: every rule bit flipped, every slot patched) ...");
+  const r = await api("/api/route", body);
+  S.routeReady = true;
+  const where = r.enters === "rule" ? `stays in the rule tokens up to layer ${r.layer}`
+    : `enters the ${r.enters} by layer ${r.layer}`;
+  const pct = (x) => `${Math.round(100 * x)}%`;
+  const relays = r.relays.map(([n, x]) => `${n} (${pct(x)})`).join(", ");
+  $("route").textContent = `Case ${r.case} (${r.alive ? "alive" : "dead"}, ${r.count} live neighbours): the flip of ` +
+    `its rule bit ${where}; looked up by ${r.lookup || "no single slot (not located)"}` +
+    (relays ? `; relayed by ${relays}` : "") + (r.readout.length ? `; read out by ${r.readout[0][0]}` : "") + ".";
+  const onRoute = new Set([r.lookup, ...r.relays.map((x) => x[0])].filter(Boolean)
+    .filter((n) => n.endsWith("@targets") || n.endsWith("@board")).map((n) => n.split("@")[0]));
+  document.querySelectorAll("#attention .head").forEach((box) => box.classList.toggle("route", onRoute.has(box.dataset.head)));
 }
 
 function drawAttention(layers) {

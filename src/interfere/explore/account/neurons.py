@@ -1,7 +1,8 @@
-"""The lookup at neuron level: which neurons of the last MLP carry the governing rule bit to a target.
+"""The read-out at neuron level: which neurons of the last MLP carry the governing rule bit to a target.
 
 A target's next state is ``rule_bit[case]``: the bit of the rule that governs its (state, count) case.
-The last MLP at the targets finishes that lookup (the interchange account leaves only it computed). For
+The last MLP at the targets reads the answer out (the lookup map, :mod:`interfere.explore.account.routes`, says
+where it was looked up; the interchange account leaves only this MLP computed). For
 each target cell this runs the model twice more: with the cell's *governing* bit flipped (its true next
 state flips) and with one *non-governing* bit flipped (its next state stays). Patching a set S of the
 MLP's neurons (their activations ``mlp.hook_post`` at that target, taken from the flipped run) into the
@@ -75,7 +76,7 @@ def predictions(model: LifeTransformer, flips: Flips, hidden: torch.Tensor) -> t
     mlp = model.blocks[-1].mlp
     dev = model.cfg.device
     out = hidden.to(dev) @ mlp.W_out + mlp.b_out
-    logits = model.unembed(model.ln_final(flips.resid_mid.to(dev) + out))
+    logits = model.unembed(model.final_norm(flips.resid_mid.to(dev) + out))
     return logits.argmax(-1).cpu()
 
 
@@ -97,10 +98,9 @@ def direct_effects(model: LifeTransformer, flips: Flips) -> torch.Tensor:
     (alive minus dead, through ``W_out``, the final LayerNorm's scale and the unembedding) towards the
     flipped rule's answer, averaged over cells."""
     mlp, dev = model.blocks[-1].mlp, model.cfg.device
-    direction = model.ln_final.w * (model.unembed.W_U[:, 1] - model.unembed.W_U[:, 0])  # [d_model]
-    per_neuron = (mlp.W_out @ direction).cpu()  # [d_mlp]
+    per_neuron = (mlp.W_out @ model.logit_direction()).cpu()  # [d_mlp]
     final = flips.resid_mid.to(dev) + flips.clean.to(dev) @ mlp.W_out + mlp.b_out
-    scale = final.var(-1, unbiased=False).add(model.cfg.eps).sqrt().cpu()  # the final LayerNorm's divisor
+    scale = model.final_norm_scale(final).cpu()  # the final LayerNorm's divisor
     towards = (1 - 2 * flips.truth).float()  # +1 where the flipped answer is alive
     moved = (flips.governing - flips.clean) * per_neuron * (towards / scale)[..., None]
     return moved.flatten(0, 1).mean(0)
@@ -126,8 +126,10 @@ def smallest_set(model: LifeTransformer, flips: Flips, carry: float, leak: float
 
 
 def neuron_names(flips: Flips, rules: torch.Tensor, neurons: list[int]) -> list[dict]:
-    """What each neuron responds to: the (state, count band) where its clean activation is highest, and
-    the rule bit its activation follows there (largest difference of means between the bit's values)."""
+    """What each neuron responds to: the (state, count band) where its clean activation is highest, and what its
+    activation follows there: the rule bit with the largest difference of means between its values, or ``the answer``
+    (the next state) where that follows it at least as well across a band of several counts (a read-out neuron
+    follows every governing bit of its band, no single one)."""
     case = flips.case.flatten()  # governing bit index = state-and-count case
     act = flips.clean.flatten(0, 1)  # [N*cells, d_mlp]
     bits = rules[:, None, :].expand(-1, flips.case.shape[1], -1).flatten(0, 1)  # [N*cells, 18]
@@ -142,8 +144,13 @@ def neuron_names(flips: Flips, rules: torch.Tensor, neurons: list[int]) -> list[
         sel = torch.isin(case, torch.tensor(band))
         follow = [float(act[sel & bits[:, b], j].mean() - act[sel & ~bits[:, b], j].mean())
                   if (sel & bits[:, b]).any() and (sel & ~bits[:, b]).any() else 0.0 for b in range(N_RULE_BITS)]
+        answer = flips.truth.flatten()
+        by_answer = (float(act[sel & (answer == 1), j].mean() - act[sel & (answer == 0), j].mean())
+                     if (sel & (answer == 1)).any() and (sel & (answer == 0)).any() else 0.0)
+        reads = ("the answer" if len(band) > 1 and abs(by_answer) >= max(abs(f) for f in follow)
+                 else BIT_NAMES[int(np.argmax(np.abs(follow)))])
         out.append({"neuron": j, "state": "alive" if top < N_COUNTS else "dead",
-                    "counts": [k % N_COUNTS for k in band], "reads": BIT_NAMES[int(np.argmax(np.abs(follow)))]})
+                    "counts": [k % N_COUNTS for k in band], "reads": reads})
     return out
 
 
@@ -178,3 +185,28 @@ def patched_hook(flips: Flips, neurons: torch.Tensor, layout_targets: slice, lay
             return post
         return [(f"blocks.{layer}.mlp.hook_post", hook)]
     return for_part
+
+
+def readout_set(model: LifeTransformer, ex: Examples, seed: int, th: dict) -> dict:
+    """The smallest ranked set of the last MLP's neurons that carries the governing bit (module docstring)."""
+    flips = collect(model, ex, seed)
+    ranked, k = smallest_set(model, flips, th["lookup_carry"], th["lookup_leak"])
+    d_mlp = flips.clean.shape[-1]
+    size = k or d_mlp
+    neurons = ranked[:size]
+    carry, leak = carry_and_leak(model, flips, neurons)
+    all_carry, all_leak = carry_and_leak(model, flips, torch.arange(d_mlp))
+    random_carry, random_leak = random_control(model, flips, size, seed)
+    hooked = float((hooked_predictions(model, ex, flips, neurons) == 1 - flips.truth).float().mean())
+    named = neuron_names(flips, ex.rules, neurons.tolist())
+    return {"component": f"MLP{model.cfg.n_layers - 1}", "found": k is not None, "neurons": neurons.tolist(),
+            "size": size, "d_mlp": d_mlp, "carry": carry, "leak": leak, "carry_hooked": hooked,
+            "random_carry": random_carry, "random_leak": random_leak, "all_carry": all_carry, "all_leak": all_leak,
+            "groups": group_names(named), "boards": len(ex)}
+
+
+def hooked_predictions(model: LifeTransformer, ex: Examples, flips: Flips, neurons: torch.Tensor) -> torch.Tensor:
+    """The governing-flip patch through the hooked model itself (checks the direct computation)."""
+    hooks = patched_hook(flips, neurons, model.layout.targets[0], model.cfg.n_layers - 1)
+    logits = batched.target_logits(model, ex.tokens, hooks)[:, : model.layout.n_cells]
+    return logits.argmax(-1)

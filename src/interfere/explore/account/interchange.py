@@ -14,6 +14,13 @@ include ``rule``; the same position for a physics token). If the claim holds, th
 nothing and accuracy stays. Cells without a donor keep their own output and count against *coverage*.
 ``none`` means the output is replaced by its mean over the pool at each position (mean ablation).
 
+**The answer-carrying control.** A slot whose role includes ``rule`` and the cell's case (``case+rule``) fixes the
+cell's next state: it would pass even if it only relayed the answer made elsewhere. Its control replaces the output by
+a donor's that agrees on the role's other variables and on the *answer* (the next state) under another rule (a pool of
+boards under rules the examples do not have); a role without ``rule`` is controlled by a donor that shares only the
+answer. A slot that passes its control relays the answer; the lookup map says where it was made. The control is never
+the test: the key of the role itself never names the next state (:data:`CELL_ROLES`).
+
 Sources: Chan et al., "Causal scrubbing" (Alignment Forum, 2022); Geiger et al., "Causal abstractions of
 neural networks" / interchange interventions (NeurIPS 2021). docs/design.md describes the account.
 """
@@ -29,6 +36,7 @@ import torch
 from interfere.ca.rules import N_COUNTS, rule_codes
 from interfere.ca.simulate import moore_neighbourhood
 from interfere.data.layout import SequenceLayout
+from interfere.explore.account.slots import positions
 from interfere.explore.analysis import Examples
 from interfere.explore.batched import Hook
 from interfere.explore.components import Component, replace_hooks
@@ -42,16 +50,16 @@ PHYSICS_ROLES = ("none", "rule")
 # where nothing coarser holds, and marked on the card.
 ANSWER_FIXING = ("case+rule", "pattern3x3+rule")
 _SIZES = {"own": 2, "count": N_COUNTS, "count9": N_COUNTS + 1, "case": 2 * N_COUNTS, "pattern3x3": 512,
-          "rule": 2**18}
+          "rule": 2**18, "next": 2}
+ANSWER = "next"  # the answer-carrying control's extra variable: never part of a role
 
 
-def positions(layout: SequenceLayout, group: str) -> torch.Tensor:
-    """The sequence positions of a group, in cell order for the board and the targets."""
-    if group == "board":
-        return torch.arange(layout.board.start, layout.board.stop)
-    if group == "targets":
-        return torch.arange(layout.targets[0].start, layout.targets[0].stop)
-    return layout.physics_index
+def control_of(role: str) -> str | None:
+    """The answer-carrying control's variables for a cell role (module docstring), or None (``none``)."""
+    if role == "none":
+        return None
+    rest = [v for v in role.split("+") if v != "rule"]
+    return "+".join([*rest, ANSWER]) if "rule" in role.split("+") else ANSWER
 
 
 def cell_variables(ex: Examples) -> dict[str, torch.Tensor]:
@@ -61,7 +69,7 @@ def cell_variables(ex: Examples) -> dict[str, torch.Tensor]:
     pattern = (ex.boards.flatten(1)[:, moore_neighbourhood(h, w)] * (2 ** torch.arange(9))).sum(-1)
     rule = rule_codes(ex.rules)[:, None].expand(-1, h * w)
     return {"own": own, "count": count, "count9": own + count, "case": own * N_COUNTS + count,
-            "pattern3x3": pattern, "rule": rule}
+            "pattern3x3": pattern, "rule": rule, ANSWER: ex.next_boards.flatten(1)}
 
 
 def role_key(role: str, ex: Examples, group: str, layout: SequenceLayout) -> torch.Tensor:

@@ -1,0 +1,200 @@
+"""The account rendered: the machine-readable ``algorithm`` block, the card's lines (each with the number that tests
+it) and the verdict, from the stages' results alone (no model, no forward)."""
+
+from __future__ import annotations
+
+from interfere.ca.rules import BIT_NAMES, N_COUNTS
+from interfere.explore.account.interchange import ANSWER_FIXING
+from interfere.explore.account.roles import COMPUTED, UNEXPLAINED
+
+
+def case_span(cases: list[str]) -> str:
+    """``["S2", "S3", "S4", "B0"]`` -> ``"S2-S4, B0"`` (runs of consecutive counts within a state)."""
+    index = sorted(BIT_NAMES.index(c) for c in cases)
+    runs: list[list[int]] = []
+    for i in index:
+        if runs and i == runs[-1][-1] + 1 and (i < N_COUNTS) == (runs[-1][-1] < N_COUNTS):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(BIT_NAMES[r[0]] if len(r) == 1 else f"{BIT_NAMES[r[0]]}-{BIT_NAMES[r[-1]]}" for r in runs)
+
+
+def route_groups(routes: dict[str, dict]) -> list[dict]:
+    """Cases that take the same route (where the bit enters, the lookup, the relays), in case order."""
+    groups: dict[tuple, dict] = {}
+    for case, r in routes.items():
+        key = (r["enters"], r["layer"], r["lookup"], tuple(name for name, _ in r["relays"]))
+        groups.setdefault(key, {"enters": r["enters"], "layer": r["layer"], "lookup": r["lookup"],
+                                "relays": list(key[3]), "cases": []})["cases"].append(case)
+    return list(groups.values())
+
+
+def lookups_by_slot(routes: dict[str, dict]) -> dict[str, list[str]]:
+    """Slot name -> the cases the map says it looks up."""
+    out: dict[str, list[str]] = {}
+    for case, r in routes.items():
+        if r["lookup"]:
+            out.setdefault(r["lookup"], []).append(case)
+    return out
+
+
+def algorithm_block(roles: dict, unread: list[str], routes: dict, idealised: dict, neurons: dict,
+                    account: dict) -> dict:
+    """The machine-readable account: every readable slot's role with its answer-carrying control, the slots left
+    out by construction, the lookup map's routes, the idealised heads, the read-out's neurons, the account's test."""
+    components = []
+    for r in roles.values():
+        entry = {"component": r["component"], "positions": r["group"], "uses": r["uses"]}
+        if r.get("control"):
+            entry["control"] = r["control"]["acc"]
+            entry["relays_answer"] = r["control"]["passes"]
+        if "stable" in r:
+            entry["stable"] = r["stable"]
+        components.append(entry)
+    heads = idealised.get("heads", {})
+    return {
+        "components": components, "unread": unread,
+        "routes": {case: {k: r[k] for k in ("enters", "layer", "lookup", "relays", "readout")}
+                   for case, r in routes.items()},
+        "idealised": {"all_heads": idealised.get("all_named"),
+                      "all_heads_case_conditional": idealised.get("all_case_conditional"),
+                      **{name: {"template": h["template"], "acc": h["acc"]} for name, h in heads.items()}},
+        "readout_neurons": {k: neurons[k] for k in ("component", "neurons", "carry", "leak", "random_carry")},
+        "interchange": {k: {"acc": v["acc"], "coverage": v["coverage"]} for k, v in account.items()},
+    }
+
+
+def map_lines(routes: dict[str, dict]) -> list[str]:
+    """The lookup map, a line per group of cases that take the same route."""
+    lines = []
+    for g in route_groups(routes):
+        shares = [routes[c] for c in g["cases"]]
+        where = (f"enters the {g['enters']} by layer {g['layer']}" if g["enters"] != "rule"
+                 else f"stays in the rule tokens up to layer {g['layer']}")
+        line = f"{case_span(g['cases'])}: the flip of the governing bit {where}; "
+        line += (f"looked up by {g['lookup']} (carries {_span(r['lookup_share'] for r in shares)} of the flips)"
+                 if g["lookup"] else "no single slot carries it selectively (not located)")
+        if g["relays"]:
+            line += "; relayed by " + ", ".join(
+                f"{name} ({_span(dict(r['relays'])[name] for r in shares)})" for name in g["relays"])
+        readout = [r["readout"][0][1] for r in shares if r["readout"]]
+        if readout:
+            line += (f"; read out by {shares[0]['readout'][0][0]} (carries {_span(readout)}, needed for "
+                     f"{_span(r['readout_necessary'] for r in shares)})")
+        lines.append(line)
+    return lines
+
+
+def _span(values) -> str:
+    values = [v for v in values if v is not None and v == v]  # NaN: a case without governed cells
+    if not values:
+        return "n/a"
+    lo, hi = min(values), max(values)
+    return f"{100 * lo:.0f}%" if round(100 * lo) == round(100 * hi) else f"{100 * lo:.0f}-{100 * hi:.0f}%"
+
+
+def _made_where(slot: str, routes: dict[str, dict]) -> str:
+    """Where the answer a slot relays is made, from the map: the lookups of the cases the slot carries."""
+    own = [c for c, r in routes.items() if r["lookup"] == slot]
+    relayed: dict[str, list[str]] = {}
+    for case, r in routes.items():
+        if slot in (name for name, _ in r["relays"]):
+            relayed.setdefault(r["lookup"], []).append(case)
+    parts = [f"{case_span(cases)} from {lookup}" for lookup, cases in relayed.items()]
+    if own:
+        parts.append(f"it looks up {case_span(own)} itself")
+    return f" ({'; '.join(parts)})" if parts else " (the map finds it carrying no case's flip alone)"
+
+
+def role_line(r: dict, routes: dict[str, dict]) -> str:
+    """One role with its numbers: interchange, the next-coarser candidate, the second draw, the answer control."""
+    if r["uses"] == UNEXPLAINED:
+        best = max(r["tried"].items(), key=lambda kv: kv[1][0])
+        return (f"{r['component']} at {r['group']}: no input variables explain it (best: {best[0]}, "
+                f"{100 * best[1][0]:.2f}% kept, coverage {100 * best[1][1]:.0f}%)")
+    if r["uses"] == "none":
+        return f"{r['component']} at {r['group']}: none (mean-ablated: {100 * r['acc']:.2f}% kept)"
+    order = list(r["tried"])
+    coarser = order[order.index(r["uses"]) - 1] if order.index(r["uses"]) > 0 else None
+    line = (f"{r['component']} at {r['group']}: uses {r['uses']} (interchange {100 * r['acc']:.2f}% kept, "
+            f"{100 * r['coverage']:.1f}% of cells with a donor")
+    if coarser:
+        line += f"; {coarser} keeps {100 * r['tried'][coarser][0]:.2f}%"
+    if not r.get("stable", True):
+        line += f"; the second donor draw finds {r['draws'][1]}"
+    line += ")"
+    control = r.get("control")
+    if control:
+        line += (f"; answer-carrying control ({control['variables'].replace('next', 'next state')}, another rule) "
+                 f"keeps {100 * control['acc']:.2f}%")
+        if control["passes"]:
+            line += ": it relays the answer" + _made_where(f"{r['component']}@{r['group']}", routes)
+    if r["uses"] in ANSWER_FIXING and r["group"] == "targets" and not (control and control["passes"]):
+        line += "; the role fixes the answer at a target"
+    return line
+
+
+def card_verdict(account: dict, routes: dict, neurons: dict, th: dict) -> tuple[str, str]:
+    """``supported`` when every role at once and the board roles alone keep ``account_acc`` (with coverage), nothing
+    is unexplained, and the map locates a lookup for every case; ``not supported`` below ``refute_acc``."""
+    a, b = account["all_at_once"], account["board_roles"]
+    holds = lambda t: t["acc"] >= th["account_acc"] and t["coverage"] >= th["min_coverage"]  # noqa: E731
+    located = [c for c, r in routes.items() if r["lookup"]]
+    why = (f"all roles at once keep {100 * a['acc']:.2f}% ({100 * a['coverage']:.1f}% coverage), board roles alone "
+           f"{100 * b['acc']:.2f}%; the map locates the lookup of {len(located)} of {len(routes)} cases; "
+           f"the read-out's {neurons['size']} neurons carry {100 * neurons['carry']:.1f}%"
+           + (f"; left computed: {', '.join(a['left_computed'])}" if a["left_computed"] else ""))
+    if a["acc"] < th["refute_acc"]:
+        return "not supported", why
+    if holds(a) and holds(b) and not a["left_computed"] and len(located) == len(routes):
+        return "supported", why
+    return "inconclusive", why
+
+
+def card_lines(roles: dict, unread: list[str], routes: dict, account: dict, ideal: dict, readout: dict,
+               decodable: dict, clean: float) -> list[str]:
+    """Plain lines rendered from the account, each with the number that tests it."""
+    lines = map_lines(routes)
+    quiet = [f"{r['component']}@{r['group']}" for r in roles.values() if r["uses"] == "none" and r["acc"] >= 0.9995]
+    lines += [role_line(r, routes) for r in roles.values()
+              if r["uses"] != COMPUTED and f"{r['component']}@{r['group']}" not in quiet]
+    if quiet:
+        lines.append(f"Not needed (mean-ablated, >= 99.95% kept): {', '.join(quiet)}.")
+    if unread:
+        lines.append(f"Left out by construction (no path reaches a target, whatever the weights): {', '.join(unread)}.")
+    a, b, second = account["all_at_once"], account["board_roles"], account["second_draw"]
+    lines.append(f"All roles at once, only {readout['component']} at the targets computed: {100 * a['acc']:.2f}% "
+                 f"held-out cell accuracy (clean {100 * clean:.2f}%), {100 * a['coverage']:.2f}% donor coverage; "
+                 f"with the second donor draw {100 * second['acc']:.2f}% ({100 * second['coverage']:.2f}%).")
+    lines.append(f"Board-position roles alone (targets computed): {100 * b['acc']:.2f}%, "
+                 f"{100 * b['coverage']:.2f}% coverage.")
+    lines += idealised_lines(ideal)
+    groups = "; ".join(f"{len(g['neurons'])} {g['state']} with {g['counts']} neighbours (follow "
+                       + ", ".join(g["reads"]) + ")" for g in readout["groups"][:6])
+    lines.append(f"The read-out: {readout['size']} of {readout['d_mlp']} {readout['component']} neurons carry "
+                 f"{100 * readout['carry']:.1f}% of governing-bit flips (through the hooked model "
+                 f"{100 * readout['carry_hooked']:.1f}%) and leak {100 * readout['leak']:.2f}% of non-governing ones; "
+                 f"random sets of that size carry {100 * readout['random_carry']:.1f}%, all neurons "
+                 f"{100 * readout['all_carry']:.1f}%" + (f". By response: {groups}." if groups else "."))
+    where = "; ".join(f"{k} from {v}" if v else f"{k} never" for k, v in decodable.items())
+    lines.append(f"Linearly decodable at the targets: {where}.")
+    return lines
+
+
+def idealised_lines(ideal: dict) -> list[str]:
+    """Each idealised head (its template, alone) and every head at once."""
+    heads = ideal.get("heads", {})
+    lines = []
+    for name, h in heads.items():
+        gated = f" for {case_span([BIT_NAMES[j] for j in h['gated_cases']])}" if h["gated_cases"] else ""
+        lines.append(f"{name} idealised as '{h['template']}'{gated} (inputs only): {100 * h['acc']:.2f}% kept; "
+                     f"case-conditional: {100 * h['case_conditional_acc']:.2f}%.")
+    if heads:
+        follows = "; ".join(f"{k} at {case_span(v)}" for k, v in ideal["answer_following"].items())
+        lines.append(f"Every head idealised at once: {100 * ideal['all_named']:.2f}% (named templates), "
+                     f"{100 * ideal['all_case_conditional']:.2f}% (case-conditional)"
+                     + (f"; attention that follows the answer (no template without it matches): {follows}; with those "
+                        f"queries left computed {100 * ideal['all_case_conditional_but_answer_following']:.2f}%"
+                        if follows else "") + ".")
+    return lines

@@ -1,0 +1,207 @@
+"""The lookup map: for each of the 18 cases, where its governing rule bit travels from the rule token to the targets.
+
+A cell's next state is the bit of the rule that governs its case (``S_count`` alive, ``B_count`` dead). Flipping one
+bit ``b`` of the rule flips the answer of exactly the cells of case ``b`` (the *governed* cells) and of no other; a
+model that learned the task follows (``follow``) without changing the rest (``leak``). Patching parts of the flipped
+run into the clean one, and the reverse, says where the flip is carried, using inputs only and never the answer:
+
+* **residual groups** (``carry`` by boundary): the residual entering block ``L`` at the rule tokens, the separators,
+  the board or the targets taken from the flipped run; the share of governed cells whose prediction flips. The flip
+  *enters* the first group other than the rule tokens that carries it (``layer``: the boundary where it does), or stays
+  in the rule tokens until a block reads it from there (``enters: rule``);
+* **components** (a slot: a head or an MLP at a group): *sufficiency*, the share of governed cells that flip when only
+  the slot's output comes from the flipped run; *necessity*, the share whose flipped-run prediction returns to the clean
+  one when only the slot's output is clean; *selectivity*, ``1 - d_other / d_gov`` with ``d_gov`` the mean change of the
+  slot's output at a governed cell under its governing flip and ``d_other`` the mean change at the other cells under
+  the same (for them non-governing) flip;
+* **the route**: the *lookup* is the first slot, in the order of computation, that carries the case's flips
+  (sufficiency >= ``route_carry``) and is selective (>= ``lookup_selectivity``): where "the rule" (every bit moves it)
+  becomes "the answer" (only the governing bit does); the *relays* are the later slots that carry it, the *read-out*
+  the last MLP at the targets, with its sufficiency and necessity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS, governing_bit
+from interfere.explore import batched
+from interfere.explore.account.slots import RESID_GROUPS, Slot, all_slots, positions, put_hooks, unread_slots
+from interfere.explore.analysis import Examples
+from interfere.explore.components import Component
+from interfere.model.life_model import LifeTransformer
+
+
+@dataclass
+class Run:
+    """One forward's component outputs ``[N, T, ...]`` per component, the residual entering each block, predictions."""
+
+    tokens: torch.Tensor
+    outputs: dict[Component, torch.Tensor]
+    resid: list[torch.Tensor]  # resid[L]: entering block L
+    pred: torch.Tensor  # [N, cells]
+
+
+@torch.no_grad()
+def forward(model: LifeTransformer, tokens: torch.Tensor, components: list[Component]) -> Run:
+    names = sorted({c.hook for c in components} | {f"blocks.{L}.hook_resid_pre" for L in range(model.cfg.n_layers)})
+    cache = batched.cached(model, tokens, names)
+    logits = batched.target_logits(model, tokens)
+    return Run(tokens, {c: c.get(cache[c.hook]) for c in components},
+               [cache[f"blocks.{L}.hook_resid_pre"] for L in range(model.cfg.n_layers)],
+               logits[:, : model.layout.n_cells].argmax(-1))
+
+
+def flip_bit(rules: torch.Tensor, bit: int) -> torch.Tensor:
+    flipped = rules.clone()
+    flipped[:, bit] = ~flipped[:, bit]
+    return flipped
+
+
+def _predict(model: LifeTransformer, base: Run, hooks: object = None, start: int = 0,
+             resid: torch.Tensor | None = None) -> torch.Tensor:
+    """Predictions of ``base``'s tokens with hooks, starting at block ``start`` from ``resid`` (default: ``base``'s)."""
+    begin = None if start == 0 and resid is None else (start, base.resid[start] if resid is None else resid)
+    logits = batched.target_logits(model, base.tokens, hooks, begin)
+    return logits[:, : model.layout.n_cells].argmax(-1)
+
+
+def _repeat(run: Run, times: int) -> Run:
+    """``run`` for ``times`` copies of its batch, one after the other (the clean run beside every flipped one)."""
+    rep = lambda x: x.repeat(times, *[1] * (x.dim() - 1))  # noqa: E731
+    return Run(rep(run.tokens), {c: rep(o) for c, o in run.outputs.items()}, [rep(r) for r in run.resid],
+               rep(run.pred))
+
+
+@dataclass
+class Flips:
+    """Per-cell results of flipping each bit, ``[18, N, cells]`` (bit, board, cell), so that any subset of the boards
+    can be summarised (:func:`summarise`)."""
+
+    case: torch.Tensor  # [N, cells] each cell's case
+    moved: torch.Tensor  # the flipped run's prediction differs from the clean one
+    boundary: dict[int, dict[str, torch.Tensor]]  # boundary -> residual group -> moved when that group is patched
+    carry: dict[str, torch.Tensor]  # slot -> moved when only its output comes from the flipped run
+    necessary: dict[str, torch.Tensor]  # slot -> back to clean when only its output is clean in the flipped run
+    change: dict[str, torch.Tensor]  # slot (board, targets) -> norm of its output's change at the cell
+
+
+def _bits(x: torch.Tensor) -> torch.Tensor:
+    """``[18 * N, ...]`` (bit-major) -> ``[18, N, ...]``."""
+    return x.unflatten(0, (N_RULE_BITS, -1))
+
+
+@torch.no_grad()
+def flip_map(model: LifeTransformer, ex: Examples, slots: list[Slot] | None = None) -> Flips:
+    """Flip every bit on every example (the 18 flipped batches as one) and patch every readable slot and residual
+    group both ways (module docstring)."""
+    dead = set(unread_slots(model))
+    slots = [s for s in (slots or all_slots(model)) if s not in dead]
+    components = sorted({s.component for s in slots})
+    flipped = forward(model, torch.cat([model.encode_prompt(flip_bit(ex.rules, b), ex.boards)
+                                        for b in range(N_RULE_BITS)]), components)
+    clean = _repeat(forward(model, ex.tokens, components), N_RULE_BITS)
+    boundary: dict[int, dict[str, torch.Tensor]] = {}
+    for L in range(1, model.cfg.n_layers):
+        for group in RESID_GROUPS:
+            resid, pos = clean.resid[L].clone(), positions(model.layout, group)
+            resid[:, pos] = flipped.resid[L][:, pos]
+            boundary.setdefault(L, {})[group] = _bits(_predict(model, clean, start=L, resid=resid) != clean.pred)
+    carry, necessary, change = {}, {}, {}
+    for slot in slots:
+        c, layer = slot.component, slot.component.layer
+        suff = _predict(model, clean, put_hooks(model, {slot: flipped.outputs[c]}), start=layer)
+        need = _predict(model, flipped, put_hooks(model, {slot: clean.outputs[c]}), start=layer)
+        carry[slot.name], necessary[slot.name] = _bits(suff != clean.pred), _bits(need == clean.pred)
+        if slot.group in ("board", "targets"):
+            pos = positions(model.layout, slot.group)
+            change[slot.name] = _bits((flipped.outputs[c][:, pos] - clean.outputs[c][:, pos]).flatten(2).norm(dim=-1))
+    return Flips(governing_bit(ex.boards.flatten(1), ex.counts.flatten(1)), _bits(flipped.pred != clean.pred),
+                 boundary, carry, necessary, change)
+
+
+def selectivity(change: torch.Tensor, case: torch.Tensor, bit: int) -> float:
+    """``1 - d_other / d_gov`` for the flip of ``bit`` from the output's change ``[N, cells]`` under it: ``d_gov`` the
+    mean change at the cells of case ``bit``, ``d_other`` at the cells of the same state with another count (a head
+    that reads every birth bit into a dead cell moves as much at every dead cell under a birth bit's flip: it reads
+    the rule by state, it does not look the case up)."""
+    same_state = (case < N_COUNTS) == (bit < N_COUNTS)
+    gov, other = change[case == bit], change[same_state & (case != bit)]
+    if len(gov) == 0 or float(gov.mean()) < 1e-6:
+        return float("nan")
+    return 1 - float(other.mean()) / float(gov.mean()) if len(other) else 1.0
+
+
+def summarise(flips: Flips, boards: torch.Tensor | slice = slice(None)) -> dict[str, dict]:
+    """Per case: its cells, how the model follows and leaks the flip, the boundary carries and every slot's
+    sufficiency (``carry``), necessity and selectivity, over the chosen boards."""
+    case = flips.case[boards]
+    out = {}
+    for b, name in enumerate(BIT_NAMES):
+        governed = case == b
+        share = lambda mask: float(mask[b][boards][governed].float().mean()) if governed.any() else float("nan")  # noqa
+        slots = {s: {"carry": share(flips.carry[s]), "necessary": share(flips.necessary[s])} for s in flips.carry}
+        for s, change in flips.change.items():
+            slots[s]["selectivity"] = selectivity(change[b][boards], case, b)
+        out[name] = {"cells": int(governed.sum()), "follow": share(flips.moved),
+                     "leak": float(flips.moved[b][boards][~governed].float().mean()),
+                     "boundary": {L: {g: share(m) for g, m in groups.items()} for L, groups in flips.boundary.items()},
+                     "slots": slots}
+    return out
+
+
+def order_key(name: str) -> tuple:
+    """Slots in the order of computation: by layer, the heads (in parallel) before the MLP."""
+    component = name.split("@")[0]
+    layer = int(component[3:]) if component.startswith("MLP") else int(component[1:].split("H")[0])
+    return layer, component.startswith("MLP"), name
+
+
+def route(case: dict, n_layers: int, th: dict) -> dict:
+    """One case's route from its flips (module docstring): enters, layer, lookup, relays, read-out, with shares."""
+    carries = {L: {g: v for g, v in groups.items() if v >= th["route_carry"]} for L, groups in case["boundary"].items()}
+    enters, layer = "rule", n_layers - 1
+    for L in sorted(carries):
+        found = [g for g in sorted(carries[L], key=lambda g: -carries[L][g]) if g != "rule"]
+        if found:
+            enters, layer = found[0], L
+            break
+        if "rule" in carries[L]:
+            layer = L
+    slots = case["slots"]
+    carrying = sorted((n for n, e in slots.items() if e["carry"] >= th["route_carry"]), key=order_key)
+    readout = f"MLP{n_layers - 1}@targets"
+    lookup = next((n for n in carrying if n != readout and slots[n].get("selectivity", 0) >= th["lookup_selectivity"]),
+                  None)
+    relays = [n for n in carrying if lookup and order_key(n) > order_key(lookup) and n != readout]
+    return {"enters": enters, "layer": layer, "lookup": lookup,
+            "lookup_share": slots[lookup]["carry"] if lookup else None,
+            "relays": [[n, round(slots[n]["carry"], 4)] for n in relays],
+            "readout": [[readout, round(slots[readout]["carry"], 4)]] if readout in slots else [],
+            "readout_necessary": slots[readout]["necessary"] if readout in slots else None,
+            "boundary": case["boundary"], "follow": case["follow"], "cells": case["cells"]}
+
+
+def routes(summary: dict[str, dict], n_layers: int, th: dict) -> dict[str, dict]:
+    """Every case's route from a :func:`summarise` of the flips."""
+    return {case: route(summary[case], n_layers, th) for case in BIT_NAMES}
+
+
+def halves_agree(flips: Flips, n_layers: int, th: dict) -> dict:
+    """The routes on the first and on the second half of the boards (two independent draws): per case, whether
+    both give the same entry and lookup, and the list of cases where they differ."""
+    n = len(flips.case)
+    first, second = (routes(summarise(flips, slice(a, b)), n_layers, th) for a, b in ((0, n // 2), (n // 2, n)))
+    key = lambda r: (r["enters"], r["lookup"])  # noqa: E731
+    differ = [c for c in BIT_NAMES if key(first[c]) != key(second[c])]
+    return {"boards": [n // 2, n - n // 2], "differ": differ, "first": {c: list(key(r)) for c, r in first.items()},
+            "second": {c: list(key(r)) for c, r in second.items()}}
+
+
+def carry_table(summary: dict[str, dict]) -> tuple[list[str], list[str], np.ndarray]:
+    """(cases, slots in order of computation, ``[case, slot]`` sufficiency): the map's figure."""
+    slots = sorted(next(iter(summary.values()))["slots"], key=order_key)
+    return list(BIT_NAMES), slots, np.array([[summary[c]["slots"][s]["carry"] for s in slots] for c in BIT_NAMES])

@@ -1,0 +1,113 @@
+"""Slots: a component (a head's ``hook_z`` or an MLP's ``hook_mlp_out``) at one group of positions, and what can be
+read or replaced there.
+
+Groups of positions: ``board`` (the cells at t), ``targets`` (the t+1 targets) and ``physics`` (BOS, the rule tokens,
+the separators) for components; between layers the residual stream is also split into ``rule`` (the 18 rule tokens)
+and ``separators`` (BOS and the separators), so a flip of a rule bit can be followed out of the rule tokens.
+
+A slot whose output nothing downstream reads (a last-layer component away from the targets: the targets are all the
+model is read at) can only ever be "not needed": :func:`unread_slots` finds them by construction, by writing a huge
+value there and seeing the target logits not move at all, so no analysis reports them as a finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from interfere.data.layout import SequenceLayout
+from interfere.explore.batched import Hook
+from interfere.explore.components import Component, all_components, replace_hooks
+from interfere.model.life_model import LifeTransformer
+
+GROUPS = ("board", "targets", "physics")  # where a component's output is tested
+RESID_GROUPS = ("rule", "separators", "board", "targets")  # where a rule-bit flip can sit between layers
+
+
+def positions(layout: SequenceLayout, group: str) -> torch.Tensor:
+    """The sequence positions of a group, in cell order for the board and the targets."""
+    if group == "board":
+        return torch.arange(layout.board.start, layout.board.stop)
+    if group == "targets":
+        return torch.arange(layout.targets[0].start, layout.targets[0].stop)
+    if group == "rule":
+        return torch.arange(layout.rule.start, layout.rule.stop)
+    physics = layout.physics_index
+    if group == "separators":
+        return physics[(physics < layout.rule.start) | (physics >= layout.rule.stop)]
+    if group == "physics":
+        return physics
+    raise ValueError(f"unknown group {group!r}")
+
+
+@dataclass(frozen=True, order=True)
+class Slot:
+    component: Component
+    group: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.component.name}@{self.group}"
+
+
+def all_slots(model: LifeTransformer) -> list[Slot]:
+    return [Slot(c, g) for c in all_components(model) for g in GROUPS]
+
+
+def parse_slot(name: str, model: LifeTransformer) -> Slot:
+    """``L1H2@targets`` -> its :class:`Slot`."""
+    component, group = name.split("@")
+    return next(s for s in all_slots(model) if s.name == f"{component}@{group}")
+
+
+def put_hooks(model: LifeTransformer, values: dict[Slot, torch.Tensor | float]) -> Callable[[slice], list[Hook]]:
+    """Hooks (per chunk ``part``) setting each slot's output at its positions to ``values[slot][part]`` (a tensor
+    ``[N, T, ...]`` over every position, of which the group's are used) or adding a number to it."""
+    where = {slot: positions(model.layout, slot.group) for slot in values}
+
+    def for_part(part: slice) -> list[Hook]:
+        def setter(slot: Slot) -> Callable[[torch.Tensor], torch.Tensor]:
+            value, pos = values[slot], where[slot]
+
+            def fn(out: torch.Tensor) -> torch.Tensor:
+                out = out.clone()
+                if isinstance(value, float):
+                    out[:, pos] += value
+                else:
+                    out[:, pos] = value[part][:, pos].to(out.device, out.dtype)
+                return out
+            return fn
+
+        by_component: dict[Component, list[Slot]] = {}
+        for slot in values:
+            by_component.setdefault(slot.component, []).append(slot)
+        return replace_hooks({c: _chain([setter(s) for s in slots]) for c, slots in by_component.items()})
+    return for_part
+
+
+def _chain(fns: list[Callable[[torch.Tensor], torch.Tensor]]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(out: torch.Tensor) -> torch.Tensor:
+        for fn in fns:
+            out = fn(out)
+        return out
+    return run
+
+
+def unread_slots(model: LifeTransformer) -> list[Slot]:
+    """The slots whose output no path can carry to a target, whatever the weights: the model is read at the targets
+    only, and block ``l`` reads, besides each position's own residual, the keys its queries may attend to (the mask).
+    Walking back from the targets, a slot is unread when none of its positions is needed after its block (in our
+    layouts: every last-layer slot away from the targets)."""
+    layout, n = model.layout, model.cfg.n_layers
+    needed = torch.zeros(layout.seq_len, dtype=torch.bool)
+    needed[positions(layout, "targets")] = True
+    needed_after = [needed]  # needed_after[k]: positions read after block n-1-k
+    for layer in reversed(range(1, n)):
+        allowed = model.score_mask(layer, layout.seq_len, layout.seq_len)
+        allowed = allowed if allowed.dtype == torch.bool else torch.isfinite(allowed).any(0)
+        needed = needed | allowed.cpu()[needed].any(0)
+        needed_after.append(needed)
+    needed_after.reverse()  # needed_after[l]: positions whose residual after block l can reach a target
+    return [s for s in all_slots(model) if not needed_after[s.component.layer][positions(layout, s.group)].any()]

@@ -1,4 +1,4 @@
-# `make test` and `make demo` set up .venv on first use (torch CPU build first, then the package).
+# `make test` and `make demo` set up .venv on first use (torch==2.13.0 first, then the package).
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 THREADS ?= 2

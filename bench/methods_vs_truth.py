@@ -24,7 +24,7 @@ from interfere.explore.account.truth import score
 from interfere.explore.analysis import jsonable
 from interfere.explore.common import examples_of
 from interfere.model.handmade import VARIANTS, build, ground_truth
-from interfere.report import QUICK, Timer, analyse, hypothesis_params
+from interfere.report_sections import QUICK, Timer, analyse, hypothesis_params
 from interfere.thresholds import load_thresholds
 from interfere.verdicts import all_verdicts
 
@@ -38,10 +38,11 @@ def one_variant(variant: str, samples: int, th: dict) -> dict:
     seconds = time.perf_counter() - t0
     found = score(ground_truth(variant), account)
     run = jsonable(analyse(model, ex, hypothesis_params(QUICK, th, 0), Timer(), variant))
-    verdicts = {h: v for h, (v, _) in all_verdicts([run], th).items()}
+    verdicts = {h: v.verdict for h, v in all_verdicts([run], th).items()}
     ideal = account["idealised"]
-    return {"routes": found["routes"], "roles": found["roles"], "verdicts": verdicts, "card_verdict": account["verdict"],
-            "idealised_named": ideal["all_named"], "idealised_case_conditional": ideal["all_case_conditional"],
+    return {"routes": found["routes"], "roles": found["roles"], "verdicts": verdicts,
+            "card_verdict": account["verdict"], "idealised_named": ideal["all_named"],
+            "idealised_case_conditional": ideal["all_case_conditional"],
             "templates": {k: h["template"] for k, h in ideal["heads"].items()},
             "readout_neurons": account["readout"]["size"], "readout_carry": account["readout"]["carry"],
             "circuit_seconds": round(seconds, 1)}

@@ -150,3 +150,23 @@ def test_checkpoints_older_than_the_window_keys_still_match_their_config():
     assert config_mismatches(old, wanted) == []
     old["model"]["d_model"] = 32
     assert config_mismatches(old, wanted) == ["model.d_model: checkpoint 32 vs config 64"]
+
+
+def test_the_newest_size_free_checkpoint_is_found_and_a_broken_one_skipped_saying_why(tiny_run, tiny_window_run,
+                                                                                     tmp_path, capsys):
+    import os
+    import shutil
+
+    from interfere.model.checkpoint import newest_size_free
+
+    for name, source in (("a_window", tiny_window_run), ("b_rope", tiny_run)):
+        (tmp_path / name).mkdir()
+        shutil.copy(source["checkpoint"], tmp_path / name / "latest.pt")
+    (tmp_path / "c_broken").mkdir()
+    (tmp_path / "c_broken" / "latest.pt").write_bytes(b"not a checkpoint")
+    for i, name in enumerate(("a_window", "b_rope", "c_broken")):  # c_broken newest, a_window oldest
+        os.utime(tmp_path / name / "latest.pt", (1_000_000 + i, 1_000_000 + i))
+    assert newest_size_free(tmp_path) == tmp_path / "a_window" / "latest.pt"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"note: skipping {tmp_path / 'c_broken' / 'latest.pt'}: not a readable checkpoint (RuntimeError)"]
+    assert newest_size_free(tmp_path / "nothing here") is None

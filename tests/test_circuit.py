@@ -217,6 +217,11 @@ def test_components_parse_and_sort(tiny_run, tmp_path):
     model = _ctx(tiny_run, tmp_path).model
     assert [c.name for c in sorted(all_components(model))] == ["L0H0", "L0H1", "MLP0"]
     assert parse_component("mlp0", model) == Component(0, None)
+    from interfere.explore.account.slots import Slot, all_slots
+
+    assert all(Slot.from_name(s.name) == s for s in all_slots(model))  # names are parsed back in one place
+    with pytest.raises(ValueError, match="not a slot name"):
+        Slot.from_name("L0H0@nowhere")
     with pytest.raises(ValueError, match="unknown component 'L3H0'"):
         parse_component("L3H0", model)
 
@@ -260,13 +265,28 @@ def test_universality_compares_routes_up_to_a_permutation_of_the_heads():
     assert not any(line.startswith("B5") for line in common)
 
 
-def test_universality_end_to_end_on_two_tiny_seeds(tmp_path):
+def test_universality_end_to_end_on_two_tiny_seeds(tmp_path, capsys):
     result = universality.main(["--config-name", "exp/life_smoke", "--seeds", "0", "1", "--ckpt-dir",
                                 str(tmp_path / "ck"), "--samples", "8", "--out", str(tmp_path / "u"),
                                 "--min-acc", "0"])
-    assert set(result["results"]) == {0, 1} and (tmp_path / "u/universality.md").is_file()
-    assert result["compared"] == [0, 1] and result["verdict"]
-    assert (tmp_path / "ck/universality_life_smoke_seed1/latest.pt").is_file()
+    assert set(result["results"]) == {0, 1} and result["compared"] == [0, 1]
+    # the verdict is what compare() says of the two seeds' routes, and the table has a row per case
+    assert result["verdict"] == universality.compare(result["results"])
+    table = (tmp_path / "u/universality.md").read_text()
+    assert all(f"| {case} |" in table for case in BIT_NAMES) and "| seed 0 | seed 1 |" in table
+    again = universality.main(["--config-name", "exp/life_smoke", "--seeds", "0", "1", "--ckpt-dir",
+                               str(tmp_path / "ck"), "--samples", "8", "--out", str(tmp_path / "u2"),
+                               "--min-acc", "0"])  # the trained runs are reused: the same weights, the same routes
+    assert [r["weights_sha256"] for r in again["results"].values()] == [r["weights_sha256"]
+                                                                        for r in result["results"].values()]
+    paths = [str(tmp_path / f"ck/universality_life_smoke_seed{s}/latest.pt") for s in (0, 1)]
+    given = universality.main(["--ckpts", *paths, "--samples", "8", "--out", str(tmp_path / "u3"), "--min-acc", "0"])
+    routes = lambda run: json.dumps({s: r["routes"] for s, r in run["results"].items()}, sort_keys=True)  # noqa: E731
+    assert given["seeds"] == [0, 1] and routes(given) == routes(result)  # the same checkpoints: the same routes
+    with pytest.raises(SystemExit):
+        universality.main(["--ckpts", paths[0], paths[0], "--out", str(tmp_path / "u4")])
+    assert capsys.readouterr().err.strip().endswith("repeat: compare checkpoints of different seeds (the table has "
+                                                   "one column per seed)") and not (tmp_path / "u4").exists()
 
 
 # --- dynamics (issue 13) ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from interfere.explore import (
     attn_contrib_vector,
     attn_maps,
     embed_scatter,
+    logit_lens,
     physics_bits,
     probes,
     rule_vectors,
@@ -24,6 +25,7 @@ from interfere.explore.physics_bits import (
     head_patching,
 )
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
+from interfere.thresholds import load_thresholds
 from interfere.viz.animate import comparison_frames, write_frames
 from interfere.viz.style import WRONG_COLOR
 
@@ -197,7 +199,6 @@ def _head_from_offsets(layout: SequenceLayout, weights: dict[tuple[int, int], fl
 
 
 def test_constructed_heads_get_the_roles_they_were_built_with():
-    from interfere.thresholds import load_thresholds
     from interfere.verdicts import AGGREGATES, PARTIAL, SELF_LOOKUP, head_roles
 
     layout = SequenceLayout(8, 8)
@@ -231,7 +232,8 @@ def test_a_model_that_cannot_read_the_rule_shows_no_effect(tiny_run, tmp_path):
             model.embed.W_E[rule_token(bit, 1)] = model.embed.W_E[rule_token(bit, 0)]
     ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),
                   out=tmp_path, seed=0, rule=None, command="test")
-    result = physics_bits.measure(model, ctx.examples(36), physics_bits.Params(samples=36, patching="on"))
+    result = physics_bits.measure(model, ctx.examples(36), physics_bits.Params(samples=36, patching="on",
+                                                                                    thresholds=load_thresholds()))
     assert result.patching["no_effect"] and result.patching["restored_share"] is None
     path = result.rule_path
     assert path["ablated_acc"] == path["clean_acc"]  # nothing to remove
@@ -266,7 +268,8 @@ def test_chunked_analyses_give_the_same_numbers(tiny_run, tmp_path, monkeypatch)
                       out=tmp_path, seed=0, rule=None, command="test")
         ex = ctx.examples(6)
         return [jsonable(module.measure(model, ex, params)) for module, params in (
-            (attn_maps, attn_maps.Params(samples=6)), (physics_bits, physics_bits.Params(samples=6, patching="on")),
+            (attn_maps, attn_maps.Params(samples=6)),
+            (physics_bits, physics_bits.Params(samples=6, patching="on", thresholds=load_thresholds())),
             (logit_lens, logit_lens.Params(samples=6)))]
 
     whole = numbers()
@@ -302,3 +305,51 @@ def test_a_rollout_gif_shows_its_frames_and_its_mistakes_in_red(tmp_path):
     red = np.array([int(WRONG_COLOR[i : i + 2], 16) for i in (1, 3, 5)])
     is_red = [bool((np.abs(b - red).sum(-1) < 30).any()) for b in back]
     assert is_red == [False] * 6 + [True] * 7
+
+
+# --- known answers: the explorations on a model written by hand (interfere.model.handmade) -----------------------
+def _handmade_examples(n: int = 16):
+    from interfere.data.stream import random_boards
+    from interfere.explore.common import examples_of
+    from interfere.model.handmade import build
+
+    model, g = build("split"), torch.Generator().manual_seed(6)
+    return model, examples_of(model, torch.rand(n, 18, generator=g) < 0.5, random_boards(n, 8, 8, 0.1, 0.9, g))
+
+
+def test_logit_lens_reads_the_answer_only_where_it_was_written():
+    """The hand-made read-out is the only writer of the direction the unembedding reads: before it, every cell reads
+    as dead (accuracy = the share of dead next states); after it, every cell is right."""
+    model, ex = _handmade_examples()
+    result = logit_lens.measure(model, ex, logit_lens.Params(samples=len(ex)))
+    dead = float((ex.next_boards == 0).float().mean())
+    assert result.acc[:2] == pytest.approx([dead, dead]) and result.acc[-1] == 1.0
+
+
+def test_rule_vectors_of_written_embeddings():
+    """<Rb_1> - <Rb_0> is (its value direction + the shared value direction) for every bit: norm sqrt(2), and every
+    pair of bits at cosine 1/2."""
+    model, ex = _handmade_examples(4)
+    result = rule_vectors.measure(model, ex, rule_vectors.Params(samples=4, source="embed"))
+    assert result.diff_norms == pytest.approx([2 ** 0.5] * 18)
+    assert result.mean_abs_offdiag_cosine == pytest.approx(0.5) and result.mean_cosine_S_vs_B == pytest.approx(0.5)
+
+
+def test_embed_scatter_of_the_board_embedding_is_one_axis_by_state():
+    """Before layer 0 a board cell's residual is its token and segment: two points, live and dead, so the first
+    principal component carries everything and separates the states."""
+    model, ex = _handmade_examples(8)
+    result = embed_scatter.measure(model, ex, embed_scatter.Params(samples=8, layer=0, at="board"))
+    assert result.explained_variance[0] == pytest.approx(1.0, abs=1e-4)
+    xs = torch.tensor(result.xy)[:, 0].round(decimals=4)
+    values, sizes = torch.unique(xs, return_counts=True)
+    alive = int(ex.boards.sum())
+    assert len(values) == 2 and sorted(sizes.tolist()) == sorted([alive, ex.boards.numel() - alive])
+
+
+def test_attn_contrib_vector_is_zero_for_a_head_the_unembedding_never_reads():
+    """The hand-made copy head writes the governing bit where only the read-out MLP reads it: its direct
+    contribution to the logit difference is exactly zero from every key."""
+    model, ex = _handmade_examples(8)
+    result = attn_contrib_vector.measure(model, ex, attn_contrib_vector.Params(samples=8, layer=1, head=0))
+    assert result.mean_total_from_board == 0.0 and result.mean_total_from_prefix == 0.0

@@ -77,7 +77,9 @@ def test_step_attention_flip_and_heads_off(client):
     flip = client.post("/api/flip", json={"bits": CONWAY, "board": board, "bit": 3}).json()
     assert flip["bit"] == "S3" and sum(map(sum, flip["governed"])) > 0  # glider cells with 3 neighbours
     off = client.post("/api/heads_off", json={"bits": CONWAY, "board": board, "heads": ["L0H0", "L0H1"]}).json()
-    assert 0 <= off["accuracy"] <= 1 and len(off["model"]) == 5
+    truth = client.post("/api/step", json={"bits": CONWAY, "model_board": board, "sim_board": board}).json()
+    agree = sum(a == b for row, truth_row in zip(off["model"], truth["simulator"]) for a, b in zip(row, truth_row))
+    assert off["accuracy"] == pytest.approx(agree / 25) and len(off["model"]) == 5
 
 
 @pytest.mark.parametrize("path,body,status,message", [
@@ -188,13 +190,21 @@ def browser(tmp_path):
         driver.quit()
 
 
-def screenshot(driver, tmp_path, name: str):
-    """Save a screenshot (in $INTERFERE_SCREENSHOTS when set, to keep it) and check it has content."""
+ALIVE_RGB = (0x1D, 0x35, 0x57)  # --alive in style.css: live cells of the drawn boards
+
+
+def screenshot(driver, tmp_path, name: str, live_cells: int):
+    """Save a screenshot (in $INTERFERE_SCREENSHOTS when set, to keep it) and check that it shows the boards:
+    at least ``live_cells`` cells' worth of pixels in the live-cell colour (a blank or unstyled page has none)."""
+    from PIL import Image
+
     folder = Path(os.environ.get("INTERFERE_SCREENSHOTS", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
     shot = folder / name
     driver.save_screenshot(str(shot))
-    assert shot.stat().st_size > 10_000
+    pixels = Image.open(shot).convert("RGB").getdata()
+    alive = sum(1 for p in pixels if all(abs(a - b) <= 8 for a, b in zip(p, ALIVE_RGB)))
+    assert alive >= 25 * live_cells, f"{alive} live-cell pixels: the boards are not drawn"
     return shot
 
 
@@ -216,7 +226,7 @@ def test_browser_click_a_cell_step_and_see_attention(server, browser, tmp_path):
     assert driver.find_element(By.ID, "query-cell").text == "(2, 3)"
     assert len(driver.find_elements(By.CSS_SELECTOR, "#attention .head")) == 2
     assert driver.find_element(By.ID, "status").text == ""  # no error shown
-    screenshot(driver, tmp_path, "explorer.png")
+    screenshot(driver, tmp_path, "explorer.png", live_cells=5)  # the glider, on the model's board
 
 
 @BROWSER
@@ -241,7 +251,7 @@ def test_browser_paste_an_rle_at_64x64_and_play(window_server, browser, tmp_path
     driver.find_element(By.ID, "play").click()
     assert driver.find_element(By.ID, "status").text == ""  # no error shown
     assert driver.find_element(By.ID, "rule-current").text == "B3/S23"
-    screenshot(driver, tmp_path, "explorer_rle_64x64.png")
+    screenshot(driver, tmp_path, "explorer_rle_64x64.png", live_cells=5)  # the glider, on the simulator's board
 
 
 def test_a_clicked_cell_shows_the_route_of_its_case_in_a_hand_made_model(client):
@@ -263,7 +273,62 @@ def test_a_clicked_cell_shows_the_route_of_its_case_in_a_hand_made_model(client)
         got = hand.post("/api/route", json={**body, "row": row, "col": col}).json()
         assert got["case"] == case and got["lookup"] == truth[case]["lookup"], (case, got)
         assert [name for name, _ in got["relays"]] == truth[case]["relays"]
+    # switching heads off: the unused L0H3 changes nothing, the count head L0H0 breaks the next board
+    unused = hand.post("/api/heads_off", json={**body, "heads": ["L0H3"]}).json()
+    count = hand.post("/api/heads_off", json={**body, "heads": ["L0H0"]}).json()
+    assert unused["accuracy"] == 1.0 and count["accuracy"] < 0.9
     bad = hand.post("/api/route", json={**body, "row": 9, "col": 0})
     assert bad.status_code == 400 and bad.json()["error"] == "cell (9, 0) is outside the 8x8 board"
     tiny = client.post("/api/route", json={"bits": CONWAY, "board": [[0] * 5] * 5, "row": 0, "col": 0})
     assert tiny.status_code == 400 and "without thresholds" in tiny.json()["error"]
+
+
+@BROWSER
+def test_browser_opens_an_rle_file_from_the_file_chooser(window_server, browser, tmp_path):
+    """The file chooser reads a local .rle file: its name and rule show, and its cells are on the board."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    pattern = tmp_path / "r_pentomino.rle"
+    pattern.write_text("#N R-pentomino\nx = 3, y = 3, rule = B36/S23\nb2o$2ob$bo!\n")
+    driver = browser
+    driver.get(window_server)
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#board-model rect.cell, #board-model canvas"))
+    driver.find_element(By.CSS_SELECTOR, "#rle-panel summary").click()
+    driver.find_element(By.ID, "rle-file").send_keys(str(pattern))
+    wait.until(lambda d: d.find_element(By.ID, "rle-name").text == "R-pentomino (B36/S23)")
+    assert driver.find_element(By.ID, "rule-current").text == "B36/S23"
+    assert driver.find_element(By.ID, "status").text == ""
+    screenshot(driver, tmp_path, "explorer_file.png", live_cells=5)  # the five cells of the R-pentomino
+
+
+@BROWSER
+def test_browser_shows_the_route_of_a_clicked_cells_case(browser, tmp_path):
+    """A hand-made model with known routes: clicking a dead cell with 3 live neighbours names its case (B3) and its
+    route (looked up by MLP0 at the board, relayed by the copy head), and outlines that head."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from interfere.model.handmade import build
+    from interfere.thresholds import load_thresholds
+
+    engine = Engine.create(build("split"), 1234, 64, (0.1, 0.9), load_thresholds()["circuit"])
+    app = create_app(engine, {"run_id": "handmade_split", "step": 0, "checkpoint": "-"})
+    with serving(app) as url:
+        driver = browser
+        driver.get(url)
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#board-model rect.cell"))
+        driver.find_element(By.ID, "edit").click()  # off: a click selects the cell to inspect
+        board = driver.execute_script("return S.model")  # the glider the page opens with (32x32: size-free)
+        n = len(board)
+        row, col = next((r, c) for r in range(n) for c in range(n) if not board[r][c]
+                        and sum(board[(r + dr) % n][(c + dc) % n] for dr in (-1, 0, 1) for dc in (-1, 0, 1)) == 3)
+        driver.find_element(By.CSS_SELECTOR, f'#board-model rect.cell[data-row="{row}"][data-col="{col}"]').click()
+        wait.until(lambda d: d.find_element(By.ID, "route").text.startswith("Case"))
+        text = driver.find_element(By.ID, "route").text
+        assert text.startswith("Case B3 (dead, 3 live neighbours)") and "looked up by MLP0@board" in text
+        assert [e.get_attribute("data-head") for e in driver.find_elements(By.CSS_SELECTOR, "#attention .head.route")] \
+            == ["L1H0"]  # the copy head relays it; MLP0 is no head
+        screenshot(driver, tmp_path, "explorer_route.png", live_cells=5)

@@ -73,7 +73,7 @@ def _rules_and_boards(n: int, seed: int):
 def test_h1_to_h4_come_out_as_built():
     """The split model has a head that averages the 3x3 block (H1), the count and the next state written linearly
     (H2), rule tokens it reads causally (H3), and layers that gather then classify (H4): all four supported."""
-    from interfere.report import Timer, analyse, hypothesis_params
+    from interfere.report_sections import Timer, analyse, hypothesis_params
     from interfere.verdicts import all_verdicts
 
     model = build("split")
@@ -81,5 +81,5 @@ def test_h1_to_h4_come_out_as_built():
     samples = {"h1": 16, "h2": 24, "h3": 36, "lens": 32}
     run = jsonable(analyse(model, ex, hypothesis_params(samples, TH, 0), Timer(), "test"))
     verdicts = all_verdicts([run], TH)
-    assert {h: v for h, (v, _) in verdicts.items()} == {h: "supported" for h in ("H1", "H2", "H3", "H4")}, verdicts
-    assert "aggregating head L0H0" in verdicts["H1"][1][0]  # the count head, where it was built
+    assert {h: v.verdict for h, v in verdicts.items()} == {h: "supported" for h in ("H1", "H2", "H3", "H4")}, verdicts
+    assert "aggregating head L0H0" in verdicts["H1"].per_seed[0]  # the count head, where it was built

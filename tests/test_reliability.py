@@ -24,16 +24,22 @@ def _all_finite(ckpt: dict) -> bool:
                if v.is_floating_point() and not k.endswith("IGNORE"))
 
 
-def test_a_diverged_run_never_saves_nonfinite_weights_and_names_the_last_good_checkpoint(tmp_path, smoke_cfg):
+@pytest.mark.parametrize("save_every,saved", [(1, True), (5, False)])
+def test_a_diverged_run_never_saves_nonfinite_weights_and_names_the_last_good_checkpoint(tmp_path, smoke_cfg,
+                                                                                         save_every, saved):
+    """lr 1e30: the first step's weights are huge but finite, the second step's loss is not. Saving every step
+    keeps step 1 (named in the message); saving every 5 steps keeps nothing (and says so)."""
     with pytest.raises(TrainingError) as info:
-        train(smoke_cfg(tmp_path, "train.lr=1e30", "train.save_every=1", "train.run_id=x", "train.steps=20"))
+        train(smoke_cfg(tmp_path, "train.lr=1e30", f"train.save_every={save_every}", "train.run_id=x",
+                        "train.steps=20"))
     message = str(info.value)
-    assert "non-finite" in message or "loss became nan" in message or "loss became inf" in message
+    assert "loss became nan at step 2" in message or "loss became inf at step 2" in message, message
     path = tmp_path / "checkpoints/x/latest.pt"
-    if path.exists():
+    assert path.exists() == saved
+    if saved:
         ckpt = read_checkpoint(path)
-        assert _all_finite(ckpt), "a checkpoint with non-finite weights was written"
-        assert f"the last good checkpoint is step {ckpt['step']}" in message
+        assert _all_finite(ckpt) and ckpt["step"] == 1
+        assert f"the last good checkpoint is step 1: {path}" in message
     else:
         assert "no checkpoint of this run was written" in message
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from interfere import report
+from interfere import report, report_sections
 from interfere.data.stream import DataConfig
 from interfere.explore.attn_maps import locality_measures
 from interfere.explore.common import Context
@@ -62,7 +62,7 @@ def test_report_builds_from_tiny_checkpoint(tiny_run, tiny_report):
     # classifies the next state (H4); the page's verdicts are the ones its numbers give
     assert data["verdicts"]["H3"]["verdict"] == NOT_SUPPORTED and data["verdicts"]["H4"]["verdict"] == NOT_SUPPORTED
     recomputed = all_verdicts(data["per_seed"], data["thresholds"])
-    assert {h: v["verdict"] for h, v in data["verdicts"].items()} == {h: v for h, (v, _) in recomputed.items()}
+    assert {h: v["verdict"] for h, v in data["verdicts"].items()} == {h: v.verdict for h, v in recomputed.items()}
     assert data["seeds"] == [0, 1] and len(data["per_seed"]) == 2 and data["checkpoint"] == tiny_run["checkpoint"]
     # the second seed and the model card ran in the second process (a CPU with two threads)
     assert {"shared forward (seed 0)", "h2 (seed 1) [process 2]", "circuit", "figures",
@@ -205,8 +205,9 @@ def test_verdict_h4(h1_numbers, lens, expected):
 
 def test_seeds_that_disagree_are_inconclusive():
     assert combine([(SUPPORTED, "a"), (SUPPORTED, "b")])[0] == SUPPORTED
-    verdict, reasons = combine([(SUPPORTED, "a"), (NOT_SUPPORTED, "b")])
-    assert verdict == INCONCLUSIVE and "differ" in reasons[-1]
+    result = combine([(SUPPORTED, "a"), (NOT_SUPPORTED, "b")])
+    assert result.verdict == INCONCLUSIVE and result.reasons == ["seed 0: a", "seed 1: b",
+                                                                 "verdicts differ between seeds: inconclusive"]
 
 
 def test_every_analysis_applies_the_thresholds_it_is_given(tiny_run, tmp_path):
@@ -234,8 +235,9 @@ def test_the_report_runs_one_hooked_forward_for_all_of_h1_to_h4(tiny_run):
     model = model_from_checkpoint(load_checkpoint(ckpt=tiny_run["checkpoint"]))
     ex = Context(model=model, ckpt={}, layout=model.layout, data=DataConfig(), out=Path(), seed=0, rule=None,
                  command="").examples(24)
-    samples = report.report_samples(True, model.layout.n_cells)
-    report.analyse(model, ex, report.hypothesis_params(samples, TH, 0), report.Timer(), "test")
+    samples = report_sections.report_samples(True, model.layout.n_cells)
+    report_sections.analyse(model, ex, report_sections.hypothesis_params(samples, TH, 0), report_sections.Timer(),
+                            "test")
     assert ex.acts.forwards == 1
 
 
@@ -283,3 +285,19 @@ def _numbers(per_seed: list[dict], key: str) -> list[float]:
             return [n for v in value for n in walk(v)]
         return [float(value)] if isinstance(value, int | float) and not isinstance(value, bool) else []
     return [n for run in per_seed for n in walk(run[key])]
+
+
+def test_a_failing_second_process_leaves_no_report(tiny_run, tmp_path, monkeypatch, capsys):
+    """The second process refuses (a user error): one line, exit 2, and no report folder, not even a partial one."""
+    from interfere.errors import UserError
+
+    def refuse(*args, **kwargs):
+        raise UserError("the model card cannot be written here")
+
+    monkeypatch.setattr(report, "run_later", refuse)
+    with pytest.raises(SystemExit) as exit_:
+        report.main(["--ckpt", tiny_run["checkpoint"], "--seeds", "1", "--quick", "--no-controls", "--out",
+                     str(tmp_path / "r")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: the model card cannot be written here"]
+    assert list(tmp_path.iterdir()) == []

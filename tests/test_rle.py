@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interfere.ca.patterns import PATTERNS, centred, fitting_size, library_names, load_pattern
-from interfere.ca.rle import Pattern, RLEError, parse_rle, parse_rle_rule, read_rle, to_rle
+from interfere.ca.rle import Pattern, RLEError, parse_rle, parse_rle_rule, read_rle, to_rle, write_rle
 from interfere.ca.rules import parse_rule
 from interfere.ca.simulate import rollout
 from interfere.evaluate_cli import main as eval_main
@@ -47,6 +47,7 @@ def test_multi_digit_runs_blank_rows_and_no_rule():
     ("x = 2, y = 2, rule = B3/S23\n3o!", "runs past its declared size"),
     ("x = 2, y = 1, rule = B3/S23\no$o!", "runs past its declared size"),
     ("x = 3, y = 1\n2o2", "run count without a cell state"),
+    ("x = 100000, y = 100000, rule = B3/S23\no!", "can be read"),  # refused before 80 GB are allocated
     ("bob$2bo$3o!", "bad header"),
     ("", "no 'x = W, y = H' header"),
 ])
@@ -120,15 +121,19 @@ def test_run_command_rolls_out_next_to_the_simulator(window_ckpt, tmp_path, caps
     (["glider", "--size", "2"], "window"),
     (["glider", "--gif", "out.png"], "must end in .gif or .mp4"),
     (["gosper_glider_gun", "--size", "16"], "does not fit"),
+    (["glider", "--size", "100000"], "use a smaller board"),  # refused before its tables are allocated
+    (["huge.rle"], "can be read"),
 ])
 def test_run_command_errors_are_one_line_and_write_nothing(window_ckpt, tmp_path, capsys, monkeypatch, args,
                                                            message):
     monkeypatch.chdir(tmp_path)
+    if args == ["huge.rle"]:
+        (tmp_path / "huge.rle").write_text("x = 100000, y = 100000, rule = B3/S23\no!\n")
     with pytest.raises(SystemExit) as exit_:
         run_main([*args, "--ckpt", window_ckpt])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and message in err and len(err.splitlines()) == 1
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == (["huge.rle"] if args == ["huge.rle"] else [])
 
 
 def test_eval_patterns_table(window_ckpt, tmp_path, capsys):
@@ -141,3 +146,14 @@ def test_eval_patterns_table(window_ckpt, tmp_path, capsys):
     assert "glider" in out and "blinker" in out and "of 2 patterns exact for 3 generations on 16x16" in out
     written = json.loads(Path(out.split("wrote ")[1].strip()).read_text())
     assert {r["pattern"] for r in written["patterns"]} == {"glider", "blinker"} and written["gens"] == 3
+
+
+@pytest.mark.parametrize("topology", [None, "T64,64", "P32,16", "K20*,30"])
+def test_write_rle_keeps_the_topology_suffix(tmp_path, topology):
+    """A Golly topology suffix (``:T64,64``) is written back as it was read, and read back again."""
+    cells = torch.tensor([[0, 1, 0], [0, 0, 1], [1, 1, 1]])
+    path = write_rle(Pattern(cells, parse_rule("B3/S23"), ["#N glider"], topology), tmp_path / "g.rle")
+    header = next(line for line in path.read_text().splitlines() if line.startswith("x"))
+    assert header == "x = 3, y = 3, rule = B3/S23" + (f":{topology}" if topology else "")
+    back = read_rle(path)
+    assert back.topology == topology and torch.equal(back.cells, cells) and back.rule == parse_rule("B3/S23")

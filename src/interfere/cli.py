@@ -19,6 +19,7 @@ from interfere.model.checkpoint import (
     model_from_checkpoint,
 )
 from interfere.model.life_model import LifeTransformer
+from interfere.thresholds import load_thresholds
 
 
 @contextlib.contextmanager
@@ -45,6 +46,16 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default=None, metavar="N|HxW",
                         help="board size to run (a size-free checkpoint, model.positions=window); "
                              "default: the checkpoint's, or --config-name's when the checkpoint can run it")
+
+
+def add_thresholds_arg(parser: argparse.ArgumentParser) -> None:
+    """``--thresholds``: every command that decides a verdict takes it."""
+    parser.add_argument("--thresholds", default=None, help="verdict thresholds (default cfg/report/thresholds.yaml)")
+
+
+def thresholds_from_args(args: argparse.Namespace) -> dict:
+    """The thresholds file of ``--thresholds`` (or the default), loaded once by the command and checked."""
+    return load_thresholds(Path(args.thresholds) if getattr(args, "thresholds", None) else None)
 
 
 def board_size(text: str) -> tuple[int, int]:

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig
 from interfere.errors import UserError
-from interfere.model.life_model import ModelConfig
-from interfere.train.stopping import parse_stop_when
+from interfere.model.config import ModelConfig
+from interfere.stopping import parse_stop_when
 from interfere.validate import at_least, one_of, within
 
 

@@ -20,203 +20,51 @@ by default the runs ``control_random_init`` (``train.steps=0``) and ``control_ru
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import multiprocessing
-import subprocess
 import time
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
-from omegaconf import OmegaConf
-from threadpoolctl import threadpool_limits
 
-from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error, load_model_from_args
-from interfere.cpu import cpu_description, release_freed_memory
+from interfere.cli import (
+    add_checkpoint_args,
+    add_thresholds_arg,
+    command_line,
+    exit_on_user_error,
+    load_model_from_args,
+    thresholds_from_args,
+)
+from interfere.cpu import cpu_description
 from interfere.data.stream import DataConfig
 from interfere.errors import UserError
-from interfere.evaluate import evaluate, format_report, heldout_metrics, save_rollout_animation
-from interfere.explore import attn_maps, circuit, dynamics, logit_lens, physics_bits, probes
+from interfere.evaluate import evaluate, format_report, save_rollout_animation
+from interfere.explore import circuit
 from interfere.explore.account import truth
 from interfere.explore.analysis import Examples, jsonable
-from interfere.explore.batched import scaled_samples
 from interfere.explore.common import Context, staged_dir
-from interfere.explore.components import all_components
-from interfere.model.checkpoint import (
-    CONTROL_PREFIX,
-    CheckpointError,
-    config_mismatches,
-    list_snapshots,
-    load_checkpoint,
-    model_from_checkpoint,
-    weights_hash,
-)
-from interfere.model.life_model import LifeTransformer, ModelConfig, n_params
+from interfere.model.checkpoint import weights_hash
+from interfere.model.life_model import LifeTransformer
 from interfere.report_page import write_report
-from interfere.thresholds import load_thresholds
-from interfere.verdicts import HYPOTHESES, all_verdicts, headline
-from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, GUIDE_COLOR, caption, save
-
-CONTROL_RUNS = {"random init": f"{CONTROL_PREFIX}random_init", "rule-blind": f"{CONTROL_PREFIX}rule_blind"}
-# The analyses behind H1-H4, by the key verdicts read them under.
-HYPOTHESIS_ANALYSES = {"h1": attn_maps, "h2": probes, "h3": physics_bits, "lens": logit_lens}
-
-# boards per analysis at 8x8 and the least at any size (explore.batched.scaled_samples), full and --quick
-SAMPLES = {"h1": (64, 2), "h2": (128, 8), "h3": (144, 4), "lens": (256, 4), "circuit": (128, 8),
-           "dynamics": (128, 8), "card": (1024, 16), "card_named": (256, 8)}
-QUICK = {"h1": 16, "h2": 24, "h3": 36, "lens": 32, "circuit": 32, "dynamics": 16, "card": 256, "card_named": 64}
-CIRCUIT_MAX_COMPONENTS = 12  # beyond, the circuit search needs O(components^2) hooked forwards: skipped on a CPU
-CPU_MAX_CELLS = 256  # beyond, the circuit search, the snapshots' dynamics and the model card's
-# 100-generation rollouts are skipped on a CPU: hooked forwards grow with the square of the sequence
-
-
-def report_samples(quick: bool, n_cells: int) -> dict[str, int]:
-    """Boards per analysis for boards of ``n_cells`` (fewer for bigger boards, so memory stays bounded)."""
-    if quick:
-        return dict(QUICK)
-    return {k: scaled_samples(base, n_cells, floor) for k, (base, floor) in SAMPLES.items()}
-
-
-class Timer:
-    """Seconds per report section, for the page's footer (``suffix``: after each name, e.g. the process)."""
-
-    def __init__(self, suffix: str = "") -> None:
-        self.seconds: dict[str, float] = {}
-        self.suffix = suffix
-
-    @contextlib.contextmanager
-    def section(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            name += self.suffix
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 1)
-            release_freed_memory()
-
-
-def hypothesis_params(samples: dict[str, int], th: dict, seed: int) -> dict[str, object]:
-    """Each H1-H4 analysis' params, with the thresholds passed in."""
-    return {"h1": attn_maps.Params(samples=samples["h1"]),
-            "h2": probes.Params(samples=samples["h2"], controls=th["h2"]["random_init_controls"], seed=seed),
-            "h3": physics_bits.Params(samples=samples["h3"], thresholds=th),
-            "lens": logit_lens.Params(samples=samples["lens"])}
-
-
-@torch.no_grad()
-def analyse(model: LifeTransformer, ex: Examples, params: dict[str, object], timer: Timer, label: str) -> dict:
-    """H1-H4 results for one batch: one shared hooked forward for everything the analyses read."""
-    with timer.section(f"shared forward ({label})"):
-        for key, module in HYPOTHESIS_ANALYSES.items():
-            ex.acts.want(module.wants(model, params[key]))
-        ex.acts.compute()
-    results = {}
-    for key, module in HYPOTHESIS_ANALYSES.items():
-        with timer.section(f"{key} ({label})"):
-            results[key] = module.measure(model, ex.head(params[key].samples), params[key])
-    return results
-
-
-def plot_first_seed(results: dict, out: Path, ctx: Context, timer: Timer) -> dict[str, list[Path]]:
-    """The H1-H4 figures of the first data seed (later seeds only decide verdicts)."""
-    with timer.section("figures"):
-        files = {key: HYPOTHESIS_ANALYSES[key].plot(result, out, ctx.caption) for key, result in results.items()}
-        files["h4"] = [layer_roles_figure(ctx, jsonable(results), out)]
-    return {"H1": [f for f in files["h1"] if f.suffix == ".png"], "H2": files["h2"], "H3": files["h3"],
-            "H4": files["h4"] + files["lens"]}
-
-
-def layer_roles_figure(ctx: Context, out_numbers: dict, out: Path) -> Path:
-    """H4 in one figure: probes, locality and the logit lens, by layer."""
-    res = out_numbers["h2"]["results"]["target"]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3), layout="constrained")
-    pts = out_numbers["h2"]["points"]
-    axes[0].plot(pts, [r["count_r2"] for r in res["trained"]], "-o", color=ACCENT, label="count R² (trained)")
-    axes[0].plot(pts, [r["next_auc"] for r in res["trained"]], "-s", color=ACCENT_2, label="next AUC (trained)")
-    control = np.array([[r["count_r2"] for r in twin] for twin in res["random_init"]], dtype=float)
-    axes[0].fill_between(range(len(pts)), control.min(0), control.max(0), color=CONTROL_COLOR, alpha=0.3, lw=0)
-    axes[0].plot(pts, control.mean(0), "--o", color=CONTROL_COLOR, label=f"count R² (random init, {len(control)})")
-    axes[0].set_title("probes at targets, by layer")
-    axes[0].set_xlabel("residual stream")
-    axes[0].set_ylim(-0.05, 1.02)
-    axes[0].legend(frameon=False, fontsize=7)
-    share = np.nan_to_num(np.array(out_numbers["h1"]["neighbour_share"], dtype=float))
-    axes[1].bar(range(len(share)), share.max(1), color=ACCENT)
-    axes[1].axhline(out_numbers["h1"]["neighbour_uniform_baseline"], color=CONTROL_COLOR, ls="--")
-    axes[1].set_xticks(range(len(share)), [f"L{i}" for i in range(len(share))])
-    axes[1].set_ylim(0, 1.02)
-    axes[1].set_title("locality: best head's 8-neighbour share\n(dashed: uniform baseline)")
-    axes[1].set_xlabel("layer")
-    lens = out_numbers["lens"]
-    axes[2].plot(lens["points"], lens["acc"], "-o", color=ACCENT)
-    axes[2].set_ylim(0.4, 1.02)
-    axes[2].set_title("logit lens: next-state accuracy")
-    axes[2].set_xlabel("residual read out")
-    for ax in axes[[0, 2]]:
-        ax.axhline(0.5, color=GUIDE_COLOR, lw=0.8, zorder=0)
-    fig.suptitle("H4: layer roles")
-    caption(fig, ctx.caption())
-    return save(fig, out / "layer_roles.png")
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def control_checkpoints(args: argparse.Namespace, ckpt: dict) -> dict[str, dict]:
-    """The control checkpoints to report next to ``ckpt``: ``--controls``, else the default control runs
-    of the same data and model shape that exist (a note says which were skipped and why)."""
-    if args.no_controls:
-        return {}
-    wanted = ({f"control {i + 1}": run for i, run in enumerate(args.controls)} if args.controls
-              else dict(CONTROL_RUNS))
-    found = {}
-    for label, run_id in wanted.items():
-        try:
-            control = load_checkpoint(run_id=run_id, ckpt_dir=args.ckpt_dir)
-        except CheckpointError:
-            if args.controls:
-                raise
-            continue
-        problems = [p for p in config_mismatches(control["config"], ckpt["config"])  # the same shape, not data
-                    if p.startswith("model.") and not p.startswith("model.seed")
-                    or p.startswith(("data.height", "data.width", "data.multi_steps"))]
-        if control["path"] == ckpt["path"] or problems:
-            why = problems[0] if problems else "it is the analysed checkpoint"
-            print(f"report: control {run_id} skipped ({why})")
-            continue
-        found[label] = control
-    return found
-
-
-def run_controls(ex: Examples, controls: dict[str, dict], params: dict, th: dict, seed: int, device: str,
-                 timer: Timer) -> dict:
-    """The analyses of the first data seed's boards on each control, with their verdicts and headlines."""
-    from interfere.explore.common import examples_of
-
-    results = {}
-    for label, control in controls.items():
-        print(f"report: analysing control {label} ({control.get('run_id')}) ...", flush=True)
-        model = model_from_checkpoint(control, device)
-        run = jsonable(analyse(model, examples_of(model, ex.rules, ex.boards), params, timer, f"control {label}"))
-        verdicts = all_verdicts([run], th)
-        data = DataConfig(**control["config"]["data"])
-        results[label] = {
-            "run_id": control.get("run_id"), "checkpoint": control["path"], "step": control["step"],
-            "heldout_acc": heldout_metrics(model, data, 256, seed=seed)["cell_acc"],
-            "verdicts": {h: {"verdict": v, "reason": why[0].split(": ", 1)[1], "headline": headline(h, run)}
-                         for h, (v, why) in verdicts.items()},
-        }
-    return results
+from interfere.report_processes import Split, run_split
+from interfere.report_sections import (
+    Timer,
+    analyse,
+    architectural_caveats,
+    circuit_runs,
+    control_checkpoints,
+    git_commit,
+    how_it_computes,
+    hypothesis_params,
+    model_card,
+    plot_first_seed,
+    report_samples,
+    run_controls,
+    too_big_for_cpu,
+    when_it_forms,
+)
+from interfere.verdicts import HYPOTHESES, all_verdicts
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -224,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_checkpoint_args(parser)
     parser.add_argument("--seeds", type=int, default=2, help="data seeds to run every analysis on")
     parser.add_argument("--out", default=None, help="output folder (default assets/explorations/<timestamp>/)")
-    parser.add_argument("--thresholds", default=None, help="verdict thresholds (default cfg/report/thresholds.yaml)")
+    add_thresholds_arg(parser)
     parser.add_argument("--quick", action="store_true", help="fewer samples (for tests and smoke runs)")
     parser.add_argument("--controls", nargs="+", default=None, metavar="RUN_ID",
                         help="control runs for the control columns (default: control_random_init and "
@@ -238,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise UserError(f"--seeds must be >= 1, got {args.seeds}")
         if args.controls and args.no_controls:
             raise UserError("--controls and --no-controls exclude each other")
-        th = load_thresholds(Path(args.thresholds) if args.thresholds else None)
+        th = thresholds_from_args(args)
         model, ckpt = load_model_from_args(args)
         gc.freeze()  # the imports' ~0.5 M objects are never garbage: each section's collection skips them
         controls = control_checkpoints(args, ckpt)
@@ -278,24 +126,6 @@ def two_processes(args: argparse.Namespace, model: LifeTransformer) -> bool:
             and not too_big_for_cpu(model) and "fork" in multiprocessing.get_all_start_methods())
 
 
-_LATER: tuple | None = None  # in the forked second process only: run_later's arguments (set by start_later)
-
-
-def start_later(threads: int, *later_args: object) -> None:
-    """The second process's initializer: its threads (numpy's BLAS too: two processes of two spinning BLAS
-    threads each crawl) and :func:`run_later`'s arguments, which reach it by the fork, not by pickling."""
-    global _LATER
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
-    _LATER = later_args
-
-
-def later_in_fork() -> dict:
-    """:func:`run_later` in the forked second process, on its copy of the parent's model and examples."""
-    args, th, samples, s, controls = _LATER
-    return run_later(args, th, samples, s, controls, Timer(suffix=" [process 2]"))
-
-
 def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict, samples: dict[str, int],
           out: Path, controls: dict[str, dict]) -> dict:
     """Run every analysis and write the report into ``out`` (a staging folder): the first data seed, its
@@ -304,8 +134,14 @@ def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict
     t0, timer = time.perf_counter(), Timer()
     s = setup(args, model, ckpt, samples, out, command_line())
     if two_processes(args, model):
-        first, rest = in_two_processes(args, th, samples, s, controls, timer)
+        half = args.threads // 2
+        threads = {"first seed, figures, circuit": half, "the rest [process 2]": args.threads - half}
+        first, rest = run_split(Split(here=lambda: first_seed(s, samples, th, timer),
+                                      there=lambda: run_later(args, th, samples, s, controls,
+                                                              Timer(suffix=" [process 2]")),
+                                      threads_here=half, threads_there=args.threads - half))
     else:
+        threads = {"every section": torch.get_num_threads()}
         first, rest = first_seed(s, samples, th, timer), run_later(args, th, samples, s, controls, timer)
     timer.seconds.update(rest["seconds"])
     runs, figures = [first["run"], *rest["runs"]], {**first["figures"], "forms": rest["forms_figures"]}
@@ -314,9 +150,8 @@ def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict
         "checkpoint": ckpt["path"], "weights_sha256": weights_hash(ckpt["path"]), "run_id": ckpt.get("run_id"),
         "step": ckpt["step"], "seeds": [ctx.seed for ctx in s.contexts],
         "date": time.strftime("%Y-%m-%d %H:%M"), "git_commit": git_commit(), "command": command_line(),
-        "device": device_text(model), "thresholds": th, "heldout": ev["heldout"],
-        "verdicts": {h: {"verdict": v, "reasons": why + architectural_caveats(model, h)}
-                     for h, (v, why) in all_verdicts(numbers, th).items()},
+        "device": device_text(model), "threads": threads, "thresholds": th, "heldout": ev["heldout"],
+        "verdicts": verdict_entries(model, numbers, th),
         "how": jsonable(first["how"]) if first["how"] else None,
         "built_vs_found": built_vs_found(ckpt, first["how"]),
         "forms": jsonable(rest["forms"]) if rest["forms"] else None,
@@ -326,23 +161,6 @@ def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict
     write_report(out, summary, figures, model_card(args, model, ckpt, s.data, rest["animations"]), format_report(ev))
     print_verdicts(summary)
     return summary
-
-
-def in_two_processes(args: argparse.Namespace, th: dict, samples: dict[str, int], s: Setup,
-                     controls: dict[str, dict], timer: Timer) -> tuple[dict, dict]:
-    """:func:`first_seed` here and :func:`run_later` in a forked second process, at the same time (a second
-    process that dies raises ``BrokenProcessPool`` here)."""
-    here = args.threads // 2
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=start_later,
-                             initargs=(args.threads - here, args, th, samples, s, controls)) as pool:
-        later = pool.submit(later_in_fork)  # forks now
-        torch.set_num_threads(here)
-        try:
-            with threadpool_limits(here):
-                first = first_seed(s, samples, th, timer)
-        finally:
-            torch.set_num_threads(args.threads)
-        return first, later.result()
 
 
 def first_seed(s: Setup, samples: dict[str, int], th: dict, timer: Timer) -> dict:
@@ -378,6 +196,17 @@ def run_later(args: argparse.Namespace, th: dict, samples: dict[str, int], s: Se
             "animations": animations, "seconds": timer.seconds}
 
 
+def verdict_entries(model: LifeTransformer, numbers: list[dict], th: dict) -> dict[str, dict]:
+    """Each hypothesis' verdict over the data seeds, as data: each seed's numbers, the notes, the caveats the
+    architecture adds, and the lines a page prints."""
+    out = {}
+    for h, v in all_verdicts(numbers, th).items():
+        caveats = architectural_caveats(model, h)
+        out[h] = {"verdict": v.verdict, "per_seed": v.per_seed, "notes": v.notes, "caveats": caveats,
+                  "reasons": v.reasons + caveats}
+    return out
+
+
 def built_vs_found(ckpt: dict, how: circuit.Result | None) -> dict | None:
     """For a model written by hand (its checkpoint carries ``ground_truth``): the account scored against it."""
     if how is None or not ckpt.get("ground_truth"):
@@ -386,99 +215,9 @@ def built_vs_found(ckpt: dict, how: circuit.Result | None) -> dict | None:
 
 
 def device_text(model: LifeTransformer) -> str:
+    """The CPU (its threads per process are the summary's ``threads``) or the GPU."""
     device = torch.device(model.cfg.device)
-    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    return (cpu_description() if device.type == "cpu" else torch.cuda.get_device_name(device)) + threads
-
-
-def architectural_caveats(model: LifeTransformer, hypothesis: str) -> list[str]:
-    """What the architecture, not training, decides about a hypothesis (shown next to its verdict)."""
-    if hypothesis != "H1" or not model.size_free:
-        return []
-    r = model.life_cfg.window
-    return [f"partly architectural: this size-free model (model.positions=window, window {r}) cannot attend "
-            f"beyond {r} cells, so H1 only asks whether it narrows its {2 * r + 1}x{2 * r + 1} window to the "
-            "3x3 stencil"]
-
-
-def too_big_for_cpu(model: LifeTransformer) -> bool:
-    return str(model.cfg.device) == "cpu" and model.layout.n_cells > CPU_MAX_CELLS
-
-
-def circuit_runs(model: LifeTransformer) -> bool:
-    """Whether the circuit analysis runs here (a CPU skips it for big models and boards, saying why)."""
-    n = len(all_components(model))
-    if n > CIRCUIT_MAX_COMPONENTS and str(model.cfg.device) == "cpu":
-        print(f"report: circuit analysis skipped: {n} components need O({n}^2) hooked forwards; run "
-              "explorations/circuit.py on a GPU", flush=True)
-        return False
-    if too_big_for_cpu(model):
-        print(f"report: circuit analysis skipped: {model.layout.height}x{model.layout.width} boards on a CPU take "
-              "hours; run explorations/circuit.py on a GPU or at a smaller --size", flush=True)
-        return False
-    return True
-
-
-def how_it_computes(model: LifeTransformer, ex: Examples, samples: dict[str, int], th: dict, ctx: Context,
-                    timer: Timer) -> tuple[circuit.Result | None, list[Path]]:
-    """The circuit analysis on the first seed's batch, or None where it cannot run in reasonable time."""
-    if not circuit_runs(model):
-        return None, []
-    print(f"report: how the model computes (circuit, seed {ctx.seed}) ...", flush=True)
-    params = circuit.Params(samples=samples["circuit"], density=(ctx.data.density_min, ctx.data.density_max),
-                            seed=ctx.seed, thresholds=th)
-    with timer.section("circuit"):
-        result = circuit.measure(model, ex.head(params.samples), params)
-    with timer.section("figures"):
-        return result, circuit.plot(result, ctx.out, ctx.caption)
-
-
-def when_it_forms(model: LifeTransformer, ex: Examples, samples: dict[str, int], th: dict, ctx: Context,
-                  timer: Timer) -> tuple[dynamics.Result | None, list[Path]]:
-    """The dynamics analysis when the run has snapshots (None otherwise)."""
-    run_dir = Path(ctx.ckpt["path"]).parent
-    if not list_snapshots(run_dir):
-        return None, []
-    if too_big_for_cpu(model):
-        print(f"report: snapshot dynamics skipped: {ctx.layout.height}x{ctx.layout.width} boards on a CPU; run "
-              "explorations/dynamics.py on a GPU or at a smaller --size", flush=True)
-        return None, []
-    print("report: when each piece forms (snapshots) ...", flush=True)
-    params = dynamics.Params(samples=samples["dynamics"], run_dir=str(run_dir),
-                             size=(ctx.layout.height, ctx.layout.width),
-                             sufficient_acc=th["circuit"]["sufficient_acc"])
-    with timer.section("dynamics"):
-        result = dynamics.measure(model, ex.head(params.samples), params)
-    with timer.section("figures"):
-        return result, [f for f in dynamics.plot(result, ctx.out, ctx.caption) if f.suffix == ".png"]
-
-
-def model_card(args: argparse.Namespace, model: LifeTransformer, ckpt: dict, data: DataConfig,
-               animations: list[Path]) -> dict:
-    """The model card's text, the commands that reproduce the report, and the rollout animations."""
-    cfg = ckpt["config"]
-    reproduce = "\n".join([
-        f"# checkpoint {ckpt['path']} (run {ckpt.get('run_id')}, step {ckpt['step']}), git {git_commit()}",
-        f"python train.py --config-name exp/{cfg.get('exp_name')} seed={cfg.get('seed', 0)}",
-        f"python -m interfere.report --ckpt {ckpt['path']} --seeds {args.seeds} --seed {args.seed}"
-        + (f" --size {data.height}x{data.width}" if (data.height, data.width) != model.built_size else ""),
-        f"# this report: {command_line()}",
-    ])
-    stopped = ckpt.get("stopped") or {}
-    text = "\n".join([
-        f"run {ckpt.get('run_id')}  step {ckpt['step']}  training time {ckpt.get('train_time_s', 0):.0f} s"
-        + (f"  ({stopped['message']})" if stopped.get("message") else ""),
-        f"parameters {n_params(model):,}  layers {model.cfg.n_layers}  d_model {model.cfg.d_model}  "
-        f"heads {model.cfg.n_heads}  board {data.height}x{data.width}  " + positions_text(model.life_cfg),
-        "config:", OmegaConf.to_yaml(OmegaConf.create({k: cfg[k] for k in ("data", "model", "train")})),
-    ])
-    return {"text": text, "reproduce": reproduce, "animations": [a for a in animations if a.suffix == ".gif"]}
-
-
-def positions_text(cfg: ModelConfig) -> str:
-    if cfg.positions == "window":
-        return f"positions: a {2 * cfg.window + 1}x{2 * cfg.window + 1} window with a learned bias (any board size)"
-    return f"rope {cfg.rope} (rotary_dim {cfg.rotary_dim})"
+    return cpu_description() if device.type == "cpu" else torch.cuda.get_device_name(device)
 
 
 def print_verdicts(summary: dict) -> None:
@@ -486,8 +225,8 @@ def print_verdicts(summary: dict) -> None:
     width = max(len(h) for h in HYPOTHESES)
     print(f"\n{'':<{width}}  verdict         key numbers (seed {summary['seeds'][0]})")
     for h, v in summary["verdicts"].items():
-        print(f"{h:<{width}}  {v['verdict']:<14}  {v['reasons'][0].split(': ', 1)[1]}")
-        for caveat in (r for r in v["reasons"] if r.startswith("partly architectural")):
+        print(f"{h:<{width}}  {v['verdict']:<14}  {v['per_seed'][0]}")
+        for caveat in v["caveats"]:
             print(f"{'':<{width}}    {caveat}")
         for label, control in summary["controls"].items():
             c = control["verdicts"][h]

@@ -110,7 +110,8 @@ def header(page: Page, summary: dict) -> None:
     page.heading(1, "interfere: hypothesis report")
     page.para(f"checkpoint {summary['checkpoint']} (weights sha256 {summary['weights_sha256']}, "
               f"run {summary['run_id']}, step {summary['step']}), "
-              f"data seeds {summary['seeds']}, {summary['date']}, CPU/device: {summary['device']}", "muted")
+              f"data seeds {summary['seeds']}, {summary['date']}, CPU/device: {summary['device']}; threads: "
+              + ", ".join(f"{k} {v}" for k, v in summary["threads"].items()), "muted")
     acc = summary["heldout"]["cell_acc"]
     if acc < summary["thresholds"]["min_heldout_acc"]:
         page.warn(f"Warning: held-out cell accuracy is {100 * acc:.2f}%, below "
@@ -193,7 +194,7 @@ def verdict_table(summary: dict, embed: bool) -> str:
     rows = []
     for h, v in summary["verdicts"].items():
         controls = [summary["controls"][label]["verdicts"][h] for label in labels]
-        rows.append([h, HYPOTHESES[h], v["verdict"], v["reasons"][0].split(": ", 1)[1]]
+        rows.append([h, HYPOTHESES[h], v["verdict"], v["per_seed"][0]]
                     + [f"{c['verdict']}: {c['headline']}" for c in controls])
     if embed:
         def cell(i: int, text: str) -> str:

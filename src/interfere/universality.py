@@ -28,16 +28,16 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from interfere.ca.rules import BIT_NAMES
-from interfere.cli import command_line, exit_on_user_error
+from interfere.cli import add_thresholds_arg, command_line, exit_on_user_error, thresholds_from_args
 from interfere.config import compose, resolve_device
 from interfere.cpu import configure_cpu, cpu_description
 from interfere.data.stream import DataConfig
 from interfere.errors import UserError
 from interfere.evaluate import heldout_metrics
 from interfere.explore import circuit
+from interfere.explore.account.slots import Slot
 from interfere.explore.common import Context, staged_dir
 from interfere.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, weights_hash
-from interfere.thresholds import load_thresholds
 from interfere.viz.style import ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR, caption, save
 
 
@@ -66,19 +66,19 @@ def canonical(routes: dict[str, dict]) -> dict[str, tuple[str, str, tuple[str, .
     over the cases (``L1H2`` -> ``L1Ha`` if it is the first layer-1 head named): equal for two seeds whose routes differ
     only by a permutation of the heads."""
     names: dict[str, str] = {}
-    per_layer: dict[str, int] = {}
+    per_layer: dict[int, int] = {}
 
-    def rename(slot: str | None) -> str:
-        if not slot:
+    def rename(name: str | None) -> str:
+        if not name:
             return "none"
-        component, group = slot.split("@")
-        if component.startswith("MLP"):
-            return slot
-        layer = component.split("H")[0]
-        if component not in names:
-            names[component] = f"{layer}H{'abcdefghijklmnop'[per_layer.get(layer, 0)]}"
-            per_layer[layer] = per_layer.get(layer, 0) + 1
-        return f"{names[component]}@{group}"
+        slot = Slot.from_name(name)
+        c = slot.component
+        if c.head is None:
+            return name
+        if c.name not in names:
+            names[c.name] = f"L{c.layer}H{'abcdefghijklmnop'[per_layer.get(c.layer, 0)]}"
+            per_layer[c.layer] = per_layer.get(c.layer, 0) + 1
+        return f"{names[c.name]}@{slot.group}"
 
     out = {}
     for case in BIT_NAMES:
@@ -115,13 +115,13 @@ def recurring(results: dict[int, dict]) -> list[str]:
     return lines
 
 
-def _kind(slot: str | None) -> str:
-    if not slot:
+def _kind(name: str | None) -> str:
+    if not name:
         return "no located slot"
-    component, group = slot.split("@")
-    if component.startswith("MLP"):
-        return f"{component} at the {group}"
-    return f"a layer-{component[1:].split('H')[0]} head at the {group}"
+    slot = Slot.from_name(name)
+    if slot.component.head is None:
+        return f"{slot.component.name} at the {slot.group}"
+    return f"a layer-{slot.component.layer} head at the {slot.group}"
 
 
 def table(results: dict[int, dict], compared: list[int]) -> str:
@@ -171,17 +171,20 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ckpts", nargs="+", default=None, metavar="PATH", help="compare these checkpoints (no training)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None)
-    p.add_argument("--thresholds", default=None, help="thresholds file (default cfg/report/thresholds.yaml)")
+    add_thresholds_arg(p)
     args = p.parse_args(argv)
     with exit_on_user_error():
         if args.ckpts is None and len(set(args.seeds)) < 2 or args.ckpts is not None and len(args.ckpts) < 2:
             raise UserError("give at least two different seeds (--seeds) or checkpoints (--ckpts)")
         compose(args.config_name)  # an unknown config fails before any training
         configure_cpu(args.threads)
-        th = load_thresholds(Path(args.thresholds) if args.thresholds else None)
+        th = thresholds_from_args(args)
         ckpts = ([load_checkpoint(ckpt=path) for path in args.ckpts] if args.ckpts
                  else [checkpoint_for(args.config_name, seed, args.ckpt_dir) for seed in args.seeds])
         args.seeds = [int(c["config"].get("seed", i)) for i, c in enumerate(ckpts)]
+        if len(set(args.seeds)) < len(args.seeds):
+            raise UserError(f"the checkpoints' training seeds {args.seeds} repeat: compare checkpoints of different "
+                            "seeds (the table has one column per seed)")
         t0, results = time.time(), {}
         with staged_dir(args.out) as (out, final):
             for seed, ckpt in zip(args.seeds, ckpts):

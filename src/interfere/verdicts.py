@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -205,16 +206,29 @@ def verdict_h4(h1: dict, h2: dict, lens: dict, h1_th: dict, th: dict) -> tuple[s
     return INCONCLUSIVE, why
 
 
-def combine(per_seed: list[tuple[str, str]]) -> tuple[str, list[str]]:
+class Verdict(NamedTuple):
+    """One hypothesis' verdict over the data seeds, its numbers per seed, and notes (e.g. that the seeds differ)."""
+
+    verdict: str
+    per_seed: list[str]
+    notes: list[str]
+
+    @property
+    def reasons(self) -> list[str]:
+        """The lines a page prints: each seed's numbers, then the notes."""
+        return [f"seed {i}: {why}" for i, why in enumerate(self.per_seed)] + self.notes
+
+
+def combine(per_seed: list[tuple[str, str]]) -> Verdict:
     """One verdict over seeds: the common one, or inconclusive when they disagree."""
     verdicts = {v for v, _ in per_seed}
-    reasons = [f"seed {i}: {why}" for i, (_, why) in enumerate(per_seed)]
+    whys = [why for _, why in per_seed]
     if len(verdicts) == 1:
-        return verdicts.pop(), reasons
-    return INCONCLUSIVE, reasons + ["verdicts differ between seeds: inconclusive"]
+        return Verdict(verdicts.pop(), whys, [])
+    return Verdict(INCONCLUSIVE, whys, ["verdicts differ between seeds: inconclusive"])
 
 
-def all_verdicts(runs: list[dict], th: dict) -> dict[str, tuple[str, list[str]]]:
+def all_verdicts(runs: list[dict], th: dict) -> dict[str, Verdict]:
     """H1-H4 over the analyses of every data seed (each run: the ``h1``, ``h2``, ``h3``, ``lens`` numbers)."""
     return {
         "H1": combine([verdict_h1(r["h1"], th["h1"]) for r in runs]),

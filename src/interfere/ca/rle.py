@@ -23,6 +23,7 @@ from interfere.errors import UserError
 LINE_WIDTH = 70  # the body's line length, as Golly writes it
 _HEADER = re.compile(r"^\s*x\s*=\s*(\d+)\s*,\s*y\s*=\s*(\d+)\s*(?:,\s*rule\s*=\s*(\S+))?\s*$", re.IGNORECASE)
 _RUN = re.compile(r"(\d*)([^\d\s])")
+MAX_PATTERN_CELLS = 4096 * 4096  # a declared size above this is refused before its cells are allocated
 
 
 class RLEError(UserError):
@@ -85,6 +86,9 @@ def parse_rle(text: str) -> Pattern:
     if header is None:
         raise RLEError(f"bad header line {rest[0][:60]!r}: expected 'x = W, y = H, rule = B3/S23'")
     width, height = int(header.group(1)), int(header.group(2))
+    if width * height > MAX_PATTERN_CELLS:
+        raise RLEError(f"the header declares x = {width}, y = {height} ({width * height:,} cells): patterns of at most "
+                       f"{MAX_PATTERN_CELLS:,} cells (4096x4096) can be read")
     rule, topology = parse_rle_rule(header.group(3)) if header.group(3) else (None, None)
     cells = _body_cells("".join(rest[1:]), width, height)
     return Pattern(cells, rule, comments, topology)

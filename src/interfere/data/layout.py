@@ -122,6 +122,16 @@ class SequenceLayout:
     def seq_len(self) -> int:
         return self.targets[-1].stop
 
+    @property
+    def n_targets(self) -> int:
+        """Target positions (every step's), counted without building an index."""
+        return self.multi_steps * self.n_cells
+
+    @property
+    def n_physics(self) -> int:
+        """Physics positions (BOS, rule tokens, separators), counted without building an index."""
+        return self.seq_len - self.n_cells - self.n_targets
+
     @cached_property
     def target_index(self) -> torch.Tensor:
         """All target positions in order (step, row, col): ``[multi_steps * H * W]`` int64."""

@@ -113,6 +113,14 @@ class Examples:
         return self.acts.get(name, view)[: len(self)]
 
 
+def cell_labels(ex: Examples) -> dict[str, torch.Tensor]:
+    """Every per-cell label a probe reads, ``[boards, cells]`` each: ``own`` (the state at t), ``count`` (live
+    neighbours), ``next`` (the state at t+1) and ``rule b`` (each rule bit, the same at every cell)."""
+    n_cells = ex.boards[0].numel()
+    return {"own": ex.boards.flatten(1), "count": ex.counts.flatten(1), "next": ex.next_boards.flatten(1),
+            **{f"rule {b}": ex.rules[:, b : b + 1].expand(-1, n_cells) for b in range(ex.rules.shape[1])}}
+
+
 def fast_auc(labels: torch.Tensor | np.ndarray, scores: torch.Tensor | np.ndarray) -> float:
     """ROC-AUC of binary ``labels`` against ``scores`` (ties count half, as sklearn's), by ranks: the same
     number as ``roc_auc_score`` without its per-call overhead; NaN with a single class."""

@@ -22,6 +22,7 @@ import torch
 
 from interfere.explore.analysis import Examples, View, Want
 from interfere.explore.common import Context, add_samples_arg, parse_cell, parser, run_main
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.boards import draw_board, draw_field, mark_cell
 from interfere.viz.style import DIV_CMAP, INK, caption, save
@@ -57,8 +58,8 @@ def query_position(model: LifeTransformer, params: Params) -> int:
 
 def wants(model: LifeTransformer, params: Params) -> list[Want]:
     q, head = query_position(model, params), params.head
-    found = [(f"blocks.{params.layer}.attn.hook_v", View(f"head{head}", lambda act: act[:, :, head])),
-             (f"blocks.{params.layer}.attn.hook_pattern", View(f"head{head}@{q}", lambda act: act[:, head, q]))]
+    found = [(act_name("v", params.layer), View(f"head{head}", lambda act: act[:, :, head])),
+             (act_name("pattern", params.layer), View(f"head{head}@{q}", lambda act: act[:, head, q]))]
     if model.has_norm:  # a model without LayerNorm (model.norm: none) has no scale to divide by
         found.append(("ln_final.hook_scale", View(f"@{q}", lambda act: act[:, q])))
     return found

@@ -34,6 +34,7 @@ from interfere.ca.simulate import moore_neighbourhood
 from interfere.data.layout import SequenceLayout
 from interfere.explore.analysis import Examples, Want, target_rows
 from interfere.explore.common import Context, add_samples_arg, parse_cell, parser, run_main
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.animate import figure_to_array, write_frames
 from interfere.viz.boards import draw_field, head_grid
@@ -147,7 +148,7 @@ class Result:
 
 def wants(model: LifeTransformer, params: Params) -> list[Want]:
     view = target_rows(model.layout, "targets->board", model.layout.board)
-    return [(f"blocks.{i}.attn.hook_pattern", view) for i in range(model.cfg.n_layers)]
+    return [(act_name("pattern", i), view) for i in range(model.cfg.n_layers)]
 
 
 def board_patterns(model: LifeTransformer, ex: Examples) -> torch.Tensor:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from interfere.model.hooks import block_of
 from interfere.model.life_model import LifeTransformer
 from interfere.model.memory import chunk_budget, forward_bytes, largest_batch
 
@@ -83,7 +84,7 @@ def first_hooked_block(hooks: Hooks | None) -> int:
     """The block a forward with ``hooks`` must start at: the first one any of them reads or changes (0 for
     a hook outside the blocks, such as ``hook_embed``, and for no hooks)."""
     names = [name for name, _ in (hooks(slice(0, 0)) if callable(hooks) else (hooks or []))]
-    blocks = [int(name.split(".")[1]) if name.startswith("blocks.") else 0 for name in names]
+    blocks = [block_of(name) or 0 for name in names]
     return min(blocks, default=0)
 
 

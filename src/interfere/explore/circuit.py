@@ -38,11 +38,12 @@ from interfere.explore.account import card, idealised, neurons, roles, routes
 from interfere.explore.account.figures import importance_figure, map_figure, probes_figure
 from interfere.explore.account.interchange import Interchange
 from interfere.explore.account.slots import GROUPS, all_slots, unread_slots
-from interfere.explore.analysis import Examples, Want, at_positions, linear_probes
+from interfere.explore.analysis import Examples, Want, at_positions, cell_labels, linear_probes
 from interfere.explore.common import Context, add_samples_arg, examples_of, parser, run_main
 from interfere.explore.components import accuracy, all_components, importance, minimal_circuit, reference_outputs
 from interfere.explore.logit_lens import residual_points
 from interfere.explore.probes import board_split, random_twin
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 
 NAME = "circuit"
@@ -166,7 +167,7 @@ def probe_points(n_layers: int) -> list[tuple[str, str]]:
     after = dict(residual_points(n_layers))
     points = [("embed", after["embed"])]
     for layer in range(n_layers):
-        points += [(f"L{layer} attn", f"blocks.{layer}.hook_resid_mid"), (f"L{layer} MLP", after[f"after L{layer}"])]
+        points += [(f"L{layer} attn", act_name("resid_mid", layer)), (f"L{layer} MLP", after[f"after L{layer}"])]
     return points
 
 
@@ -174,9 +175,7 @@ def variable_probes(model: LifeTransformer, ex: Examples, seed: int) -> dict[str
     """Held-out linear probe scores at the targets per point (least squares, split by board): AUC for the
     own state, each rule bit and the next state, R2 for the count."""
     train, test = board_split(len(ex.boards), seed)
-    n = model.layout.n_cells
-    labels = {"own": ex.boards.flatten(1), "count": ex.counts.flatten(1), "next": ex.next_boards.flatten(1),
-              **{f"rule {b}": ex.rules[:, b : b + 1].expand(-1, n) for b in range(N_RULE_BITS)}}
+    labels = cell_labels(ex)
     out: dict[str, list[float]] = {k: [] for k in labels}
     for hook, view in wants(model, None):
         scores = linear_probes(ex.act(hook, view), labels, torch.from_numpy(test))

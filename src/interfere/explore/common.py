@@ -23,7 +23,14 @@ import torch
 
 from interfere.ca.rules import get_rule
 from interfere.ca.simulate import neighbour_counts, step
-from interfere.cli import add_checkpoint_args, command_line, exit_on_user_error, load_model_from_args
+from interfere.cli import (
+    add_checkpoint_args,
+    add_thresholds_arg,
+    command_line,
+    exit_on_user_error,
+    load_model_from_args,
+    thresholds_from_args,
+)
 from interfere.cpu import cpu_description
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig, heldout_rules, random_boards
@@ -32,7 +39,6 @@ from interfere.explore.analysis import Activations, Examples, jsonable
 from interfere.explore.batched import scaled_samples
 from interfere.model.checkpoint import weights_hash
 from interfere.model.life_model import LifeTransformer
-from interfere.thresholds import load_thresholds
 
 DEFAULT_OUT_ROOT = Path("assets/explorations")
 
@@ -114,7 +120,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--rule", default=None,
                    help="a rule string (B3/S23) or named rule; default: a mix of held-out random rules")
     p.add_argument("--out", default=None, help="output folder (default assets/explorations/<timestamp>/)")
-    p.add_argument("--thresholds", default=None, help="thresholds file (default cfg/report/thresholds.yaml)")
+    add_thresholds_arg(p)
     return p
 
 
@@ -156,7 +162,7 @@ def run_main(module_name: str, argv: list[str] | None = None) -> dict:
     with exit_on_user_error():
         if args.rule is not None:
             get_rule(args.rule)  # fail before the (slower) checkpoint load
-        thresholds = load_thresholds(Path(args.thresholds) if args.thresholds else None)
+        thresholds = thresholds_from_args(args)
         model, ckpt = load_model_from_args(args)
         ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),
                       out=Path(), seed=args.seed, rule=args.rule, command=command_line())

@@ -13,6 +13,7 @@ Every function runs the model through its own hooks (``run_with_hooks``), with t
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -22,7 +23,10 @@ from interfere.errors import UserError
 from interfere.explore import batched
 from interfere.explore.analysis import Examples, whole
 from interfere.explore.batched import Hook, Hooks
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
+
+_NAME = re.compile(r"MLP(\d+)|L(\d+)H(\d+)")
 
 
 @dataclass(frozen=True)
@@ -37,9 +41,18 @@ class Component:
     def name(self) -> str:
         return f"MLP{self.layer}" if self.head is None else f"L{self.layer}H{self.head}"
 
+    @classmethod
+    def from_name(cls, name: str) -> Component:
+        """The inverse of :attr:`name` (``L1H2`` or ``MLP0``); ValueError otherwise."""
+        match = _NAME.fullmatch(name)
+        if match is None:
+            raise ValueError(f"not a component name: {name!r} (LxHy or MLPx)")
+        mlp, layer, head = match.groups()
+        return cls(int(mlp)) if mlp is not None else cls(int(layer), int(head))
+
     @property
     def hook(self) -> str:
-        return f"blocks.{self.layer}.hook_mlp_out" if self.head is None else f"blocks.{self.layer}.attn.hook_z"
+        return act_name("mlp_out", self.layer) if self.head is None else act_name("z", self.layer)
 
     def get(self, act: torch.Tensor) -> torch.Tensor:
         """This component's slice of its hook's activation: ``[batch, pos, ...]``."""
@@ -103,7 +116,7 @@ def accuracy(model: LifeTransformer, ex: Examples, hooks: Hooks | None = None) -
     block = batched.first_hooked_block(hooks)
     start = None
     if block > 0 and ex.acts is not None and ex.acts.model is model:
-        start = (block, ex.act(f"blocks.{block}.hook_resid_pre", whole("resid")))
+        start = (block, ex.act(act_name("resid_pre", block), whole("resid")))
     pred = batched.target_logits(model, ex.tokens, hooks, start)[:, : model.layout.n_cells].argmax(-1)
     return float((pred == ex.next_boards.flatten(1)).float().mean())
 

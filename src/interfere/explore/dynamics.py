@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS, governing_bit
 from interfere.errors import UserError
 from interfere.explore import attn_maps
-from interfere.explore.analysis import Examples, Want, at_positions, linear_probes, target_rows
+from interfere.explore.analysis import Examples, Want, at_positions, cell_labels, linear_probes, target_rows
 from interfere.explore.common import Context, add_samples_arg, examples_of, parser, run_main
 from interfere.explore.components import (
     Component,
@@ -47,6 +47,7 @@ from interfere.explore.components import (
 from interfere.explore.logit_lens import residual_points
 from interfere.model import inference
 from interfere.model.checkpoint import list_snapshots, model_from_checkpoint, read_checkpoint
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.animate import field_frames, write_frames
 from interfere.viz.style import ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR, GUIDE_COLOR, SEQ_CMAP, caption, save
@@ -77,7 +78,7 @@ def wanted_per_snapshot(model: LifeTransformer) -> list[Want]:
     rule per layer, and the residual at the targets before and after every layer."""
     layout = model.layout
     board, rule = target_rows(layout, "targets->board", layout.board), target_rows(layout, "targets->rule", layout.rule)
-    patterns = [(f"blocks.{i}.attn.hook_pattern", v) for i in range(model.cfg.n_layers) for v in (board, rule)]
+    patterns = [(act_name("pattern", i), v) for i in range(model.cfg.n_layers) for v in (board, rule)]
     targets = at_positions("targets", layout.targets[0])
     return patterns + [(hook, targets) for _, hook in residual_points(model.cfg.n_layers)]
 
@@ -86,9 +87,7 @@ def probe_scores(model: LifeTransformer, ex: Examples) -> dict[str, float]:
     """Least-squares linear probes at the t+1 targets, fitted on 3/4 of the boards, scored on the rest,
     best over the residual points: count R2, own-state, next-state and mean rule-bit AUC."""
     test = torch.arange(len(ex)) >= 3 * len(ex) // 4
-    n = model.layout.n_cells
-    labels = {"count": ex.counts.flatten(1), "own": ex.boards.flatten(1), "next": ex.next_boards.flatten(1),
-              **{f"rule {b}": ex.rules[:, b : b + 1].expand(-1, n) for b in range(N_RULE_BITS)}}
+    labels = cell_labels(ex)
     best = {"count_r2": -np.inf, "own_auc": 0.0, "next_auc": 0.0, "rule_auc": 0.0}
     for _, hook in residual_points(model.cfg.n_layers):
         s = linear_probes(ex.act(hook, at_positions("targets", model.layout.targets[0])), labels, test)
@@ -160,7 +159,7 @@ class Params:
     fraction: float = 0.9  # a measure "forms" when it has covered this share of the way to its final value
     run_dir: str = ""  # the run whose snapshots are measured (checkpoints/<RUN_ID>)
     size: tuple[int, int] | None = None  # the board size to measure at (a size-free run; default its own)
-    sufficient_acc: float = 0.999  # the minimal circuit's bar (thresholds: circuit.sufficient_acc)
+    sufficient_acc: float = field(kw_only=True)  # the minimal circuit's bar: the thresholds' circuit.sufficient_acc
 
 
 @dataclass

@@ -20,6 +20,7 @@ from sklearn.decomposition import PCA
 
 from interfere.explore.analysis import Examples, View, Want, at_positions
 from interfere.explore.common import Context, add_samples_arg, check_range, parser, run_main
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.style import ACCENT, COUNT_PALETTE, DEAD_COLOR, DEAD_POINT_COLOR, caption, save
 
@@ -51,7 +52,7 @@ class Result:
 
 
 def hook_name(layer: int, n_layers: int) -> str:
-    return f"blocks.{layer}.hook_resid_pre" if layer < n_layers else f"blocks.{n_layers - 1}.hook_resid_post"
+    return act_name("resid_pre", layer) if layer < n_layers else act_name("resid_post", n_layers - 1)
 
 
 def view(model: LifeTransformer, at: str) -> View:

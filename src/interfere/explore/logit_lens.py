@@ -19,6 +19,7 @@ import torch
 
 from interfere.explore.analysis import Examples, Want, at_positions, fast_auc
 from interfere.explore.common import add_samples_arg, parser, run_main
+from interfere.model.hooks import act_name, resid_after
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.style import ACCENT, ACCENT_2, GUIDE_COLOR, caption, save
 
@@ -40,9 +41,7 @@ class Result:
 
 def residual_points(n_layers: int) -> list[tuple[str, str]]:
     """(label, hook) of the residual stream before layer 0 and after every layer."""
-    return [("embed", "blocks.0.hook_resid_pre")] + [
-        (f"after L{i}", f"blocks.{i + 1}.hook_resid_pre" if i + 1 < n_layers else f"blocks.{i}.hook_resid_post")
-        for i in range(n_layers)]
+    return [("embed", act_name("resid_pre", 0))] + [(f"after L{i}", resid_after(i, n_layers)) for i in range(n_layers)]
 
 
 def wants(model: LifeTransformer, params: Params) -> list[Want]:

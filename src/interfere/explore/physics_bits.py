@@ -45,8 +45,9 @@ from interfere.explore.analysis import Examples, Want, target_rows
 from interfere.explore.common import Context, add_samples_arg, examples_of, parser, run_main
 from interfere.explore.components import accuracy
 from interfere.model import inference
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
-from interfere.thresholds import effect_floors, load_thresholds
+from interfere.thresholds import effect_floors
 from interfere.viz.boards import head_grid
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, DIV_CMAP, SEQ_CMAP, WRONG_COLOR, caption, save
 
@@ -118,7 +119,7 @@ def patch_hooks(source_z: dict[str, torch.Tensor], heads: list[tuple[int, int]],
             return z
         return hook
 
-    return [(f"blocks.{layer}.attn.hook_z", make_hook(layer)) for layer in by_layer]
+    return [(act_name("z", layer), make_hook(layer)) for layer in by_layer]
 
 
 @torch.no_grad()
@@ -132,7 +133,7 @@ def head_patching(model: LifeTransformer, rules: torch.Tensor, flipped: torch.Te
     clean_tokens = model.encode_prompt(rules, boards)
     flip_tokens = model.encode_prompt(flipped, boards)
     metric = governed_metric(model, rules, flipped, boards)
-    names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    names = [act_name("z", layer) for layer in range(model.cfg.n_layers)]
     source_z = batched.cached(model, flip_tokens, names)
     clean_m = metric(batched.target_logits(model, clean_tokens))
     effect = metric(batched.target_logits(model, flip_tokens)) - clean_m
@@ -194,7 +195,7 @@ class Params:
     samples: int = 144
     patching: str = "auto"  # per-head activation patching: auto (up to PATCHING_MAX_CELLS cells) | on | off
     conway: bool = True  # also the rule-path test on Conway's Life (the same boards)
-    thresholds: dict = field(default_factory=load_thresholds)  # passed in by commands; H3 applies effect_floors
+    thresholds: dict = field(kw_only=True)  # passed in by commands (never read here); H3 applies effect_floors
 
 
 @dataclass
@@ -214,7 +215,7 @@ class Result:
 
 def wants(model: LifeTransformer, params: Params) -> list[Want]:
     view = target_rows(model.layout, "targets->rule", model.layout.rule)
-    return [(f"blocks.{i}.attn.hook_pattern", view) for i in range(model.cfg.n_layers)]
+    return [(act_name("pattern", i), view) for i in range(model.cfg.n_layers)]
 
 
 def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:

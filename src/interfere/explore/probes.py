@@ -28,7 +28,7 @@ from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from interfere.data.layout import SequenceLayout
-from interfere.explore.analysis import Examples, View, Want, at_positions
+from interfere.explore.analysis import Examples, View, Want, at_positions, cell_labels
 from interfere.explore.common import Context, add_samples_arg, examples_of, parser, run_main
 from interfere.explore.logit_lens import residual_points
 from interfere.model.life_model import LifeTransformer
@@ -109,9 +109,10 @@ def fit_probes(x: np.ndarray, ex: dict[str, np.ndarray], train: np.ndarray, test
 
 
 def labels_of(ex: Examples) -> dict[str, np.ndarray]:
-    n = len(ex.boards)
-    return {"count": ex.counts.reshape(n, -1).numpy(), "prior": ex.boards.reshape(n, -1).numpy(),
-            "next": ex.next_boards.reshape(n, -1).numpy()}
+    """The labels H2's probes read (:func:`interfere.explore.analysis.cell_labels`), as arrays; ``prior`` is the
+    own state."""
+    labels = cell_labels(ex)
+    return {"count": labels["count"].numpy(), "prior": labels["own"].numpy(), "next": labels["next"].numpy()}
 
 
 def shuffled(labels: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:

@@ -24,6 +24,7 @@ from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
 from interfere.data.layout import rule_token
 from interfere.explore.analysis import Examples, Want, at_positions
 from interfere.explore.common import Context, add_samples_arg, parser, run_main
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 from interfere.viz.style import ACCENT, BIRTH_COLOR, DIV_CMAP, caption, save
 
@@ -52,7 +53,7 @@ class Result:
     pca_xy: list  # [18][2][2]: the 36 tokens on the first two principal components
 
 
-RESID0 = "blocks.0.hook_resid_post"
+RESID0 = act_name("resid_post", 0)
 
 
 def wants(model: LifeTransformer, params: Params) -> list[Want]:
@@ -63,7 +64,7 @@ def token_vectors(model: LifeTransformer, ex: Examples, params: Params) -> torch
     """``[18, 2, d_model]``: the vector of ``<Rr_v>`` for every bit r and value v."""
     if params.source == "embed":
         ids = torch.tensor([[rule_token(r, v) for v in (0, 1)] for r in range(N_RULE_BITS)])
-        return model.embed.W_E[ids].float().cpu()
+        return model.embed.W_E[ids].detach().float().cpu()
     ((hook, view),) = wants(model, params)
     resid = ex.act(hook, view)
     out = torch.zeros(N_RULE_BITS, 2, resid.shape[-1])

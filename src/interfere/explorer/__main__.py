@@ -6,15 +6,19 @@ is one, else the newest checkpoint."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from interfere.cli import add_checkpoint_args, exit_on_user_error, load_model_from_args
+from interfere.cli import (
+    add_checkpoint_args,
+    add_thresholds_arg,
+    exit_on_user_error,
+    load_model_from_args,
+    thresholds_from_args,
+)
 from interfere.data.stream import DataConfig
 from interfere.errors import UserError
 from interfere.explorer.app import create_app
 from interfere.explorer.engine import Engine
 from interfere.model.checkpoint import newest_size_free
-from interfere.thresholds import load_thresholds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,8 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     add_checkpoint_args(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--thresholds", default=None, help="thresholds file (default cfg/report/thresholds.yaml): the "
-                                                       "lookup map's, for a clicked cell's route")
+    add_thresholds_arg(p)  # the lookup map's, for a clicked cell's route
     args = p.parse_args(argv)
     with exit_on_user_error():
         if not 0 < args.port < 65536:
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
             args.ckpt = newest_size_free(args.ckpt_dir)
         model, ckpt = load_model_from_args(args)
         data = DataConfig(**ckpt["config"]["data"])
-        thresholds = load_thresholds(Path(args.thresholds) if args.thresholds else None)["circuit"]
+        thresholds = thresholds_from_args(args)["circuit"]
         engine = Engine.create(model, data.heldout_seed, data.n_heldout, (data.density_min, data.density_max),
                                thresholds)
         app = create_app(engine, {"run_id": ckpt.get("run_id"), "step": ckpt["step"], "checkpoint": ckpt["path"]})

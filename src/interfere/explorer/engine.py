@@ -24,6 +24,7 @@ from interfere.explore.account import routes
 from interfere.explore.common import examples_of
 from interfere.explore.components import Component, mean_ablation, reference_outputs
 from interfere.model import inference
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 
 REFERENCE_BOARDS = 64
@@ -131,7 +132,7 @@ class Engine:
             _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
         out = []
         for layer in range(self.model.cfg.n_layers):
-            pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0, :, query].float().cpu()  # [head, T]
+            pattern = cache[act_name("pattern", layer)][0, :, query].float().cpu()  # [head, T]
             out.append([{
                 "board": pattern[h, layout.board].view(layout.height, layout.width).tolist(),
                 "rule": pattern[h, layout.rule].tolist(),

@@ -1,5 +1,14 @@
-"""The hooked model (HookedTransformer + 2D RoPE, segments and the attention mask) and its I/O."""
+"""The hooked model (HookedTransformer + 2D RoPE, segments and the attention mask) and its I/O.
 
-from interfere.model.life_model import LifeTransformer, ModelConfig, n_params
+``LifeTransformer``, ``ModelConfig`` and ``n_params`` are imported from here lazily, so that reading a model's
+configuration (:mod:`interfere.model.config`) does not load TransformerLens."""
 
 __all__ = ["LifeTransformer", "ModelConfig", "n_params"]
+
+
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        from interfere.model import life_model
+
+        return getattr(life_model, name)
+    raise AttributeError(f"module 'interfere.model' has no attribute {name!r}")

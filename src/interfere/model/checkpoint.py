@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -142,7 +143,8 @@ def newest_size_free(ckpt_dir: str | Path = "checkpoints") -> Path | None:
     for path in runs:
         try:  # memory-mapped: only the small config is read
             config = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("config", {})
-        except Exception:  # an unreadable file is not a candidate; loading it by name reports why
+        except Exception as err:  # noqa: BLE001 - torch raises many types for foreign files: skip it, saying why
+            print(f"note: skipping {path}: not a readable checkpoint ({type(err).__name__})", file=sys.stderr)
             continue
         if config.get("model", {}).get("positions") == "window":
             return path
@@ -194,16 +196,32 @@ def _with_defaults(section: str, values: dict) -> dict:
     return {**defaults, **values}
 
 
-def config_mismatches(saved: dict, wanted: dict, sections: tuple[str, ...] = ("data", "model")) -> list[str]:
-    """Keys of the model-defining config sections whose values differ, as readable strings (a key
-    the checkpoint predates counts as its default)."""
+class Difference(NamedTuple):
+    """One key of a config section whose value differs between a checkpoint and a config."""
+
+    section: str
+    key: str
+    saved: Any
+    wanted: Any
+
+    def __str__(self) -> str:
+        return f"{self.section}.{self.key}: checkpoint {self.saved!r} vs config {self.wanted!r}"
+
+
+def config_differences(saved: dict, wanted: dict, sections: tuple[str, ...] = ("data", "model")) -> list[Difference]:
+    """Keys of the model-defining config sections whose values differ (a key the checkpoint predates counts as
+    its default)."""
     out = []
     for section in sections:
         a, b = _with_defaults(section, saved.get(section, {})), _with_defaults(section, wanted.get(section, {}))
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                out.append(f"{section}.{key}: checkpoint {a.get(key)!r} vs config {b.get(key)!r}")
+        out += [Difference(section, key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b))
+                if a.get(key) != b.get(key)]
     return out
+
+
+def config_mismatches(saved: dict, wanted: dict, sections: tuple[str, ...] = ("data", "model")) -> list[str]:
+    """:func:`config_differences` as readable strings."""
+    return [str(d) for d in config_differences(saved, wanted, sections)]
 
 
 def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu", ema: bool = True) -> LifeTransformer:

@@ -23,14 +23,16 @@ import torch
 import torch.nn.functional as F
 from transformer_lens.components import Attention, LayerNorm
 
+from interfere.model.hooks import act_name, norm_hook
+
 ScoreMask = Callable[[int, int, int], torch.Tensor]  # (layer, queries, keys) -> bool allowed or additive bias
 
 
 def op_by_op_hooks(n_layers: int) -> list[tuple[str, Callable]]:
     """No-op hooks at every ``hook_pattern`` and LayerNorm output: with them the model runs
     TransformerLens' own attention and LayerNorm op by op (for comparisons and benchmarks)."""
-    names = [f"blocks.{i}.{point}" for i in range(n_layers)
-             for point in ("attn.hook_pattern", "ln1.hook_normalized", "ln2.hook_normalized")]
+    names = [name for i in range(n_layers) for name in
+             (act_name("pattern", i), norm_hook("normalized", i, "ln1"), norm_hook("normalized", i, "ln2"))]
     return [(name, lambda act, hook: act) for name in [*names, "ln_final.hook_normalized"]]
 
 

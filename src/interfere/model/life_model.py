@@ -36,7 +36,9 @@ from interfere.data.layout import SEG_BOARD, VOCAB, SequenceLayout
 from interfere.errors import UserError
 from interfere.model import fast_path, window
 from interfere.model.config import ModelConfig
+from interfere.model.hooks import act_name
 from interfere.model.lean import LeanAttention, LeanLayerNorm
+from interfere.model.memory import check_board_fits
 from interfere.model.rope2d import apply_rope, rope_angles
 
 
@@ -129,6 +131,7 @@ class LifeTransformer(HookedTransformer):
         """Refuse, in one line, a board size this model cannot run."""
         if self.size_free:
             self.layout.with_size(height, width).check_window(self.life_cfg.window)
+            check_board_fits(self.life_cfg, self.layout.with_size(height, width), self.W_seg.device)
         elif (height, width) != self.built_size:
             h, w = self.built_size
             raise UserError(f"this checkpoint is a fixed-size model (model.positions=rope, {h}x{w} boards): it "
@@ -155,9 +158,9 @@ class LifeTransformer(HookedTransformer):
     def _add_layout_hooks(self) -> None:
         self.add_perma_hook("hook_embed", self._add_segments)
         for layer in range(self.cfg.n_layers):
-            self.add_perma_hook(f"blocks.{layer}.attn.hook_q", self._rotate)
-            self.add_perma_hook(f"blocks.{layer}.attn.hook_k", self._rotate)
-            self.add_perma_hook(f"blocks.{layer}.attn.hook_attn_scores", self._mask_scores)
+            self.add_perma_hook(act_name("q", layer), self._rotate)
+            self.add_perma_hook(act_name("k", layer), self._rotate)
+            self.add_perma_hook(act_name("attn_scores", layer), self._mask_scores)
 
     def _add_segments(self, embed: torch.Tensor, hook: HookPoint) -> torch.Tensor:
         # embed: [batch, pos, d_model]

@@ -38,6 +38,7 @@ from interfere.model.config import DENSE_MAX_CELLS, TILE, ModelConfig
 FP32 = 4
 GB = 1e9
 CHUNK_SHARE = 0.25  # of the free memory, for the transient activations of one chunk (inference or analysis)
+TABLE_BYTES_PER_POSITION = 64  # the layout's per-position tables (positions, segments, rotary angles, indices)
 CHUNK_MAX_BYTES = 1e9  # and never more: the peak does not grow with the machine, and life32 analyses stay under 8 GB
 
 
@@ -51,18 +52,18 @@ def _keys_and_gathered(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> 
     """Keys each target attends to, and the bytes of one layer's per-tile copies of the queries, keys
     and values (a window model above DENSE_MAX_CELLS, :func:`interfere.model.window.tiled_attention`)."""
     if cfg.positions != "window":
-        return layout.seq_len - len(layout.target_index), 0
+        return layout.seq_len - layout.n_targets, 0
     if layout.n_cells <= DENSE_MAX_CELLS:  # the window model attends densely (interfere.model.window)
-        return len(layout.physics_index) + layout.n_cells + 1, 0
+        return layout.n_physics + layout.n_cells + 1, 0
     halo = (TILE + 2 * cfg.window) ** 2
     tiles = -(-layout.height // TILE) * -(-layout.width // TILE)
-    return len(layout.physics_index) + halo + 1, (2 * tiles * halo + 4 * layout.n_cells) * batch * cfg.d_model * FP32
+    return layout.n_physics + halo + 1, (2 * tiles * halo + 4 * layout.n_cells) * batch * cfg.d_model * FP32
 
 
 def train_step_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int:
     """Peak bytes of one fast-path training step on ``batch`` sequences (module docstring)."""
     cfg = cfg.resolved()
-    context, targets = layout.seq_len - len(layout.target_index), len(layout.target_index)
+    context, targets = layout.seq_len - layout.n_targets, layout.n_targets
     keys, gathered = _keys_and_gathered(cfg, layout, batch)
     attention = batch * cfg.n_heads * targets * keys * FP32
     per_token = (11 * cfg.d_model + 2 * cfg.d_mlp) * FP32
@@ -82,7 +83,7 @@ def forward_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int:
 def inference_bytes(cfg: ModelConfig, layout: SequenceLayout, batch: int) -> int:
     """Peak bytes of one fast-path forward without gradients on ``batch`` sequences."""
     cfg = cfg.resolved()
-    context, targets = layout.seq_len - len(layout.target_index), len(layout.target_index)
+    context, targets = layout.seq_len - layout.n_targets, layout.n_targets
     keys, gathered = _keys_and_gathered(cfg, layout, batch)
     attention = 2 * batch * cfg.n_heads * targets * keys * FP32
     streams = 3 * batch * (context + targets) * max(3 * cfg.d_model, cfg.d_mlp) * FP32
@@ -125,6 +126,17 @@ def largest_batch(bytes_for: Callable[[int], int], budget: int, upper: int) -> i
     return lo
 
 
+def check_board_fits(cfg: ModelConfig, layout: SequenceLayout, device: torch.device) -> None:
+    """Refuse, in one line and before anything is allocated, a board size whose one-sequence forward (and the
+    layout's per-position tables) cannot fit in the memory this machine has free."""
+    free = available_bytes(device)
+    need = inference_bytes(cfg, layout, 1) + TABLE_BYTES_PER_POSITION * layout.seq_len
+    if free is None or need <= free:
+        return
+    raise UserError(f"{layout.height}x{layout.width} boards need about {need / GB:,.1f} GB to run one sequence, but "
+                    f"{device.type} has {free / GB:,.1f} GB free: use a smaller board (--size)")
+
+
 def check_training_fits(cfg: ModelConfig, layout: SequenceLayout, batch: int, device: torch.device) -> None:
     """Refuse, in one line, a training step that cannot fit in the memory this machine has free."""
     free = available_bytes(device)
@@ -136,7 +148,7 @@ def check_training_fits(cfg: ModelConfig, layout: SequenceLayout, batch: int, de
               "not even one sequence fits: use smaller boards (data.height, data.width) or a smaller model")
     raise UserError(
         f"{layout.height}x{layout.width} boards with data.batch_size={batch} need about {need / GB:,.1f} GB per "
-        f"training step ({len(layout.target_index):,} targets attending to "
-        f"{layout.seq_len - len(layout.target_index):,} context tokens), but {device.type} has "
+        f"training step ({layout.n_targets:,} targets attending to "
+        f"{layout.seq_len - layout.n_targets:,} context tokens), but {device.type} has "
         f"{free / GB:,.1f} GB free; {advice}"
     )

@@ -5,7 +5,7 @@ clipping, optional EMA, bf16 autocast where it pays (``train.precision``), cross
 outputs at target positions only. Rank 0 alone evaluates, logs and writes checkpoints.
 
 Every ``train.eval_every`` steps the model is checked on the validation rules; training stops when
-they reach ``train.stop_when`` (``train.stopping``) or at the cap ``train.steps``, and only then is it
+they reach ``train.stop_when`` (``stopping``) or at the cap ``train.steps``, and only then is it
 measured on the held-out test rules (``eval.json`` says when and why it stopped).
 
 A run is reproducible bit for bit for a given seed, device and thread count
@@ -15,41 +15,32 @@ step its last good checkpoint is when it stops on a non-finite loss.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from interfere.config import TrainConfig, layout_of, resolve_device, sections, to_plain
 from interfere.cpu import configure_cpu
-from interfere.data.layout import VOCAB
 from interfere.data.stream import BatchStream, DataConfig
 from interfere.evaluate import evaluate, format_report, named_check, save_rollout_animation, validation_metrics
 from interfere.model.checkpoint import (
-    FORMAT_VERSION,
     LATEST,
     CheckpointError,
-    atomic_save,
     load_weights,
-    point_latest_link,
     read_checkpoint,
-    snapshot_path,
 )
 from interfere.model.life_model import LifeTransformer, ModelConfig, n_params
 from interfere.model.memory import check_training_fits
+from interfere.stopping import needs_named, parse_stop_when, shortfall, stop_reason
 from interfere.train.distributed import Dist, session
 from interfere.train.optim import (
     EMA,
-    all_finite,
     lr_factor,
     make_optimizer,
     make_scheduler,
@@ -65,65 +56,17 @@ from interfere.train.runs import (
     resolve_run,
     resume_mismatches,
 )
-from interfere.train.stopping import needs_named, parse_stop_when, shortfall, stop_reason
+from interfere.train.saving import Saving
+from interfere.train.step import (  # re-exported: the loop's public names
+    TargetLogits,
+    Window,
+    accumulate_gradients,
+    deterministic_algorithms,
+    target_loss,
+)
 
 __all__ = ["TargetLogits", "TrainingError", "accumulate_gradients", "deterministic_algorithms", "lr_factor",
            "make_optimizer", "target_loss", "train"]
-
-
-class TargetLogits(torch.nn.Module):
-    """What training differentiates: target logits, by the fused fast path or the hooked forward."""
-
-    def __init__(self, model: LifeTransformer, fast: bool) -> None:
-        super().__init__()
-        self.model, self.fast = model, fast
-
-    def forward(self, tokens: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        if size is not None:
-            self.model.resize(*size)
-        if self.fast:
-            return self.model.fast_target_logits(tokens)
-        return self.model.target_logits(self.model(tokens))
-
-
-def target_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
-                focal_gamma: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy over the two outputs (weighted by ``weights`` ``[N, targets]``, mean 1, if
-    given; with ``focal_gamma`` > 0 the focal loss of Lin et al. 2017, each target's cross-entropy
-    times ``(1 - p)^gamma``, p its probability of the right answer, so cells the model already gets
-    right weigh less), and the number of correct cells (no sync)."""
-    if weights is None and focal_gamma == 0:
-        loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
-    else:
-        per_cell = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="none")
-        if focal_gamma > 0:
-            per_cell = per_cell * (1 - torch.exp(-per_cell)).pow(focal_gamma)
-        if weights is not None:
-            per_cell = per_cell * weights.flatten().to(per_cell.device)
-        loss = per_cell.mean()
-    correct = (logits.argmax(-1) == labels).sum()
-    return loss, correct
-
-
-def accumulate_gradients(net: torch.nn.Module, batches: list, autocast: contextlib.AbstractContextManager,
-                         focal_gamma: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backward over micro-batches, each of one board size (gradients averaged over them, and over
-    ranks by DDP, which synchronises only on the last one); returns the mean loss and the
-    correct-cell count."""
-    loss_sum = torch.zeros(())
-    correct_sum = torch.zeros((), dtype=torch.long)
-    for micro, batch in enumerate(batches):
-        last = micro == len(batches) - 1
-        sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else contextlib.nullcontext()
-        with sync:
-            with autocast:
-                logits = net(batch.tokens, (batch.layout.height, batch.layout.width))
-            loss, correct = target_loss(logits, batch.labels[:, batch.layout.target_index.to(logits.device)],
-                                        batch.weights, focal_gamma)
-            (loss / len(batches)).backward()
-        loss_sum = loss_sum.to(loss.device) + loss.detach() / len(batches)
-        correct_sum = correct_sum.to(correct.device) + correct
-    return loss_sum, correct_sum
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -141,27 +84,7 @@ def train(cfg: DictConfig) -> dict:
             return Run(cfg, data_cfg, model_cfg, tc, device, dd).train()  # called where gradients are off
 
 
-@contextlib.contextmanager
-def deterministic_algorithms(enabled: bool, device: torch.device) -> Iterator[None]:
-    """torch's deterministic algorithms (``train.deterministic``) for the block, without their NaN fill.
-
-    On CPU the only non-deterministic op of a step is the embedding backward (atomic adds); its
-    deterministic version is no slower (bench/README.md). CUDA warns where it cannot. The mode also
-    fills every new tensor with NaN, for ops that would read memory before writing it; none of a
-    training step's does (200 cpu_demo steps give bit-identical weights either way), and the fill costs
-    1-2% of a cpu_demo step (steps alternating it on and off; docs/experiments.md, round 4).
-    """
-    was, was_filling = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(enabled, warn_only=device.type == "cuda")
-    torch.utils.deterministic.fill_uninitialized_memory = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(was)
-        torch.utils.deterministic.fill_uninitialized_memory = was_filling
-
-
-class Run:
+class Run(Saving):
     """One training run: its state (model, optimizer, data stream, step) and what it writes."""
 
     def __init__(self, cfg: DictConfig, data_cfg: DataConfig, model_cfg: ModelConfig, tc: TrainConfig,
@@ -402,60 +325,6 @@ class Run:
         self.model.train()
         return metrics
 
-    def check_finite(self, weights: bool) -> None:
-        """Stop with a truthful message if the loss (or, with ``weights``, a weight) is not finite."""
-        first_bad = self.first_bad_step.clone()
-        if self.dd.enabled:  # every rank must reach the same decision
-            first_bad[first_bad < 0] = torch.iinfo(torch.long).max
-            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
-            first_bad[first_bad == torch.iinfo(torch.long).max] = -1
-        bad_step = int(first_bad)
-        if bad_step >= 0:
-            what = f"loss became {self.bad_loss.item()} at step {bad_step}"
-        elif weights and not all_finite(list(self.model.parameters())):
-            what = f"weights became non-finite at step {self.step}"
-        else:
-            return
-        last = (f"the last good checkpoint is step {self.saved[0]}: {self.saved[1]}" if self.saved
-                else "no checkpoint of this run was written")
-        raise TrainingError(f"{what}; lower train.lr or set train.grad_clip ({last})")
-
-    def save(self) -> Path:
-        """Write ``latest.pt`` (rank 0) after checking that nothing in it is non-finite."""
-        self.check_finite(weights=True)
-        stream_states = [self.stream.generator.get_state()]
-        if self.dd.enabled:
-            gathered: list = [None] * self.dd.world_size
-            dist.all_gather_object(gathered, stream_states[0])
-            stream_states = gathered
-        path = self.ckpt_dir / self.run_id / LATEST
-        if self.dd.is_main:
-            atomic_save({
-                "format_version": FORMAT_VERSION, "config": self.cfg, "vocab": list(VOCAB),
-                "run_id": self.run_id, "step": self.step, "train_time_s": self.train_time,
-                "world_size": self.dd.world_size, "model": self.model.state_dict(),
-                "ema": self.ema.state_dict(self.model) if self.ema is not None else None,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "rng": {"stream": stream_states, "torch": torch.get_rng_state()},
-                "metrics": self.last_eval, "stopped": self.stopped,
-            }, path)
-            point_latest_link(self.ckpt_dir, path)
-        self.dd.barrier()
-        self.saved = (self.step, path)
-        return path
-
-    def snapshot(self) -> None:
-        """A small weights-only file for the dynamics analysis, written by rank 0; resume never reads it."""
-        self.check_finite(weights=True)  # on every rank: it may synchronise them
-        if not self.dd.is_main:
-            return
-        path = snapshot_path(self.ckpt_dir, self.run_id, self.step)
-        weights = self.ema.state_dict(self.model) if self.ema is not None else self.model.state_dict()
-        atomic_save({"format_version": FORMAT_VERSION, "kind": "snapshot", "config": self.cfg, "vocab": list(VOCAB),
-                     "run_id": self.run_id, "step": self.step, "train_time_s": self.train_time,
-                     "model": weights, "ema": None}, path)
-        self._log({"step": self.step, "snapshot": str(path), "train_time_s": self.train_time})
-
     def _finish(self) -> dict:
         """Rank-weight dumps, the final evaluation (rank 0) and the result dict."""
         tc, path = self.tc, self.ckpt_dir / self.run_id / LATEST
@@ -489,20 +358,3 @@ class Run:
         return report
 
 
-class Window:
-    """Loss and correct-cell sums over the steps since the last log line (kept on the device)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.loss = torch.zeros((), device=device)
-        self.correct = torch.zeros((), device=device, dtype=torch.long)
-        self.reset()
-
-    def add(self, loss: torch.Tensor, correct: torch.Tensor) -> None:
-        self.loss += loss
-        self.correct += correct
-        self.steps += 1
-
-    def reset(self) -> None:
-        self.loss.zero_()
-        self.correct.zero_()
-        self.steps, self.start = 0, time.perf_counter()

@@ -13,6 +13,7 @@ from matplotlib.patches import Rectangle
 
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
 from interfere.explore.account.routes import carry_table
+from interfere.explore.components import Component
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, INK, SEQ_CMAP, WRONG_COLOR, caption, save
 
 ENTER_LABEL = {"board": "board", "targets": "targets", "rule": "rule token", "separators": "separators"}
@@ -46,7 +47,7 @@ def map_figure(summary: dict, routes: dict, out: Path, provenance: str) -> Path:
 def importance_figure(r: Any, out: Path, provenance: Callable[..., str]) -> Path:
     """Layer x component heatmap of accuracy under mean ablation, circuit outlined, target roles written in."""
     names = list(r.importance)
-    n_layers = 1 + max(int(n[3:]) if n.startswith("MLP") else int(n[1:].split("H")[0]) for n in names)
+    n_layers = 1 + max(Component.from_name(n).layer for n in names)
     cols = [n for n in names if n.startswith("L0")] + ["MLP"]
     grid = np.array([[r.importance[c.replace("L0", f"L{l}") if c != "MLP" else f"MLP{l}"] for c in cols]
                      for l in range(n_layers)])

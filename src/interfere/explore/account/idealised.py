@@ -31,6 +31,7 @@ from interfere.explore import batched
 from interfere.explore.account.slots import Slot, positions
 from interfere.explore.analysis import Examples
 from interfere.explore.components import accuracy
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 
 TEMPLATES = ("own cell", "rule tokens", "live/dead stencil", "governing token", "case-conditional")
@@ -76,7 +77,7 @@ def head_rows(model: LifeTransformer, ex: Examples, slots: list[Slot]) -> dict[S
     def take(head: int, queries: torch.Tensor):
         return lambda p: p[:, head, queries]
 
-    wants = [(f"blocks.{s.component.layer}.attn.hook_pattern", s.name,
+    wants = [(act_name("pattern", s.component.layer), s.name,
               take(s.component.head, positions(model.layout, s.group))) for s in slots]
     rows = batched.cached_views(model, ex.tokens, wants)
     return {s: rows[(name, key)] for s, (name, key, _) in zip(slots, wants)}
@@ -140,7 +141,7 @@ def pattern_hooks(model: LifeTransformer, rows: dict[Slot, torch.Tensor]) -> obj
                     pattern[:, slot.component.head, pos] = torch.where(torch.isnan(r), own, r)
                 return pattern
             return hook
-        return [(f"blocks.{layer}.attn.hook_pattern", make(items)) for layer, items in by_layer.items()]
+        return [(act_name("pattern", layer), make(items)) for layer, items in by_layer.items()]
     return for_part
 
 

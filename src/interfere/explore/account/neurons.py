@@ -29,6 +29,7 @@ import torch
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS, governing_bit
 from interfere.explore import batched
 from interfere.explore.analysis import Examples
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 
 RANDOM_SETS = 20
@@ -54,7 +55,7 @@ def governing_bits(ex: Examples) -> torch.Tensor:
 def collect(model: LifeTransformer, ex: Examples, seed: int) -> Flips:
     """One clean and 18 flipped hooked forwards (one per bit), kept at the targets only."""
     layer, targets = model.cfg.n_layers - 1, model.layout.targets[0]
-    post, mid = f"blocks.{layer}.mlp.hook_post", f"blocks.{layer}.hook_resid_mid"
+    post, mid = act_name("post", layer), act_name("resid_mid", layer)
     take = lambda _, act: act[:, targets]  # noqa: E731
     clean = batched.cached(model, ex.tokens, [post, mid], take=take)
     flipped = []
@@ -178,12 +179,12 @@ def patched_hook(flips: Flips, neurons: torch.Tensor, layout_targets: slice, lay
     """A hooked-model check of the direct computation: hooks that patch ``neurons`` at every target
     from the governing-flip run (per chunk of examples)."""
     def for_part(part: slice) -> list:
-        def hook(post: torch.Tensor, hook) -> torch.Tensor:  # [batch, pos, d_mlp]
+        def patch(post: torch.Tensor, hook: object) -> torch.Tensor:  # [batch, pos, d_mlp]
             post = post.clone()
             src = flips.governing[part].to(post.device, post.dtype)
             post[:, layout_targets, neurons] = src[..., neurons]
             return post
-        return [(f"blocks.{layer}.mlp.hook_post", hook)]
+        return [(act_name("post", layer), patch)]
     return for_part
 
 

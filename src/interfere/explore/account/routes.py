@@ -32,6 +32,7 @@ from interfere.explore import batched
 from interfere.explore.account.slots import RESID_GROUPS, Slot, all_slots, positions, put_hooks, unread_slots
 from interfere.explore.analysis import Examples
 from interfere.explore.components import Component
+from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 
 
@@ -47,11 +48,11 @@ class Run:
 
 @torch.no_grad()
 def forward(model: LifeTransformer, tokens: torch.Tensor, components: list[Component]) -> Run:
-    names = sorted({c.hook for c in components} | {f"blocks.{L}.hook_resid_pre" for L in range(model.cfg.n_layers)})
+    names = sorted({c.hook for c in components} | {act_name("resid_pre", L) for L in range(model.cfg.n_layers)})
     cache = batched.cached(model, tokens, names)
     logits = batched.target_logits(model, tokens)
     return Run(tokens, {c: c.get(cache[c.hook]) for c in components},
-               [cache[f"blocks.{L}.hook_resid_pre"] for L in range(model.cfg.n_layers)],
+               [cache[act_name("resid_pre", L)] for L in range(model.cfg.n_layers)],
                logits[:, : model.layout.n_cells].argmax(-1))
 
 
@@ -155,9 +156,8 @@ def summarise(flips: Flips, boards: torch.Tensor | slice = slice(None)) -> dict[
 
 def order_key(name: str) -> tuple:
     """Slots in the order of computation: by layer, the heads (in parallel) before the MLP."""
-    component = name.split("@")[0]
-    layer = int(component[3:]) if component.startswith("MLP") else int(component[1:].split("H")[0])
-    return layer, component.startswith("MLP"), name
+    component = Slot.from_name(name).component
+    return component.layer, component.head is None, name
 
 
 def route(case: dict, n_layers: int, th: dict) -> dict:

@@ -51,15 +51,17 @@ class Slot:
     def name(self) -> str:
         return f"{self.component.name}@{self.group}"
 
+    @classmethod
+    def from_name(cls, name: str) -> Slot:
+        """The inverse of :attr:`name` (``L1H2@targets``)."""
+        component, _, group = name.partition("@")
+        if group not in GROUPS:
+            raise ValueError(f"not a slot name: {name!r} (component@{'|'.join(GROUPS)})")
+        return cls(Component.from_name(component), group)
+
 
 def all_slots(model: LifeTransformer) -> list[Slot]:
     return [Slot(c, g) for c in all_components(model) for g in GROUPS]
-
-
-def parse_slot(name: str, model: LifeTransformer) -> Slot:
-    """``L1H2@targets`` -> its :class:`Slot`."""
-    component, group = name.split("@")
-    return next(s for s in all_slots(model) if s.name == f"{component}@{group}")
 
 
 def put_hooks(model: LifeTransformer, values: dict[Slot, torch.Tensor | float]) -> Callable[[slice], list[Hook]]:

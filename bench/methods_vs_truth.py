@@ -51,7 +51,8 @@ def one_variant(variant: str, samples: int, th: dict) -> dict:
 def table(results: dict[str, dict]) -> str:
     names = list(results)
     rows = [["lookup map: routes as built (of 18)"] + [str(r["routes"]["matched"]) for r in results.values()],
-            ["account: roles as built"] + [f"{r['roles']['matched']} of {r['roles']['of']}" for r in results.values()],
+            ["account: roles as built (slots a measurement decides)"]
+            + [f"{r['roles']['matched']} of {r['roles']['of']}" for r in results.values()],
             ["every head idealised at once (named / case-conditional)"]
             + [f"{100 * r['idealised_named']:.2f}% / {100 * r['idealised_case_conditional']:.2f}%"
                for r in results.values()],

@@ -12,7 +12,7 @@ from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig, random_boards
 from interfere.explore import batched, circuit
 from interfere.explore.account import neurons
-from interfere.explore.account.idealised import key_kinds, query_cases, template_rows
+from interfere.explore.account.idealised import Weights, key_kinds, query_cases, template_rows
 from interfere.explore.account.interchange import CELL_ROLES, Interchange, control_of, draw_donors, role_key
 from interfere.explore.account.slots import unread_slots
 from interfere.explore.analysis import whole
@@ -173,7 +173,8 @@ def test_templates_are_the_written_patterns():
     ex = _examples(layout, 3, 7)
     kinds, case = key_kinds(type("M", (), {"layout": layout})(), ex, "targets"), query_cases(ex)
     allowed = layout.attention_mask()[layout.targets[0]].float()
-    weights = torch.rand(18, 62, generator=torch.Generator().manual_seed(0))
+    table = torch.rand(18, 62, generator=torch.Generator().manual_seed(0))
+    weights = Weights(table, table.mean(0), torch.ones(18, dtype=torch.bool))
     own = template_rows("own cell", weights, kinds, case, allowed)
     assert torch.equal(own.argmax(-1), (layout.board.start + torch.arange(25)).expand(3, -1))
     rule = template_rows("rule tokens", weights, kinds, case, allowed)
@@ -183,6 +184,9 @@ def test_templates_are_the_written_patterns():
                                                                                       torch.ones(3, 25))
     for rows in (own, rule, gated):
         assert torch.allclose(rows.sum(-1), torch.ones(3, 25)) and (rows[allowed.expand_as(rows) == 0] == 0).all()
+    unseen = Weights(table, table.mean(0), torch.arange(18) != int(case[0, 0]))  # a case the reference never saw
+    left = template_rows("case-conditional", unseen, kinds, case, allowed)
+    assert torch.isnan(left[case == case[0, 0]]).all() and not torch.isnan(left[case != case[0, 0]]).any()
 
 
 def test_the_answer_carrying_control_shares_the_answer_never_the_role():
@@ -252,14 +256,21 @@ def _routes(**special):
 
 
 def test_universality_compares_routes_up_to_a_permutation_of_the_heads():
-    a = {"routes": _routes(B5={"enters": "rule", "lookup": "L1H2@targets", "relays": []})}
-    b = {"routes": {c: {**r, "relays": [["L1H3@targets", 1.0]]} if r["relays"] else r  # heads 0 <-> 3, 2 <-> 1
-                    for c, r in _routes(B5={"enters": "rule", "lookup": "L1H1@targets", "relays": []}).items()}}
-    c = {"routes": _routes()}
+    relays = lambda *names: [[n, 1.0] for n in names]  # noqa: E731
+    a = {"routes": _routes(B5={"enters": "rule", "lookup": "L1H2@targets", "relays": []},
+                           S2={"relays": relays("L1H0@targets", "L1H1@targets")})}
+    b = {"routes": {c: {**r, "relays": relays("L1H3@targets")} if r["relays"] == relays("L1H0@targets") else r
+                    for c, r in _routes(B5={"enters": "rule", "lookup": "L1H1@targets", "relays": []},
+                                        S2={"relays": relays("L1H2@targets", "L1H3@targets")}).items()}}
+    # b is a with heads 0->3, 1->2, 2->1: the same algorithm
     assert universality.compare({0: a, 1: b}) == ("the same routes in every compared seed, up to a permutation of "
                                                   "the heads of each layer")
+    c = {"routes": _routes()}  # B5 on the board, S2 relayed by L1H0 alone
     verdict = universality.compare({0: a, 1: b, 2: c})
-    assert verdict.startswith("different algorithms: 1 case routes differ") and "seed 2 B5 board: MLP0@board" in verdict
+    assert verdict.startswith("different algorithms: 3 differences") and "seed 2 B5 board: MLP0@board" in verdict
+    d = {"routes": {**a["routes"], "S3": {**a["routes"]["S3"], "relays": relays("L1H1@targets")}}}
+    # every case's route has the same shape as a's, but S3 is relayed by the head that relays S2 with L1H0 in a
+    assert "layer 1's heads share the cases differently" in universality.compare({0: a, 1: d})
     common = universality.recurring({0: a, 1: b, 2: c})
     assert "S0: enters the board, looked up by MLP0 at the board in every seed" in common
     assert not any(line.startswith("B5") for line in common)

@@ -254,15 +254,22 @@ def test_browser_paste_an_rle_at_64x64_and_play(window_server, browser, tmp_path
     screenshot(driver, tmp_path, "explorer_rle_64x64.png", live_cells=5)  # the glider, on the simulator's board
 
 
-def test_a_clicked_cell_shows_the_route_of_its_case_in_a_hand_made_model(client):
+@pytest.fixture(scope="module")
+def hand_engine():
+    """The split hand-made model's explorer engine, with thresholds (its lookup map computed once, when first asked)."""
+    from interfere.model.handmade import build
+    from interfere.thresholds import load_thresholds
+
+    return Engine.create(build("split"), 1234, 64, (0.1, 0.9), load_thresholds()["circuit"])
+
+
+def test_a_clicked_cell_shows_the_route_of_its_case_in_a_hand_made_model(client, hand_engine):
     """The split hand-made model (known routes): a live cell with 7 live neighbours takes the targets route, a dead
     one with 5 the rule-token route by the lookup head; the trained tiny model's explorer has no thresholds, and
     says so in one line."""
-    from interfere.model.handmade import build, ground_truth
-    from interfere.thresholds import load_thresholds
+    from interfere.model.handmade import ground_truth
 
-    engine = Engine.create(build("split"), 1234, 64, (0.1, 0.9), load_thresholds()["circuit"])
-    hand = TestClient(create_app(engine, {"run_id": "handmade_split", "step": 0, "checkpoint": "-"}))
+    hand = TestClient(create_app(hand_engine, {"run_id": "handmade_split", "step": 0, "checkpoint": "-"}))
     assert hand.get("/api/info").json()["routes"] is True
     board = [[0] * 8 for _ in range(8)]
     for r, c in ((0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2), (1, 1)):
@@ -304,17 +311,13 @@ def test_browser_opens_an_rle_file_from_the_file_chooser(window_server, browser,
 
 
 @BROWSER
-def test_browser_shows_the_route_of_a_clicked_cells_case(browser, tmp_path):
+def test_browser_shows_the_route_of_a_clicked_cells_case(browser, tmp_path, hand_engine):
     """A hand-made model with known routes: clicking a dead cell with 3 live neighbours names its case (B3) and its
     route (looked up by MLP0 at the board, relayed by the copy head), and outlines that head."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from interfere.model.handmade import build
-    from interfere.thresholds import load_thresholds
-
-    engine = Engine.create(build("split"), 1234, 64, (0.1, 0.9), load_thresholds()["circuit"])
-    app = create_app(engine, {"run_id": "handmade_split", "step": 0, "checkpoint": "-"})
+    app = create_app(hand_engine, {"run_id": "handmade_split", "step": 0, "checkpoint": "-"})
     with serving(app) as url:
         driver = browser
         driver.get(url)

@@ -26,10 +26,11 @@ def covering(model, seed: int = 92):
 
 
 @pytest.mark.parametrize("variant, heads", [("attention", Heads(lookup=3, copy=1)), ("board", Heads()),
-                                            ("targets", Heads(count=2, own=0, rules=3)), ("split", Heads())])
+                                            ("targets", Heads(count=2, own=0, rules=3)), ("split", Heads()),
+                                            ("late", Heads())])
 def test_the_lookup_map_recovers_every_case_of_every_variant(variant, heads):
     """The routes the map finds are the ones built, case by case; a lookup head moved to another index is found
-    there (attention: L1H3)."""
+    there (attention: L1H3); a lookup in the read-out itself (late) is named, not assumed away."""
     model = build(variant, heads)
     flips = routes.flip_map(model, covering(model))
     found = routes.routes(routes.summarise(flips), 2, TH["circuit"])

@@ -160,7 +160,8 @@ def how_section(page: Page, summary: dict, figures: list[Path]) -> None:
     if built:
         page.para(f"This model was written by hand, so its algorithm is known: the lookup map finds "
                   f"{built['routes']['matched']} of {built['routes']['of']} cases' routes as built, the roles "
-                  f"{built['roles']['matched']} of {built['roles']['of']} slots"
+                  f"{built['roles']['matched']} of {built['roles']['of']} slots (and "
+                  f"{len(built['roles']['forced'])} more fixed by construction)"
                   + (f"; differing: {', '.join(built['routes']['mismatches'] + built['roles']['mismatches'])}"
                      if built["routes"]["mismatches"] or built["roles"]["mismatches"] else "") + ".")
     page.para(f"Verdict: {how['verdict']}: {how['verdict_reason']}. Minimal circuit ({how['circuit_search']}): "

@@ -11,6 +11,7 @@ a parent that fails stops its child: no report is written either way (the caller
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,15 +56,17 @@ def run_split(split: Split) -> tuple[dict, dict]:
     child = context.Process(target=_child, args=(split, send), daemon=True)
     child.start()  # forks now: the child has this process's model, examples and settings
     send.close()
-    before = torch.get_num_threads()
+    before, done = torch.get_num_threads(), False
     torch.set_num_threads(split.threads_here)
     try:
         with threadpool_limits(split.threads_here):
             first = split.here()
-        return first, _receive(receive, child)
+        result = first, _receive(receive, child)
+        done = True
+        return result
     finally:
         torch.set_num_threads(before)
-        if child.is_alive():  # this process failed first: the child's work is of no use
+        if not done and child.is_alive():  # this process failed first: the child's work is of no use
             child.terminate()
         child.join()
         receive.close()
@@ -72,7 +75,7 @@ def run_split(split: Split) -> tuple[dict, dict]:
 def _receive(receive: Connection, child: multiprocessing.process.BaseProcess) -> dict:
     try:
         message = receive.recv()
-    except EOFError:
+    except (EOFError, OSError, pickle.UnpicklingError):  # the child is gone, or died while sending
         child.join()
         raise UserError(f"the report's second process died (exit code {child.exitcode}) before it finished: "
                         "run again with --one-process, or free memory") from None

@@ -10,7 +10,7 @@ the circuit analysis (:mod:`interfere.explore.circuit`) on each, and compares th
 reaches ``--min-acc`` (a comparison of models that did not learn would compare failures) by their lookup maps: per
 case, where the governing bit enters, which slot looks it up and which relay it. Heads are interchangeable within a
 layer, so two seeds have the same algorithm when their routes agree up to a permutation of the heads of each layer
-(heads are renamed ``L1Ha``, ``L1Hb``, ... in the order they first appear over the cases). Writes a side-by-side
+(:func:`signature`: the routes with head indices hidden, and per layer what each head does). Writes a side-by-side
 table (``universality.md``), a figure of every case's route per seed and ``summary.json`` into
 ``assets/explorations/<timestamp>/``.
 """
@@ -35,6 +35,7 @@ from interfere.data.stream import DataConfig
 from interfere.errors import UserError
 from interfere.evaluate import heldout_metrics
 from interfere.explore import circuit
+from interfere.explore.account.routes import UNMEASURED
 from interfere.explore.account.slots import Slot
 from interfere.explore.common import Context, staged_dir
 from interfere.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, weights_hash
@@ -61,30 +62,34 @@ def checkpoint_for(config_name: str, seed: int, ckpt_dir: str) -> dict:
         return load_checkpoint(run_id=rid, ckpt_dir=ckpt_dir)
 
 
-def canonical(routes: dict[str, dict]) -> dict[str, tuple[str, str, tuple[str, ...]]]:
-    """Per case (enters, lookup, relays) with every head renamed by the order of its first appearance in its layer
-    over the cases (``L1H2`` -> ``L1Ha`` if it is the first layer-1 head named): equal for two seeds whose routes differ
-    only by a permutation of the heads."""
-    names: dict[str, str] = {}
-    per_layer: dict[int, int] = {}
+def generic(name: str | None) -> str:
+    """A slot with its head index hidden (``L1H2@targets`` -> ``L1H*@targets``); MLPs keep their names."""
+    if not name:
+        return "none"
+    slot = Slot.from_name(name)
+    c = slot.component
+    return name if c.head is None else f"L{c.layer}H*@{slot.group}"
 
-    def rename(name: str | None) -> str:
-        if not name:
-            return "none"
-        slot = Slot.from_name(name)
-        c = slot.component
-        if c.head is None:
-            return name
-        if c.name not in names:
-            names[c.name] = f"L{c.layer}H{'abcdefghijklmnop'[per_layer.get(c.layer, 0)]}"
-            per_layer[c.layer] = per_layer.get(c.layer, 0) + 1
-        return f"{names[c.name]}@{slot.group}"
 
-    out = {}
+def signature(routes: dict[str, dict]) -> tuple[dict, dict]:
+    """(per case: where the flip enters, the lookup and the relays with every head shown only by its layer; per layer:
+    the multiset of what each of its heads does over the cases). Two seeds have equal signatures exactly when their
+    routes agree up to a permutation of each layer's heads: the first part fixes everything but which head, the
+    second that one head does in one seed what one head does in the other."""
+    per_case, jobs = {}, {}
     for case in BIT_NAMES:
         r = routes[case]
-        out[case] = (r["enters"], rename(r["lookup"]), tuple(rename(name) for name, _ in r["relays"]))
-    return out
+        relays = [name for name, _ in r["relays"]]
+        per_case[case] = (r["enters"], generic(r["lookup"]), tuple(sorted(generic(n) for n in relays)))
+        for part, names in (("lookup", [r["lookup"]] if r["lookup"] else []), ("relay", relays)):
+            for name in names:
+                slot = Slot.from_name(name)
+                if slot.component.head is not None:
+                    jobs.setdefault(slot.component, set()).add((case, part, slot.group))
+    per_layer: dict[int, list] = {}
+    for component, job in jobs.items():
+        per_layer.setdefault(component.layer, []).append(tuple(sorted(job)))
+    return per_case, {layer: sorted(heads) for layer, heads in sorted(per_layer.items())}
 
 
 def describe(route: tuple[str, str, tuple[str, ...]]) -> str:
@@ -93,14 +98,19 @@ def describe(route: tuple[str, str, tuple[str, ...]]) -> str:
 
 
 def compare(results: dict[int, dict]) -> str:
-    """One line: the same routes (up to head order) in every compared seed, or the cases that differ."""
-    sigs = {seed: canonical(r["routes"]) for seed, r in results.items()}
-    first_seed, first = next(iter(sigs.items()))
-    diffs = [f"seed {seed} {case} {describe(sig[case])} vs seed {first_seed} {describe(first[case])}"
-             for seed, sig in sigs.items() for case in BIT_NAMES if sig[case] != first[case]]
+    """One line: the same routes (up to a permutation of the heads of each layer) in every compared seed, or what
+    differs: the cases whose route differs, and the layers whose heads share the work differently."""
+    sigs = {seed: signature(r["routes"]) for seed, r in results.items()}
+    first_seed, (first_cases, first_heads) = next(iter(sigs.items()))
+    diffs = []
+    for seed, (cases, heads) in sigs.items():
+        diffs += [f"seed {seed} {case} {describe(cases[case])} vs seed {first_seed} {describe(first_cases[case])}"
+                  for case in BIT_NAMES if cases[case] != first_cases[case]]
+        diffs += [f"seed {seed} layer {layer}'s heads share the cases differently from seed {first_seed}'s"
+                  for layer in sorted(set(heads) | set(first_heads)) if heads.get(layer) != first_heads.get(layer)]
     if not diffs:
         return "the same routes in every compared seed, up to a permutation of the heads of each layer"
-    return f"different algorithms: {len(diffs)} case routes differ, e.g. " + "; ".join(diffs[:6])
+    return f"different algorithms: {len(diffs)} differences, e.g. " + "; ".join(diffs[:6])
 
 
 def recurring(results: dict[int, dict]) -> list[str]:
@@ -144,17 +154,18 @@ def _plain(route: dict) -> tuple[str, str, tuple[str, ...]]:
 
 def routes_figure(results: dict[int, dict], out: Path, command: str) -> Path:
     """Seeds x cases, coloured by where the flip enters, with the lookup written in."""
-    seeds, kinds = list(results), ["board", "targets", "rule", "separators"]
+    seeds, kinds = list(results), ["board", "targets", "rule", "separators", UNMEASURED]
     grid = np.array([[kinds.index(results[s]["routes"][c]["enters"]) for c in BIT_NAMES] for s in seeds])
     fig, ax = plt.subplots(figsize=(1.4 + 0.62 * len(BIT_NAMES), 1.3 + 0.42 * len(seeds)), layout="constrained")
-    colours = [ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR]
+    colours = [ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR, "#dddddd"]
     ax.imshow(grid, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(kinds) - 0.5, aspect="auto")
     for (i, j), _ in np.ndenumerate(grid):
         lookup = results[seeds[i]]["routes"][BIT_NAMES[j]]["lookup"] or "?"
         ax.text(j, i, lookup.replace("@", "\n@"), ha="center", va="center", fontsize=5, color="white")
     ax.set_xticks(range(len(BIT_NAMES)), BIT_NAMES)
     ax.set_yticks(range(len(seeds)), [f"seed {s}" for s in seeds])
-    ax.legend(handles=[Patch(color=c, label=f"enters the {k}") for c, k in zip(colours, kinds)], frameon=False,
+    labels = [k if k == UNMEASURED else f"enters the {k}" for k in kinds]
+    ax.legend(handles=[Patch(color=c, label=label) for c, label in zip(colours, labels)], frameon=False,
               fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("where each case's governing bit enters, and the slot that looks it up, per training seed")
     caption(fig, command)

@@ -29,6 +29,11 @@ def governing_bit(alive: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return torch.where(alive == 1, SURVIVE_OFFSET + counts, BIRTH_OFFSET + counts)
 
 
+def is_survival(bit: torch.Tensor) -> torch.Tensor:
+    """Whether rule bit(s) ``bit`` decide live cells (``S``) rather than dead ones (``B``)."""
+    return bit < BIRTH_OFFSET
+
+
 _PART = re.compile(r"([BS])([0-8]*)", re.IGNORECASE)
 
 

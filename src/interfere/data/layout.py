@@ -277,6 +277,35 @@ class SequenceLayout:
         board = tokens[:, self.board].reshape(-1, self.height, self.width)
         return rules, board
 
+    def first_step(self, per_target: torch.Tensor) -> torch.Tensor:
+        """Values at ``target_index`` (``[N, K*H*W, ...]``) -> those of the t+1 targets, ``[N, H*W, ...]``."""
+        return per_target[:, : self.n_cells]
+
+    def group_positions(self, group: str) -> torch.Tensor:
+        """The sequence positions of a group, in cell order for ``board`` and ``targets`` (the t+1 targets);
+        ``rule`` (the 18 rule tokens), ``separators`` (BOS and the separators), ``physics`` (both)."""
+        if group == "board":
+            return torch.arange(self.board.start, self.board.stop)
+        if group == "targets":
+            return torch.arange(self.targets[0].start, self.targets[0].stop)
+        if group == "rule":
+            return torch.arange(self.rule.start, self.rule.stop)
+        physics = self.physics_index
+        if group == "separators":
+            return physics[(physics < self.rule.start) | (physics >= self.rule.stop)]
+        if group == "physics":
+            return physics
+        raise ValueError(f"unknown group {group!r}: board, targets, rule, separators or physics")
+
+    def offsets_3x3(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([cells, cells] bool, [cells, cells] int64)``: whether the key cell lies in the query cell's 3x3 block
+        on the torus, and its index there (row-major, 4 = the cell itself)."""
+        rc = self.pos2d()[self.board]  # [cells, 2] (row, col)
+        size = torch.tensor([self.height, self.width])
+        delta = (rc[None, :, :] - rc[:, None, :] + 1) % size - 1  # key minus query, wrapped to -1..size-2
+        near = (delta <= 1).all(-1)
+        return near, (delta[..., 0] + 1) * 3 + delta[..., 1] + 1
+
     def labels_to_boards(self, per_target: torch.Tensor) -> torch.Tensor:
         """Values at ``target_index`` (``[N, K*H*W, ...]``) -> ``[N, K, H, W, ...]``."""
         n = per_target.shape[0]

@@ -117,7 +117,7 @@ def accuracy(model: LifeTransformer, ex: Examples, hooks: Hooks | None = None) -
     start = None
     if block > 0 and ex.acts is not None and ex.acts.model is model:
         start = (block, ex.act(act_name("resid_pre", block), whole("resid")))
-    pred = batched.target_logits(model, ex.tokens, hooks, start)[:, : model.layout.n_cells].argmax(-1)
+    pred = model.layout.first_step(batched.target_logits(model, ex.tokens, hooks, start)).argmax(-1)
     return float((pred == ex.next_boards.flatten(1)).float().mean())
 
 

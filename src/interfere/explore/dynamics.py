@@ -102,7 +102,7 @@ def snapshot_measures(model: LifeTransformer, ex: Examples, small: Examples, ref
                       circuit: list[Component] | None) -> dict[str, float | list[float]]:
     """Every measure of one snapshot (module docstring); ``small`` must be this snapshot's examples (its
     attention and residuals come from one shared forward)."""
-    logits = inference.target_logits(model, ex.tokens)[:, : model.layout.n_cells].float().cpu()
+    logits = model.layout.first_step(inference.target_logits(model, ex.tokens)).float().cpu()
     truth = ex.next_boards.flatten(1)
     correct = (logits.argmax(-1) == truth).float()
     governing = governing_bit(ex.boards.flatten(1), ex.counts.flatten(1))

@@ -9,7 +9,8 @@ to float rounding and softmax leakage of ``exp(-BIG)``. Two layers, four heads e
 * **layer 0** gathers evidence at the board cells and the targets: a *count* head averages the 3x3 block
   (``count9 / 9``), an *own* head reads the cell itself, a *rules* head averages the 18 rule tokens' bits (18
   dimensions, one per rule bit; only where a route needs them);
-* **MLP0** forms the case ``z = S_count`` (alive) or ``B_count`` (dead) from ``9 * count9/9 - 10 * own + 9`` with
+* **MLP0** forms the case ``z``, the index of the governing bit (``count`` alive, ``9 + count`` dead: the order of
+  :mod:`interfere.ca.rules`), from ``9 * count9/9 - 10 * own + 9`` with
   triangles of ReLUs, ``relu(z-j+1) - 2 relu(z-j) + relu(z-j-1) = [z == j]``: a one-hot case at the targets (for the
   *rule* route), or directly the governing bit ``rule_j [z == j]`` (the ReLUs gated by ``rule_j``) at the board cells
   (*board* route) or at the targets (*targets* route);
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from interfere.ca.rules import BIT_NAMES, N_RULE_BITS
+from interfere.ca.rules import BIRTH_OFFSET, BIT_NAMES, N_COUNTS, N_RULE_BITS
 from interfere.data.layout import (
     ALIVE,
     BOS,
@@ -48,7 +49,7 @@ BIG = 40.0  # attention score gap between the keys a head reads and the rest: le
 GATE = 100.0  # an MLP neuron is switched off by this much where it does not apply (any z - c is at most 19)
 LOGIT = 10.0  # the read-out's logit difference, +-LOGIT
 WINDOW = 2  # a 5x5 window: the 3x3 stencil is the bias's choice, not the architecture's
-ROUTES = ("rule", "board", "targets")
+ROUTES = ("rule", "board", "targets", "last")
 CASES = BIT_NAMES  # case j is the (state, count) whose rule bit is j: S0..S8 alive, B0..B8 dead
 N_HEADS, D_MODEL, D_HEAD, D_MLP = 4, 96, 24, 96
 
@@ -69,8 +70,12 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
               "a layer-1 head copies the answer from the cell's own position", _routes(S0_B8="board")),
     "targets": ("every case looked up by MLP0 at the targets (the rule bits brought there by a layer-0 head)",
                 _routes(S0_B8="targets")),
-    "split": ("as the seed-0 demo model was measured: S0-S6 and B0-B3 by MLP0 at the board, S7-S8 by MLP0 at the "
-              "targets, B4-B8 by a layer-1 head attending to the governing rule token",
+    "late": ("every case looked up by the read-out itself, MLP1 at the targets (the rule bits brought there by a "
+             "layer-0 head): a method that never names the last MLP a lookup gets every case wrong",
+             _routes(S0_B8="last")),
+    "split": ("as issue 33's audit measured the seed-0 demo model trained on an AMD EPYC (6c5ca85a311c): S0-S6 "
+              "and B0-B3 by MLP0 at the board, S7-S8 by MLP0 at the targets, B4-B8 by a layer-1 head attending to "
+              "the governing rule token",
               _routes(S0_S6="board", B0_B3="board", S7_S8="targets", B4_B8="rule")),
 }
 
@@ -89,8 +94,13 @@ class Heads:
         for name, value in asdict(self).items():
             if not 0 <= value < N_HEADS:
                 raise UserError(f"head {name}={value} is out of range: heads are 0..{N_HEADS - 1}")
-        if len({self.count, self.own, self.rules}) < 3 or self.lookup == self.copy:
-            raise UserError(f"two parts share a head in {self}: give each part of a layer its own head")
+
+    def check(self, routes: set[str]) -> None:
+        """Refuse two parts a variant uses (``routes``: the routes it has) on one head."""
+        layer0 = [self.count, self.own] + ([self.rules] if routes & {"board", "targets", "last"} else [])
+        layer1 = ([self.lookup] if "rule" in routes else []) + ([self.copy] if "board" in routes else [])
+        if len(set(layer0)) < len(layer0) or len(set(layer1)) < len(layer1):
+            raise UserError(f"two parts this variant uses share a head in {self}: give each its own head")
 
 
 class Dim:
@@ -115,6 +125,7 @@ def build(variant: str, heads: Heads | None = None, layout: SequenceLayout | Non
     if variant not in VARIANTS:
         raise UserError(f"unknown hand-made variant {variant!r}: choose one of {', '.join(VARIANTS)}")
     heads, routes = heads or Heads(), VARIANTS[variant][1]
+    heads.check(set(routes.values()))
     model = LifeTransformer(handmade_config(), layout or SequenceLayout(8, 8))
     with torch.no_grad():
         for p in model.parameters():
@@ -124,7 +135,7 @@ def build(variant: str, heads: Heads | None = None, layout: SequenceLayout | Non
         _layer0(model, heads, by_route)
         _mlp0(model, by_route)
         _layer1(model, heads, by_route)
-        _readout(model)
+        _readout(model, by_route["last"])
     return model.eval()
 
 
@@ -164,7 +175,7 @@ def _board_reader(model: LifeTransformer, layer: int, head: int, offsets: str, r
 def _layer0(model: LifeTransformer, heads: Heads, by_route: dict[str, list[int]]) -> None:
     _board_reader(model, 0, heads.count, "3x3", Dim.ALIVE, Dim.COUNT9)
     _board_reader(model, 0, heads.own, "own", Dim.ALIVE, Dim.OWN)
-    if not by_route["board"] and not by_route["targets"]:
+    if not by_route["board"] and not by_route["targets"] and not by_route["last"]:
         return  # the rule bits are needed at no cell: the head stays zero (unused)
     attn = model.blocks[0].attn
     attn.W_Q[heads.rules, Dim.ONE, 0] = BIG * D_HEAD**0.5
@@ -175,13 +186,14 @@ def _layer0(model: LifeTransformer, heads: Heads, by_route: dict[str, list[int]]
     model.W_rel[0, :, heads.rules] = _stencil("none")
 
 
-def _neuron(model: LifeTransformer, n: int, offset: float, gates: tuple[int, ...]) -> None:
-    """MLP0 neuron ``n``: ``relu(z - offset)`` with ``z`` the case index, switched off unless every gate is 1."""
-    w_in, b_in = model.blocks[0].mlp.W_in, model.blocks[0].mlp.b_in
-    w_in[Dim.COUNT9, n], w_in[Dim.OWN, n] = 9.0, -10.0
+def _neuron(model: LifeTransformer, n: int, offset: float, gates: tuple[int, ...], layer: int = 0) -> None:
+    """An MLP neuron ``n``: ``relu(z - offset)`` with ``z`` the case index, switched off unless every gate is 1."""
+    w_in, b_in = model.blocks[layer].mlp.W_in, model.blocks[layer].mlp.b_in
+    # z = count + BIRTH_OFFSET * (1 - own), the index of the governing bit (ca.rules), with count = 9 * COUNT9 - own
+    w_in[Dim.COUNT9, n], w_in[Dim.OWN, n] = float(N_COUNTS), -1.0 - BIRTH_OFFSET
     for gate in gates:
         w_in[gate, n] = GATE
-    b_in[n] = 9.0 - offset - GATE * len(gates)
+    b_in[n] = BIRTH_OFFSET - offset - GATE * len(gates)
 
 
 def _mlp0(model: LifeTransformer, by_route: dict[str, list[int]]) -> None:
@@ -219,8 +231,16 @@ def _layer1(model: LifeTransformer, heads: Heads, by_route: dict[str, list[int]]
         _board_reader(model, 1, heads.copy, "own", Dim.GOV, Dim.GOV)
 
 
-def _readout(model: LifeTransformer) -> None:
+def _readout(model: LifeTransformer, last: list[int]) -> None:
+    """MLP1 at the targets: the answer from the governing bit the routes brought, and for the cases of the *last*
+    route the lookup itself (``rule_j [z == j]`` straight into the answer, from the rule bits layer 0 brought)."""
     mlp = model.blocks[1].mlp
+    n = 2
+    for j in last:
+        for c, weight in ((j - 1, 1.0), (j, -2.0), (j + 1, 1.0)):
+            _neuron(model, n, c, (Dim.TARGET, Dim.RULES + j), layer=1)
+            mlp.W_out[n, Dim.ANSWER] = weight
+            n += 1
     for n, (offset, sign) in enumerate(((0.5, 1.0), (1.5, -1.0))):  # relu(2g - 0.5) - relu(2g - 1.5)
         mlp.W_in[Dim.GOV, n], mlp.W_in[Dim.TARGET, n] = 2.0, GATE
         mlp.b_in[n] = -offset - GATE
@@ -246,19 +266,21 @@ def ground_truth(variant: str, heads: Heads | None = None) -> dict:
 
 
 def _route_truth(route: str, heads: Heads) -> dict:
-    lookup = {"rule": f"L1H{heads.lookup}@targets", "board": "MLP0@board", "targets": "MLP0@targets"}[route]
-    return {"enters": route, "layer": 1, "lookup": lookup,
+    lookup = {"rule": f"L1H{heads.lookup}@targets", "board": "MLP0@board", "targets": "MLP0@targets",
+              "last": "MLP1@targets"}[route]
+    return {"enters": "targets" if route == "last" else route, "layer": 1, "lookup": lookup,
             "relays": [f"L1H{heads.copy}@targets"] if route == "board" else [], "readout": ["MLP1@targets"]}
 
 
 def _component_truth(heads: Heads, used: set[str]) -> list[dict]:
-    at_board, at_targets = "board" in used, bool(used & {"rule", "targets"})
+    at_board, at_targets = "board" in used, bool(used & {"rule", "targets", "last"})
     layer0 = {heads.count: "count9", heads.own: "own", heads.rules: "rule"}
     uses: dict[tuple[str, str], str] = {}
     for h in range(N_HEADS):
         role = layer0.get(h, "none")
         uses[(f"L0H{h}", "board")] = role if at_board else "none"
-        uses[(f"L0H{h}", "targets")] = role if at_targets and (role != "rule" or "targets" in used) else "none"
+        rules_at_targets = bool(used & {"targets", "last"})
+        uses[(f"L0H{h}", "targets")] = role if at_targets and (role != "rule" or rules_at_targets) else "none"
         uses[(f"L0H{h}", "physics")] = "none"
         layer1 = {heads.lookup: "rule" in used, heads.copy: "board" in used}.get(h, False)
         uses[(f"L1H{h}", "targets")] = "case+rule" if layer1 else "none"

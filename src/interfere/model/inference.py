@@ -29,7 +29,7 @@ def rollout(model: LifeTransformer, rules: torch.Tensor | Rule | list[Rule], boa
     states = [boards.to(model.cfg.device).long()]
     for _ in range(steps):
         logits = target_logits(model, model.encode_prompt(rules, states[-1]))
-        first = logits[:, : model.layout.n_cells]  # the t+1 targets
+        first = model.layout.first_step(logits)  # the t+1 targets
         states.append(first.argmax(-1).view_as(states[-1]))
     return torch.stack(states, dim=1)
 

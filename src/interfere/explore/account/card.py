@@ -6,6 +6,7 @@ from __future__ import annotations
 from interfere.ca.rules import BIT_NAMES, N_COUNTS
 from interfere.explore.account.interchange import ANSWER_FIXING
 from interfere.explore.account.roles import COMPUTED, UNEXPLAINED
+from interfere.explore.account.routes import UNMEASURED
 
 
 def case_span(cases: list[str]) -> str:
@@ -70,6 +71,9 @@ def map_lines(routes: dict[str, dict]) -> list[str]:
     lines = []
     for g in route_groups(routes):
         shares = [routes[c] for c in g["cases"]]
+        if g["enters"] == UNMEASURED:
+            lines.append(f"{case_span(g['cases'])}: unmeasured (no cell of the case on the map's boards)")
+            continue
         where = (f"enters the {g['enters']} by layer {g['layer']}" if g["enters"] != "rule"
                  else f"stays in the rule tokens up to layer {g['layer']}")
         line = f"{case_span(g['cases'])}: the flip of the governing bit {where}; "
@@ -141,8 +145,10 @@ def card_verdict(account: dict, routes: dict, neurons: dict, th: dict) -> tuple[
     a, b = account["all_at_once"], account["board_roles"]
     holds = lambda t: t["acc"] >= th["account_acc"] and t["coverage"] >= th["min_coverage"]  # noqa: E731
     located = [c for c, r in routes.items() if r["lookup"]]
+    unmeasured = [c for c, r in routes.items() if r["enters"] == UNMEASURED]
     why = (f"all roles at once keep {100 * a['acc']:.2f}% ({100 * a['coverage']:.1f}% coverage), board roles alone "
-           f"{100 * b['acc']:.2f}%; the map locates the lookup of {len(located)} of {len(routes)} cases; "
+           f"{100 * b['acc']:.2f}%; the map locates the lookup of {len(located)} of {len(routes)} cases"
+           + (f" ({len(unmeasured)} unmeasured)" if unmeasured else "") + "; "
            f"the read-out's {neurons['size']} neurons carry {100 * neurons['carry']:.1f}%"
            + (f"; left computed: {', '.join(a['left_computed'])}" if a["left_computed"] else ""))
     if a["acc"] < th["refute_acc"]:

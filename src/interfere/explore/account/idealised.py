@@ -24,6 +24,8 @@ handed the answer; the card names it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from interfere.ca.rules import BIT_NAMES, N_RULE_BITS, governing_bit
@@ -51,18 +53,14 @@ OWN_OFFSET = 4
 def key_kinds(model: LifeTransformer, ex: Examples, group: str) -> torch.Tensor:
     """``[N, cells, T]`` int64: the kind of every key for every query cell of the group (module docstring)."""
     layout = model.layout
-    n, cells, h, w = len(ex), layout.n_cells, layout.height, layout.width
+    n, cells = len(ex), layout.n_cells
     kinds = torch.full((layout.seq_len,), SELF_KIND, dtype=torch.long)  # targets: only the query's own is visible
     seps = positions(layout, "separators")
     kinds[seps] = SEP_KIND + torch.arange(len(seps))
     out = kinds.expand(n, cells, -1).clone()
     out[:, :, layout.rule] = (RULE_KIND + 2 * torch.arange(N_RULE_BITS) + ex.rules.long())[:, None, :]
-    rows, cols = torch.arange(cells) // w, torch.arange(cells) % w
-    dr = (rows[None, :] - rows[:, None] + 1) % h - 1  # [query, key] wrapped row offset in -1..h-2
-    dc = (cols[None, :] - cols[:, None] + 1) % w - 1
-    near = (dr <= 1) & (dc <= 1)
+    near, offset = layout.offsets_3x3()
     state = ex.boards.flatten(1)[:, None, :].expand(n, cells, cells)
-    offset = ((dr + 1) * 3 + dc + 1).expand(n, -1, -1)
     out[:, :, layout.board] = torch.where(near, STENCIL_KIND + 2 * offset + state, FAR_KIND + state)
     return out
 
@@ -83,6 +81,23 @@ def head_rows(model: LifeTransformer, ex: Examples, slots: list[Slot]) -> dict[S
     return {s: rows[(name, key)] for s, (name, key, _) in zip(slots, wants)}
 
 
+class Weights(NamedTuple):
+    """A head's measured attention per key of each kind: given the query's case, and over every query."""
+
+    by_case: torch.Tensor  # [18, N_KINDS]
+    pooled: torch.Tensor  # [N_KINDS]
+    seen: torch.Tensor  # [18] bool: the case had queries on the reference boards
+
+
+def measured_weights(rows: torch.Tensor, kinds: torch.Tensor, case: torch.Tensor) -> Weights:
+    """:func:`conditional_weights`, the same pooled over the cases, and which cases were seen."""
+    index = kinds.flatten()
+    total = torch.zeros(N_KINDS).index_add_(0, index, rows.flatten().float())
+    count = torch.zeros(N_KINDS).index_add_(0, index, torch.ones_like(index, dtype=torch.float))
+    seen = torch.bincount(case.flatten(), minlength=N_RULE_BITS) > 0
+    return Weights(conditional_weights(rows, kinds, case), total / count.clamp_min(1), seen)
+
+
 def conditional_weights(rows: torch.Tensor, kinds: torch.Tensor, case: torch.Tensor) -> torch.Tensor:
     """``[18, N_KINDS]``: mean attention per key of each kind, given the query's case; the governing token's two
     values pooled (module docstring)."""
@@ -99,20 +114,21 @@ def conditional_weights(rows: torch.Tensor, kinds: torch.Tensor, case: torch.Ten
     return total / count.clamp_min(1)
 
 
-def template_rows(name: str, weights: torch.Tensor, kinds: torch.Tensor, case: torch.Tensor,
+def template_rows(name: str, weights: Weights, kinds: torch.Tensor, case: torch.Tensor,
                   allowed: torch.Tensor, gated: list[int] | None = None) -> torch.Tensor:
-    """``[N, cells, T]`` rows of a template (module docstring), normalised over the keys the query may see."""
+    """``[N, cells, T]`` rows of a template (module docstring), normalised over the keys the query may see; NaN
+    (the query's own attention left in place) where a measured template knows nothing of the query's case."""
     own = STENCIL_KIND + 2 * OWN_OFFSET
     if name == "case-conditional" or name == "governing token":
-        table = weights.clone()
+        table = weights.by_case.clone()
     else:
-        table = torch.zeros_like(weights)
+        table = torch.zeros_like(weights.by_case)
         if name == "own cell":
             table[:, own:own + 2] = 1.0
         elif name == "rule tokens":
             table[:, RULE_KIND:SEP_KIND] = 1.0
-        elif name == "live/dead stencil":  # four constants: own or neighbour, dead or live, over all cases
-            stencil = weights[:, STENCIL_KIND:FAR_KIND].mean(0).view(9, 2)
+        elif name == "live/dead stencil":  # four constants: own or neighbour, dead or live, over every query
+            stencil = weights.pooled[STENCIL_KIND:FAR_KIND].view(9, 2)
             nb = torch.cat([stencil[:OWN_OFFSET], stencil[OWN_OFFSET + 1:]]).mean(0)
             table[:, STENCIL_KIND:FAR_KIND] = nb.repeat(9)
             table[:, own:own + 2] = stencil[OWN_OFFSET]
@@ -121,7 +137,10 @@ def template_rows(name: str, weights: torch.Tensor, kinds: torch.Tensor, case: t
             table[case_index] = 0.0
             table[case_index, RULE_KIND + 2 * case_index:RULE_KIND + 2 * case_index + 2] = 1.0  # either value
     rows = table[case[..., None].expand_as(kinds), kinds] * allowed
-    return rows / rows.sum(-1, keepdim=True).clamp_min(1e-12)
+    total = rows.sum(-1, keepdim=True)
+    unknown = (total <= 0) | (~weights.seen[case][..., None] if name in ("case-conditional", "governing token")
+                              else torch.zeros_like(total, dtype=torch.bool))
+    return (rows / total.clamp_min(1e-12)).masked_fill(unknown, float("nan"))
 
 
 def pattern_hooks(model: LifeTransformer, rows: dict[Slot, torch.Tensor]) -> object:
@@ -167,7 +186,7 @@ def idealise(model: LifeTransformer, ex: Examples, reference: Examples, slots: l
     for s in slots:
         allowed = allowed_keys(model, s.component.layer, s.component.head, s.group)
         ref_kinds = key_kinds(model, reference, s.group)
-        weights = conditional_weights(measured[s], ref_kinds, ref_case)
+        weights = measured_weights(measured[s], ref_kinds, ref_case)
         gated = lookups.get(s.name)
         candidates = ["governing token"] if gated else list(NAMED)
         distance = {t: _distance(template_rows(t, weights, ref_kinds, ref_case, allowed, gated), measured[s])
@@ -214,5 +233,6 @@ def answer_dependence(rows: torch.Tensor, case: torch.Tensor, answer: torch.Tens
 
 
 def _distance(template: torch.Tensor, measured: torch.Tensor) -> float:
-    """Mean total variation between a template's rows and the head's own, per query."""
-    return float(0.5 * (template - measured).abs().sum(-1).mean())
+    """Mean total variation between a template's rows and the head's own, per query (queries it leaves computed
+    aside)."""
+    return float(torch.nanmean(0.5 * (template - measured).abs().sum(-1)))

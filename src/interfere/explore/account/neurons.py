@@ -209,5 +209,5 @@ def readout_set(model: LifeTransformer, ex: Examples, seed: int, th: dict) -> di
 def hooked_predictions(model: LifeTransformer, ex: Examples, flips: Flips, neurons: torch.Tensor) -> torch.Tensor:
     """The governing-flip patch through the hooked model itself (checks the direct computation)."""
     hooks = patched_hook(flips, neurons, model.layout.targets[0], model.cfg.n_layers - 1)
-    logits = batched.target_logits(model, ex.tokens, hooks)[:, : model.layout.n_cells]
+    logits = model.layout.first_step(batched.target_logits(model, ex.tokens, hooks))
     return logits.argmax(-1)

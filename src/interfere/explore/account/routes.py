@@ -27,13 +27,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS, governing_bit
+from interfere.ca.rules import BIT_NAMES, N_RULE_BITS, governing_bit, is_survival
 from interfere.explore import batched
 from interfere.explore.account.slots import RESID_GROUPS, Slot, all_slots, positions, put_hooks, unread_slots
 from interfere.explore.analysis import Examples
 from interfere.explore.components import Component
 from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
+
+UNMEASURED = "unmeasured"  # a case with no cell on the boards measured: its route is not claimed
 
 
 @dataclass
@@ -53,7 +55,7 @@ def forward(model: LifeTransformer, tokens: torch.Tensor, components: list[Compo
     logits = batched.target_logits(model, tokens)
     return Run(tokens, {c: c.get(cache[c.hook]) for c in components},
                [cache[act_name("resid_pre", L)] for L in range(model.cfg.n_layers)],
-               logits[:, : model.layout.n_cells].argmax(-1))
+               model.layout.first_step(logits).argmax(-1))
 
 
 def flip_bit(rules: torch.Tensor, bit: int) -> torch.Tensor:
@@ -67,7 +69,7 @@ def _predict(model: LifeTransformer, base: Run, hooks: object = None, start: int
     """Predictions of ``base``'s tokens with hooks, starting at block ``start`` from ``resid`` (default: ``base``'s)."""
     begin = None if start == 0 and resid is None else (start, base.resid[start] if resid is None else resid)
     logits = batched.target_logits(model, base.tokens, hooks, begin)
-    return logits[:, : model.layout.n_cells].argmax(-1)
+    return model.layout.first_step(logits).argmax(-1)
 
 
 def _repeat(run: Run, times: int) -> Run:
@@ -129,7 +131,7 @@ def selectivity(change: torch.Tensor, case: torch.Tensor, bit: int) -> float:
     mean change at the cells of case ``bit``, ``d_other`` at the cells of the same state with another count (a head
     that reads every birth bit into a dead cell moves as much at every dead cell under a birth bit's flip: it reads
     the rule by state, it does not look the case up)."""
-    same_state = (case < N_COUNTS) == (bit < N_COUNTS)
+    same_state = is_survival(case) == is_survival(torch.tensor(bit))
     gov, other = change[case == bit], change[same_state & (case != bit)]
     if len(gov) == 0 or float(gov.mean()) < 1e-6:
         return float("nan")
@@ -138,30 +140,48 @@ def selectivity(change: torch.Tensor, case: torch.Tensor, bit: int) -> float:
 
 def summarise(flips: Flips, boards: torch.Tensor | slice = slice(None)) -> dict[str, dict]:
     """Per case: its cells, how the model follows and leaks the flip, the boundary carries and every slot's
-    sufficiency (``carry``), necessity and selectivity, over the chosen boards."""
+    sufficiency (``carry``), necessity (asked only where the flip moved the prediction) and selectivity, over the
+    chosen boards."""
     case = flips.case[boards]
     out = {}
     for b, name in enumerate(BIT_NAMES):
         governed = case == b
-        share = lambda mask: float(mask[b][boards][governed].float().mean()) if governed.any() else float("nan")  # noqa
-        slots = {s: {"carry": share(flips.carry[s]), "necessary": share(flips.necessary[s])} for s in flips.carry}
+        moved = governed & flips.moved[b][boards]
+        slots = {s: {"carry": _share(flips.carry[s][b][boards], governed),
+                     "necessary": _share(flips.necessary[s][b][boards], moved)} for s in flips.carry}
         for s, change in flips.change.items():
             slots[s]["selectivity"] = selectivity(change[b][boards], case, b)
-        out[name] = {"cells": int(governed.sum()), "follow": share(flips.moved),
+        out[name] = {"cells": int(governed.sum()), "follow": _share(flips.moved[b][boards], governed),
                      "leak": float(flips.moved[b][boards][~governed].float().mean()),
-                     "boundary": {L: {g: share(m) for g, m in groups.items()} for L, groups in flips.boundary.items()},
+                     "boundary": {L: {g: _share(m[b][boards], governed) for g, m in groups.items()}
+                                  for L, groups in flips.boundary.items()},
                      "slots": slots}
     return out
 
 
+def _share(mask: torch.Tensor, where: torch.Tensor) -> float:
+    """The share of ``where``'s cells in ``mask`` (NaN where there is none)."""
+    return float(mask[where].float().mean()) if where.any() else float("nan")
+
+
 def order_key(name: str) -> tuple:
-    """Slots in the order of computation: by layer, the heads (in parallel) before the MLP."""
+    """Slots in the order of computation: by layer, the heads (in parallel) before the MLP (then by name, only to
+    list parallel slots in a fixed order)."""
+    return step_of(name), Slot.from_name(name).component.head or 0, name
+
+
+def step_of(name: str) -> tuple[int, bool]:
+    """When a slot computes: its layer, and whether it is the MLP (after the layer's heads, which run in parallel)."""
     component = Slot.from_name(name).component
-    return component.layer, component.head is None, name
+    return component.layer, component.head is None
 
 
 def route(case: dict, n_layers: int, th: dict) -> dict:
-    """One case's route from its flips (module docstring): enters, layer, lookup, relays, read-out, with shares."""
+    """One case's route from its flips (module docstring): enters, layer, lookup, relays, read-out, with shares; a
+    case without cells on these boards is ``unmeasured`` (no claim)."""
+    if case["cells"] == 0:
+        return {"enters": UNMEASURED, "layer": None, "lookup": None, "lookup_share": None, "relays": [], "readout": [],
+                "readout_necessary": None, "boundary": case["boundary"], "follow": case["follow"], "cells": 0}
     carries = {L: {g: v for g, v in groups.items() if v >= th["route_carry"]} for L, groups in case["boundary"].items()}
     enters, layer = "rule", n_layers - 1
     for L in sorted(carries):
@@ -173,10 +193,9 @@ def route(case: dict, n_layers: int, th: dict) -> dict:
             layer = L
     slots = case["slots"]
     carrying = sorted((n for n, e in slots.items() if e["carry"] >= th["route_carry"]), key=order_key)
-    readout = f"MLP{n_layers - 1}@targets"
-    lookup = next((n for n in carrying if n != readout and slots[n].get("selectivity", 0) >= th["lookup_selectivity"]),
-                  None)
-    relays = [n for n in carrying if lookup and order_key(n) > order_key(lookup) and n != readout]
+    readout = f"MLP{n_layers - 1}@targets"  # the last MLP at the targets: it may also be the lookup
+    lookup = next((n for n in carrying if slots[n].get("selectivity", 0) >= th["lookup_selectivity"]), None)
+    relays = [n for n in carrying if lookup and step_of(n) > step_of(lookup) and n != readout]
     return {"enters": enters, "layer": layer, "lookup": lookup,
             "lookup_share": slots[lookup]["carry"] if lookup else None,
             "relays": [[n, round(slots[n]["carry"], 4)] for n in relays],
@@ -192,11 +211,13 @@ def routes(summary: dict[str, dict], n_layers: int, th: dict) -> dict[str, dict]
 
 def halves_agree(flips: Flips, n_layers: int, th: dict) -> dict:
     """The routes on the first and on the second half of the boards (two independent draws): per case, whether
-    both give the same entry and lookup, and the list of cases where they differ."""
+    both give the same entry and lookup, and the list of cases where they differ (cases unmeasured on a half are
+    not compared)."""
     n = len(flips.case)
     first, second = (routes(summarise(flips, slice(a, b)), n_layers, th) for a, b in ((0, n // 2), (n // 2, n)))
     key = lambda r: (r["enters"], r["lookup"])  # noqa: E731
-    differ = [c for c in BIT_NAMES if key(first[c]) != key(second[c])]
+    differ = [c for c in BIT_NAMES if UNMEASURED not in (first[c]["enters"], second[c]["enters"])
+              and key(first[c]) != key(second[c])]
     return {"boards": [n // 2, n - n // 2], "differ": differ, "first": {c: list(key(r)) for c, r in first.items()},
             "second": {c: list(key(r)) for c, r in second.items()}}
 

@@ -6,8 +6,8 @@ the separators) for components; between layers the residual stream is also split
 and ``separators`` (BOS and the separators), so a flip of a rule bit can be followed out of the rule tokens.
 
 A slot whose output nothing downstream reads (a last-layer component away from the targets: the targets are all the
-model is read at) can only ever be "not needed": :func:`unread_slots` finds them by construction, by writing a huge
-value there and seeing the target logits not move at all, so no analysis reports them as a finding.
+model is read at) can only ever be "not needed": :func:`unread_slots` finds them by construction, walking back from
+the targets through the attention mask (whatever the weights), so no analysis reports them as a finding.
 """
 
 from __future__ import annotations
@@ -27,19 +27,8 @@ RESID_GROUPS = ("rule", "separators", "board", "targets")  # where a rule-bit fl
 
 
 def positions(layout: SequenceLayout, group: str) -> torch.Tensor:
-    """The sequence positions of a group, in cell order for the board and the targets."""
-    if group == "board":
-        return torch.arange(layout.board.start, layout.board.stop)
-    if group == "targets":
-        return torch.arange(layout.targets[0].start, layout.targets[0].stop)
-    if group == "rule":
-        return torch.arange(layout.rule.start, layout.rule.stop)
-    physics = layout.physics_index
-    if group == "separators":
-        return physics[(physics < layout.rule.start) | (physics >= layout.rule.stop)]
-    if group == "physics":
-        return physics
-    raise ValueError(f"unknown group {group!r}")
+    """The sequence positions of a group (:meth:`SequenceLayout.group_positions`)."""
+    return layout.group_positions(group)
 
 
 @dataclass(frozen=True, order=True)
@@ -75,7 +64,7 @@ def put_hooks(model: LifeTransformer, values: dict[Slot, torch.Tensor | float]) 
 
             def fn(out: torch.Tensor) -> torch.Tensor:
                 out = out.clone()
-                if isinstance(value, float):
+                if isinstance(value, int | float):
                     out[:, pos] += value
                 else:
                     out[:, pos] = value[part][:, pos].to(out.device, out.dtype)

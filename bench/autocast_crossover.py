@@ -5,7 +5,7 @@
 
 For each board size and ``d_model`` (heads of 16 dimensions, ``d_mlp = 4 d_model``, the config's
 layer count), times a fast-path forward and backward in both precisions with
-:func:`interfere.train.precision.step_speedup` (interleaved, best of ``--repeats``), the very
+:func:`step_speedup` (interleaved, best of ``--repeats``), the very
 measure behind ``BF16_MIN_D_MODEL``. Prints a table and writes JSON to ``bench/results/``.
 """
 
@@ -18,11 +18,41 @@ from pathlib import Path
 
 import torch
 
+from interfere.ca import N_RULE_BITS
 from interfere.config import compose, layout_of, sections
 from interfere.cpu import configure_cpu, cpu_description
+from interfere.data.layout import SequenceLayout
 from interfere.model.life_model import LifeTransformer
 from interfere.train.loop import TargetLogits
-from interfere.train.precision import BF16_MIN_D_MODEL, step_speedup
+from interfere.train.precision import BF16_MIN_D_MODEL
+
+PROBE_TOKENS = 4096  # tokens per timed step of step_speedup: a few sequences
+
+
+def step_speedup(net: torch.nn.Module, layout: SequenceLayout, batch_size: int, repeats: int = 3) -> float:
+    """fp32 time over bf16-autocast time of a forward and backward of ``net`` (target logits, as
+    training computes them) on all-dead boards under rule 0 (best of ``repeats``, interleaved, after a
+    warm-up). Uses no randomness and leaves the gradients as it found them (none)."""
+    n = max(1, min(batch_size, PROBE_TOKENS // layout.seq_len))
+    device = next(net.parameters()).device
+    boards = torch.zeros(n, layout.height, layout.width, dtype=torch.long)
+    tokens = layout.encode(torch.zeros(n, N_RULE_BITS, dtype=torch.long), boards).tokens.to(device)
+    labels = torch.zeros(n, len(layout.target_index), dtype=torch.long, device=device)
+
+    def seconds(bf16: bool) -> float:
+        t0 = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = net(tokens)
+        torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten()).backward()
+        return time.perf_counter() - t0
+
+    try:
+        seconds(False), seconds(True)  # warm-up: first calls allocate and fault in memory
+        # interleaved, best of each: a burst of load from another process hits both precisions
+        times = [(seconds(False), seconds(True)) for _ in range(repeats)]
+        return min(t[0] for t in times) / min(t[1] for t in times)
+    finally:
+        net.zero_grad(set_to_none=True)
 
 
 def main() -> None:

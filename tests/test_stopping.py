@@ -17,16 +17,16 @@ METRICS = {"cell_acc": 0.9995, "board_exact": 0.97, "named_worst_acc": 0.998, "n
 
 def test_a_target_holds_only_when_every_clause_does():
     both = parse_stop_when("validation_acc >= 0.999 and validation_exact >= 0.95")
-    assert stop_reason(both, METRICS) == "validation_acc 0.99950 >= 0.999 and validation_exact 0.97000 >= 0.95"
+    assert stop_reason(both, METRICS) == "validation_acc 0.999500 >= 0.999 and validation_exact 0.970000 >= 0.95"
     stricter = parse_stop_when("validation_acc >= 0.999 and validation_exact > 0.97")
     assert stop_reason(stricter, METRICS) is None
-    assert shortfall(stricter, METRICS) == "validation_exact 0.97000 (needs > 0.97)"
+    assert shortfall(stricter, METRICS) == "validation_exact 0.970000 (needs > 0.97)"
 
 
 def test_named_acc_reads_the_worst_named_rule_and_names_it():
     clauses = parse_stop_when("validation_acc >= 0.999 and named_acc >= 0.9999")
     assert stop_reason(clauses, METRICS) is None
-    assert shortfall(clauses, METRICS) == "named_acc 0.99800 (Replicator) (needs >= 0.9999)"
+    assert shortfall(clauses, METRICS) == "named_acc 0.998000 (Replicator) (needs >= 0.9999)"
 
 
 def test_named_rules_are_measured_only_once_the_rest_of_the_target_holds():

@@ -4,7 +4,7 @@ STAMP   := .venv/.installed
 THREADS ?= 2
 export OMP_NUM_THREADS ?= $(THREADS)
 
-.PHONY: setup test demo report controls explore lint bench clean
+.PHONY: setup test demo deep report controls explore lint bench clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,13 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(PY) train.py --config-name exp/cpu_demo
 	$(PY) -m interfere.report
+
+# Eight layers on two cores (issue 35): train seed 0 of exp/cpu_deep, write its report, and H4 by layer against its
+# controls (random init; the late half never trained).
+deep: $(STAMP)
+	$(PY) train.py --config-name exp/cpu_deep
+	$(PY) -m interfere.report --no-controls
+	$(PY) -m interfere.depth
 
 report: $(STAMP)
 	$(PY) -m interfere.report $(if $(RUN_ID),--run-id $(RUN_ID))

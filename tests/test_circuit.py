@@ -313,6 +313,21 @@ def test_first_reaching_on_synthetic_curves():
     assert first_crossing(steps, [0.5, 0.6, 0.95, 0.8, 0.99], 0.9) == 4
 
 
+def test_layer_roles_say_when_each_layer_took_its_role():
+    """Layer 0 becomes local by step 4, layer 1 reads the next state by step 16 and never becomes local."""
+    from interfere.explore.dynamics import layer_roles
+
+    steps = [1, 2, 4, 8, 16]
+    local = [[0.1, 0.1], [0.2, 0.1], [0.8, 0.1], [0.85, 0.1], [0.85, 0.1]]
+    readable = [[0.5, 0.5], [0.6, 0.5], [0.7, 0.55], [0.7, 0.6], [0.7, 1.0]]
+    measures = [{"neighbour_share": a, "rule_attention": [0.0, 0.5], "next_auc_by_layer": b}
+                for a, b in zip(local, readable)]
+    rows = layer_roles(steps, measures, 0.9)
+    assert [(r["locality_forms"], r["next_auc_forms"], r["rule_attention_forms"]) for r in rows] == [
+        (4, 4, None), (None, 16, None)]
+    assert [r["next_auc"] for r in rows] == [0.7, 1.0] and [r["locality"] for r in rows] == [0.85, 0.1]
+
+
 def test_snapshots_planned_written_loadable_and_resumed_without_repeats(tmp_path, smoke_cfg):
     from interfere.explore import dynamics
     from interfere.model.checkpoint import list_snapshots
@@ -334,6 +349,7 @@ def test_snapshots_planned_written_loadable_and_resumed_without_repeats(tmp_path
     assert numbers["steps"] == [1, 3, 10, 30] and len(numbers["measures"]) == 4
     assert set(numbers["accuracy_first_crosses"]) == {"50%", "90%", "99%", "99.9%"}
     assert (tmp_path / "d/dynamics_what_forms_when.png").is_file()
+    assert [r["layer"] for r in numbers["by_layer"]] == [0]  # one row per layer of the smoke model
 
 
 def test_no_snapshots_when_disabled_and_a_clear_error(tiny_run, capsys, tmp_path):

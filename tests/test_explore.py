@@ -12,6 +12,7 @@ from interfere.explore import (
     attn_contrib_vector,
     attn_maps,
     embed_scatter,
+    layers,
     logit_lens,
     physics_bits,
     probes,
@@ -353,3 +354,14 @@ def test_attn_contrib_vector_is_zero_for_a_head_the_unembedding_never_reads():
     model, ex = _handmade_examples(8)
     result = attn_contrib_vector.measure(model, ex, attn_contrib_vector.Params(samples=8, layer=1, head=0))
     assert result.mean_total_from_board == 0.0 and result.mean_total_from_prefix == 0.0
+
+
+def test_layers_needed_by_a_model_written_by_hand():
+    """Only the read-out MLP1 writes what the unembedding reads: removing it, or it and everything before, gives the
+    same accuracy; every other layer's part is needed (counting, case, lookup, copy)."""
+    model, ex = _handmade_examples()
+    result = layers.measure(model, ex, layers.Params(samples=len(ex)))
+    assert result.clean_acc == 1.0
+    assert result.from_layer_removed[0] == result.from_layer_removed[1] == result.mlp_removed[1]
+    assert max(result.attention_removed + result.mlp_removed) < 0.95, result
+

@@ -79,7 +79,7 @@ def test_h1_to_h4_come_out_as_built():
 
     model = build("split")
     ex = examples_of(model, *_rules_and_boards(36, 4))
-    samples = {"h1": 16, "h2": 24, "h3": 36, "lens": 32}
+    samples = {"h1": 16, "h2": 24, "h3": 36, "lens": 32, "layers": 16}
     run = jsonable(analyse(model, ex, hypothesis_params(samples, TH, 0), Timer(), "test"))
     verdicts = all_verdicts([run], TH)
     assert {h: v.verdict for h, v in verdicts.items()} == {h: "supported" for h in ("H1", "H2", "H3", "H4")}, verdicts

@@ -190,16 +190,32 @@ def test_effect_floor_reports_no_effect_instead_of_a_ratio():
     assert "rule use no effect" in why and "patching: no effect" in why
 
 
-@pytest.mark.parametrize("h1_numbers,lens,expected", [
-    ((0.11, 0.89, 0.9), [0.5, 0.9, 0.99], SUPPORTED),
-    ((0.996, 0.004, 0.5), [0.5, 0.6, 1.0], INCONCLUSIVE),   # layer 0 has no aggregating head
-    ((0.11, 0.89, 0.9), [0.5, 0.91, 1.0], INCONCLUSIVE),
-    ((0.11, 0.89, 0.9), [0.5, 0.6, 0.98], INCONCLUSIVE),
-    ((0.11, 0.89, 0.9), [0.5, 0.99, 1.0], NOT_SUPPORTED),   # already decided after layer 0
-    ((0.11, 0.89, 0.9), [0.5, 0.5, 0.55], NOT_SUPPORTED),   # nothing classifies: an untrained model
+def _depth(locality: list[float], next_auc: list[float], final: float = 1.0):
+    """H1, H2 and lens numbers of a model with one head per layer: ``locality`` its 8-neighbour share (evenly spread,
+    all attention on the board), ``next_auc`` the next state's probe AUC after each layer."""
+    n = len(locality)
+    h1 = {"own_share": [[0.05]] * n, "neighbour_share": [[v] for v in locality], "neighbour_evenness": [[0.9]] * n,
+          "board_share": [[1.0]] * n, "stencil_share": [[0.05 + v] for v in locality], "uniform_baseline": 9 / 64,
+          "neighbour_uniform_baseline": 8 / 64, "stencil_profile": [[[v / 8] * 4 + [0.05] + [v / 8] * 4]
+                                                                     for v in locality]}
+    row = lambda auc: {"count_r2": 0.5, "next_auc": auc}  # noqa: E731
+    h2 = {"results": {"target": {"trained": [row(0.5)] + [row(a) for a in next_auc]}}}
+    return h1, h2, {"acc": [0.5] * n + [final]}
+
+
+@pytest.mark.parametrize("locality,next_auc,final,expected", [
+    ([0.9, 0.1], [0.7, 1.0], 1.0, SUPPORTED),                      # the two-layer demo's shape
+    ([0.9, 0.8, 0.2, 0.1, 0.1, 0.05, 0.05, 0.05], [0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0, 1.0], 1.0, SUPPORTED),
+    ([0.9, 0.1], [0.995, 1.0], 1.0, NOT_SUPPORTED),                # decided in the early half: no later gain
+    ([0.1, 0.9], [0.7, 1.0], 1.0, NOT_SUPPORTED),                  # the late layers are the local ones
+    ([0.9, 0.1], [0.55, 0.56], 0.55, NOT_SUPPORTED),               # nothing classifies: an untrained model
+    ([0.9, 0.1], [0.7, 1.0], 0.98, INCONCLUSIVE),                  # the final residual falls just short
+    ([0.3, 0.25], [0.7, 1.0], 1.0, INCONCLUSIVE),                  # no aggregating head, locality flat
+    ([0.9], [1.0], 1.0, INCONCLUSIVE),                             # one layer: no halves to compare
+    ([0.9], [0.55], 0.55, NOT_SUPPORTED),                          # ... but a final residual that classifies nothing
 ])
-def test_verdict_h4(h1_numbers, lens, expected):
-    verdict, why = verdict_h4(_h1(*h1_numbers, layers=2), _h2(0.9, 0.99), {"acc": lens}, TH["h1"], TH["h4"])
+def test_verdict_h4(locality, next_auc, final, expected):
+    verdict, why = verdict_h4(*_depth(locality, next_auc, final), TH["h1"], TH["h4"])
     assert verdict == expected, why
 
 

@@ -44,6 +44,7 @@ from interfere.explore import circuit
 from interfere.explore.account import truth
 from interfere.explore.analysis import Examples, jsonable
 from interfere.explore.common import Context, staged_dir
+from interfere.explore.layers import LAYER_KEYS
 from interfere.model.checkpoint import weights_hash
 from interfere.model.life_model import LifeTransformer
 from interfere.report_page import write_report
@@ -64,7 +65,7 @@ from interfere.report_sections import (
     too_big_for_cpu,
     when_it_forms,
 )
-from interfere.verdicts import HYPOTHESES, all_verdicts
+from interfere.verdicts import HYPOTHESES, all_verdicts, layer_profile
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -152,6 +153,8 @@ def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict
         "date": time.strftime("%Y-%m-%d %H:%M"), "git_commit": git_commit(), "command": command_line(),
         "device": device_text(model), "threads": threads, "thresholds": th, "heldout": ev["heldout"],
         "verdicts": verdict_entries(model, numbers, th),
+        "h4_by_layer": {**layer_profile(numbers[0]["h1"], numbers[0]["h2"], numbers[0]["lens"]),
+                        **{k: numbers[0]["layers"][k] for k in LAYER_KEYS}},
         "how": jsonable(first["how"]) if first["how"] else None,
         "built_vs_found": built_vs_found(ckpt, first["how"]),
         "forms": jsonable(rest["forms"]) if rest["forms"] else None,

@@ -135,8 +135,22 @@ def hypothesis_section(page: Page, summary: dict, h: str, figures: list[Path]) -
     page.para("Threshold: " + ", ".join(f"{k} = {x}" for k, x in summary["thresholds"][h.lower()].items()))
     page.para(f"Not supported means: {REFUTATIONS[h]}.", "muted")
     page.para(READINGS[h], "muted")
+    if h == "H4" and summary.get("h4_by_layer"):
+        layer_table(page, summary["h4_by_layer"])
     for fig in figures:
         page.image(fig)
+
+
+def layer_table(page: Page, by_layer: dict) -> None:
+    """H4 layer by layer (the first data seed): locality, probes, logit lens, and what removing the layer costs."""
+    page.table(["layer", "locality (8-neighbour share)", "own cell", "off the board", "next-state AUC after",
+                "count R2 after", "logit lens after", "attention removed", "MLP removed", "it and all later removed"],
+               [[f"L{i}", f"{by_layer['locality'][i]:.3f}", f"{by_layer['own'][i]:.3f}",
+                 f"{by_layer['off_board'][i]:.3f}", f"{by_layer['next_auc'][i]:.3f}",
+                 f"{by_layer['count_r2'][i]:.2f}", f"{100 * by_layer['lens_acc'][i]:.2f}%",
+                 f"{100 * by_layer['attention_removed'][i]:.2f}%", f"{100 * by_layer['mlp_removed'][i]:.2f}%",
+                 f"{100 * by_layer['from_layer_removed'][i]:.2f}%"]
+                for i in range(len(by_layer["locality"]))])
 
 
 def how_section(page: Page, summary: dict, figures: list[Path]) -> None:
@@ -184,6 +198,15 @@ def forms_section(page: Page, summary: dict, figures: list[Path]) -> None:
               "its first to its final value; in order: " + "; ".join(forms["order"]) + ". Accuracy first crosses "
               + ", ".join(f"{k} at step {v}" for k, v in forms["accuracy_first_crosses"].items() if v is not None)
               + ".")
+    if forms.get("by_layer"):
+        def cell(row: dict, name: str) -> str:
+            step = row[f"{name}_forms"]
+            return f"{row[name]:.3f}" + (f" (step {step})" if step is not None else "")
+
+        page.table(["layer", "locality: best 8-neighbour share (formed at)", "rule-token attention (formed at)",
+                    "next-state AUC after it (formed at)"],
+                   [[f"L{r['layer']}", *(cell(r, name) for name in ("locality", "rule_attention", "next_auc"))]
+                    for r in forms["by_layer"]])
     for fig in figures:
         page.image(fig)
 
@@ -236,8 +259,10 @@ READINGS = {
           "exactly the governed cells should change) is a consistency check: for a model right under both "
           "rules it holds by construction. Patching one head from the flipped run names the heads that carry "
           "the rule; below the effect floor it reports no effect.",
-    "H4": "Put together: whether layer 0 has an aggregating head (H1's definition), when the neighbour "
-          "count becomes linear (probes), and when the next state becomes readable (logit lens).",
+    "H4": "Put together, layer by layer: how local each layer's attention is (a head's largest share on the 8 "
+          "neighbours, from H1), how well the next state and the neighbour count are read after it (H2's probes, "
+          "the logit lens), what removing its attention or its MLP costs, and what removing it with every later layer "
+          "costs (how far the model must run); the early half of the layers against the late half.",
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,7 +25,6 @@ from interfere.explore import circuit, dynamics, registry
 from interfere.explore.analysis import Examples, jsonable
 from interfere.explore.batched import scaled_samples
 from interfere.explore.common import Context
-from interfere.explore.components import all_components
 from interfere.model.checkpoint import (
     CONTROL_PREFIX,
     CheckpointError,
@@ -34,7 +34,7 @@ from interfere.model.checkpoint import (
     model_from_checkpoint,
 )
 from interfere.model.life_model import LifeTransformer, ModelConfig, n_params
-from interfere.verdicts import all_verdicts, headline
+from interfere.verdicts import all_verdicts, headline, layer_profile
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, GUIDE_COLOR, caption, save
 
 CONTROL_RUNS = {"random init": f"{CONTROL_PREFIX}random_init", "rule-blind": f"{CONTROL_PREFIX}rule_blind"}
@@ -44,31 +44,9 @@ SAMPLES = {**{a.key: a.samples for a in registry.ANALYSES},
            "circuit": (128, 8), "dynamics": (128, 8), "card": (1024, 16), "card_named": (256, 8)}
 QUICK = {**{a.key: a.quick for a in registry.ANALYSES},
          "circuit": 32, "dynamics": 16, "card": 256, "card_named": 64}
-CIRCUIT_MAX_COMPONENTS = 12  # beyond, the circuit search needs O(components^2) hooked forwards: skipped on a CPU
 CPU_MAX_CELLS = 256  # beyond, the circuit search, the snapshots' dynamics and the model card's
 # 100-generation rollouts are skipped on a CPU: hooked forwards grow with the square of the sequence
 
-
-CONTROL_RUNS = {"random init": f"{CONTROL_PREFIX}random_init", "rule-blind": f"{CONTROL_PREFIX}rule_blind"}
-# boards per analysis at 8x8 and the least at any size (explore.batched.scaled_samples), full and --quick: the
-# registry's H1-H4 analyses (interfere.explore.registry), and the report's own sections
-
-
-# boards per analysis at 8x8 and the least at any size (explore.batched.scaled_samples), full and --quick: the
-# registry's H1-H4 analyses (interfere.explore.registry), and the report's own sections
-SAMPLES = {**{a.key: a.samples for a in registry.ANALYSES},
-           "circuit": (128, 8), "dynamics": (128, 8), "card": (1024, 16), "card_named": (256, 8)}
-
-
-QUICK = {**{a.key: a.quick for a in registry.ANALYSES},
-         "circuit": 32, "dynamics": 16, "card": 256, "card_named": 64}
-
-
-CIRCUIT_MAX_COMPONENTS = 12  # beyond, the circuit search needs O(components^2) hooked forwards: skipped on a CPU
-
-
-CPU_MAX_CELLS = 256  # beyond, the circuit search, the snapshots' dynamics and the model card's
-# 100-generation rollouts are skipped on a CPU: hooked forwards grow with the square of the sequence
 
 
 def report_samples(quick: bool, n_cells: int) -> dict[str, int]:
@@ -141,18 +119,24 @@ def layer_roles_figure(ctx: Context, out_numbers: dict, out: Path) -> Path:
     axes[0].set_xlabel("residual stream")
     axes[0].set_ylim(-0.05, 1.02)
     axes[0].legend(frameon=False, fontsize=7)
-    share = np.nan_to_num(np.array(out_numbers["h1"]["neighbour_share"], dtype=float))
-    axes[1].bar(range(len(share)), share.max(1), color=ACCENT)
+    profile = layer_profile(out_numbers["h1"], out_numbers["h2"], out_numbers["lens"])
+    n = len(profile["locality"])
+    axes[1].bar(range(n), profile["locality"], color=ACCENT)
     axes[1].axhline(out_numbers["h1"]["neighbour_uniform_baseline"], color=CONTROL_COLOR, ls="--")
-    axes[1].set_xticks(range(len(share)), [f"L{i}" for i in range(len(share))])
+    axes[1].set_xticks(range(n), [f"L{i}" for i in range(n)])
     axes[1].set_ylim(0, 1.02)
-    axes[1].set_title("locality: best head's 8-neighbour share\n(dashed: uniform baseline)")
+    axes[1].set_title("locality: a head's largest share of its attention\non the 8 neighbours (dashed: uniform)")
     axes[1].set_xlabel("layer")
-    lens = out_numbers["lens"]
-    axes[2].plot(lens["points"], lens["acc"], "-o", color=ACCENT)
+    lens, layers = out_numbers["lens"], out_numbers["layers"]
+    axes[2].plot(lens["points"], lens["acc"], "-o", color=ACCENT, label="logit lens after")
+    axes[2].plot(lens["points"][1:], layers["attention_removed"], "--^", color=ACCENT_2, label="attention removed")
+    axes[2].plot(lens["points"][1:], layers["mlp_removed"], ":v", color=CONTROL_COLOR, label="MLP removed")
+    axes[2].plot(lens["points"][1:], layers["from_layer_removed"], "-.s", color=GUIDE_COLOR, ms=3,
+                 label="it and all later removed")
     axes[2].set_ylim(0.4, 1.02)
-    axes[2].set_title("logit lens: next-state accuracy")
-    axes[2].set_xlabel("residual read out")
+    axes[2].set_title("next-state accuracy: read out after each layer,\nand with the layer's part removed")
+    axes[2].set_xlabel("layer")
+    axes[2].legend(frameon=False, fontsize=7)
     for ax in axes[[0, 2]]:
         ax.axhline(0.5, color=GUIDE_COLOR, lw=0.8, zorder=0)
     fig.suptitle("H4: layer roles")
@@ -230,17 +214,24 @@ def too_big_for_cpu(model: LifeTransformer) -> bool:
 
 
 def circuit_runs(model: LifeTransformer) -> bool:
-    """Whether the circuit analysis runs here (a CPU skips it for big models and boards, saying why)."""
-    n = len(all_components(model))
-    if n > CIRCUIT_MAX_COMPONENTS and str(model.cfg.device) == "cpu":
-        print(f"report: circuit analysis skipped: {n} components need O({n}^2) hooked forwards; run "
-              "explorations/circuit.py on a GPU", flush=True)
-        return False
+    """Whether the circuit analysis runs here (a CPU skips it for big boards, saying why; any depth runs, with
+    fewer boards per stage as the model deepens: :func:`circuit_params`)."""
     if too_big_for_cpu(model):
         print(f"report: circuit analysis skipped: {model.layout.height}x{model.layout.width} boards on a CPU take "
               "hours; run explorations/circuit.py on a GPU or at a smaller --size", flush=True)
         return False
     return True
+
+
+def circuit_params(model: LifeTransformer, samples: int, th: dict, ctx: Context) -> circuit.Params:
+    """The circuit analysis' settings: the defaults up to two layers; deeper, fewer boards per stage (every stage's
+    cost grows with the slots, which grow with the layers: the map's and the roles' forwards per slot, the donors'
+    outputs kept per component)."""
+    params = circuit.Params(samples=samples, density=(ctx.data.density_min, ctx.data.density_max), seed=ctx.seed,
+                            thresholds=th)
+    if model.cfg.n_layers <= 2:
+        return params
+    return dataclasses.replace(params, donors_per_rule=12, map_boards=16, reference_boards=32, lookup_boards=32)
 
 
 def how_it_computes(model: LifeTransformer, ex: Examples, samples: dict[str, int], th: dict, ctx: Context,
@@ -249,8 +240,7 @@ def how_it_computes(model: LifeTransformer, ex: Examples, samples: dict[str, int
     if not circuit_runs(model):
         return None, []
     print(f"report: how the model computes (circuit, seed {ctx.seed}) ...", flush=True)
-    params = circuit.Params(samples=samples["circuit"], density=(ctx.data.density_min, ctx.data.density_max),
-                            seed=ctx.seed, thresholds=th)
+    params = circuit_params(model, samples["circuit"], th, ctx)
     with timer.section("circuit"):
         result = circuit.measure(model, ex.head(params.samples), params)
     with timer.section("figures"):

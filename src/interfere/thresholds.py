@@ -20,7 +20,7 @@ SCHEMA: dict[str, tuple[str, ...] | None] = {  # section -> its keys (None: a si
     "h2": ("support_count_r2", "support_next_auc", "support_margin", "max_shuffled_r2", "random_init_controls",
            "refute_margin"),
     "h3": ("support_gain", "support_rule_use", "support_rule_attention_ratio", "support_flip", "refute_rule_use"),
-    "h4": ("late_lens_acc", "early_lens_max", "refute_early_lens", "refute_final_lens"),
+    "h4": ("late_lens_acc", "support_probe_gain", "locality_margin", "refute_probe_gain", "refute_final_lens"),
     "circuit": ("sufficient_acc", "decodable_auc", "decodable_r2", "role_acc", "min_coverage", "account_acc",
                 "lookup_carry", "lookup_leak", "refute_acc", "route_carry", "lookup_selectivity", "answer_tv"),
 }

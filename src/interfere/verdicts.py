@@ -20,15 +20,17 @@ HYPOTHESES = {
           "board at t into each target.",
     "H2": "Linear world variables: neighbour count and next state are linearly decodable from the residual.",
     "H3": "Physics tokens usage: the model reads the rule tokens and its predictions depend on them causally.",
-    "H4": "Layer roles: early layers gather local evidence, later layers classify.",
+    "H4": "Layer roles: early layers gather local evidence, later layers classify: probes improve across layers, "
+          "and the local attention is in the early layers.",
 }
 REFUTATIONS = {
     "H1": "no head puts more of its board attention on the 8 neighbours than refute_ratio x the uniform share",
     "H2": "the trained model's probes beat the best random-init control by less than refute_margin (R2 and AUC)",
     "H3": "the model is no better than the best rule-blind predictor (gain below the rule_use_gain floor), "
           "or removing the rule-reading path loses less than refute_rule_use of its advantage",
-    "H4": "the next state is already readable after layer 0 (no split), or not even the final residual "
-          "classifies it (no classifying layer)",
+    "H4": "the probes do not improve across layers (the next state's AUC is no better in the late half than in "
+          "the early half), the final residual does not classify it, or the late layers are more local than the "
+          "early ones"
 }
 
 # H1 head roles, from the per-head shares of board attention
@@ -193,15 +195,45 @@ def verdict_h3(h3: dict, th: dict) -> tuple[str, str]:
     return INCONCLUSIVE, why
 
 
+def layer_profile(h1: dict, h2: dict, lens: dict) -> dict[str, list[float]]:
+    """Per layer: its locality (the largest share of a head's whole attention on the query's 8 neighbours), the
+    largest share on the query's own cell, the heads' mean share off the board (rule tokens, separators, targets),
+    and after it the next state's probe AUC and the neighbour count's R2 at the targets and the logit lens' accuracy.
+    (The governing rule bit is the next state by definition, and the case is the own state and the count: their
+    probes are these.)"""
+    board = np.array(h1["board_share"], dtype=float)
+    locality = (np.nan_to_num(np.array(h1["neighbour_share"], dtype=float)) * board).max(1)
+    own = (np.nan_to_num(np.array(h1["own_share"], dtype=float)) * board).max(1)
+    trained = h2["results"]["target"]["trained"][1:]  # after each layer (the first point is the embedding)
+    return {"locality": locality.tolist(), "own": own.tolist(), "off_board": (1 - board).mean(1).tolist(),
+            "next_auc": [float(r["next_auc"]) for r in trained],
+            "count_r2": [float(r["count_r2"]) for r in trained], "lens_acc": [float(a) for a in lens["acc"][1:]]}
+
+
 def verdict_h4(h1: dict, h2: dict, lens: dict, h1_th: dict, th: dict) -> tuple[str, str]:
-    early = aggregating_layers(h1, h1_th).get(0)
-    after0, final = lens["acc"][1], lens["acc"][-1]
-    r2 = [r["count_r2"] for r in h2["results"]["target"]["trained"]]
-    why = (f"layer-0 aggregation: {early or 'none'}; logit-lens accuracy after L0 "
-           f"{after0:.3f}, final {final:.4f}; count R2 by layer {', '.join(f'{v:.2f}' for v in r2)}")
-    if after0 >= th["refute_early_lens"] or final < th["refute_final_lens"]:
+    """The early half of the layers gathers local evidence (an aggregating head there, and more of its attention on
+    the neighbours than the late half's), and the probes improve across layers (the next state's AUC best in the
+    late half by a margin, and the final residual classifies it)."""
+    p = layer_profile(h1, h2, lens)
+    n = len(p["locality"])
+    half = (n + 1) // 2
+    early, late = slice(0, half), slice(half, n)
+    if n < 2:
+        why = f"one layer: no early and late half to compare; final lens {p['lens_acc'][-1]:.3f}"
+        return (NOT_SUPPORTED if p["lens_acc"][-1] < th["refute_final_lens"] else INCONCLUSIVE), why
+    aggregating = [layer for layer in aggregating_layers(h1, h1_th) if layer < half]
+    loc_gain = float(np.mean(p["locality"][early]) - np.mean(p["locality"][late]))
+    probe_gain = max(p["next_auc"][late]) - max(p["next_auc"][early])
+    final = p["lens_acc"][-1]
+    why = (f"aggregation in layers 0-{half - 1}: {', '.join(f'L{x}' for x in aggregating) or 'none'}; locality by "
+           f"layer {', '.join(f'{v:.2f}' for v in p['locality'])} (early minus late {loc_gain:+.2f}); next-state "
+           f"AUC after each layer {', '.join(f'{v:.3f}' for v in p['next_auc'])} (late best minus early best "
+           f"{probe_gain:+.3f}); count R2 by layer {', '.join(f'{v:.2f}' for v in p['count_r2'])}; final lens "
+           f"{final:.4f}")
+    if probe_gain < th["refute_probe_gain"] or final < th["refute_final_lens"] or loc_gain < -th["locality_margin"]:
         return NOT_SUPPORTED, why
-    if early and after0 <= th["early_lens_max"] and final >= th["late_lens_acc"]:
+    if (aggregating and loc_gain >= th["locality_margin"] and probe_gain >= th["support_probe_gain"]
+            and final >= th["late_lens_acc"]):
         return SUPPORTED, why
     return INCONCLUSIVE, why
 
@@ -251,5 +283,6 @@ def headline(h: str, run: dict) -> str:
         path = run["h3"]["rule_path"]
         use = "no effect" if path["rule_use"] is None else f"{path['rule_use']:.2f}"
         return f"gain over rule-blind {path['clean_acc'] - path['rule_blind_best']:+.3f}, rule use {use}"
-    acc = run["lens"]["acc"]
-    return f"logit lens after L0 {acc[1]:.2f}, final {acc[-1]:.3f}"
+    p = layer_profile(run["h1"], run["h2"], run["lens"])
+    return (f"locality by layer {'/'.join(f'{v:.2f}' for v in p['locality'])}, next AUC by layer "
+            f"{'/'.join(f'{v:.2f}' for v in p['next_auc'])}")

@@ -75,7 +75,7 @@ def key_contributions(model: LifeTransformer, ex: Examples, params: Params) -> t
     if scale_want:
         written = written - written.mean(-1, keepdim=True)  # the final LayerNorm centres
         scale = ex.act(*scale_want[0]).to(model.cfg.device)  # [batch, 1]
-    return ((written @ model.logit_direction().float()) / scale).cpu()
+    return ((written @ model.logit_direction().float()) / scale).detach().cpu()
 
 
 def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:

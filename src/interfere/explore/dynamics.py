@@ -85,17 +85,20 @@ def wanted_per_snapshot(model: LifeTransformer) -> list[Want]:
 
 def probe_scores(model: LifeTransformer, ex: Examples) -> dict[str, float]:
     """Least-squares linear probes at the t+1 targets, fitted on 3/4 of the boards, scored on the rest,
-    best over the residual points: count R2, own-state, next-state and mean rule-bit AUC."""
+    best over the residual points: count R2, own-state, next-state and mean rule-bit AUC; and the next state's
+    AUC after each layer."""
     test = torch.arange(len(ex)) >= 3 * len(ex) // 4
     labels = cell_labels(ex)
     best = {"count_r2": -np.inf, "own_auc": 0.0, "next_auc": 0.0, "rule_auc": 0.0}
+    after = []
     for _, hook in residual_points(model.cfg.n_layers):
         s = linear_probes(ex.act(hook, at_positions("targets", model.layout.targets[0])), labels, test)
         rules = [s[f"rule {b}"] for b in range(N_RULE_BITS) if not np.isnan(s[f"rule {b}"])]
         scores = {"count_r2": s["count"], "own_auc": s["own"], "next_auc": s["next"],
                   "rule_auc": float(np.mean(rules)) if rules else float("nan")}
         best = {k: float(np.nanmax([best[k], scores[k]])) for k in best}
-    return best
+        after.append(float(s["next"]))
+    return {**best, "next_auc_by_layer": after[1:]}
 
 
 def snapshot_measures(model: LifeTransformer, ex: Examples, small: Examples, ref: Examples,
@@ -153,6 +156,18 @@ def series(measures: list[dict], key: str, layer: int | None) -> list[float]:
     return [m[key][layer] if layer is not None else m[key] for m in measures if key in m]
 
 
+LAYER_SERIES = {"locality": "neighbour_share", "rule_attention": "rule_attention", "next_auc": "next_auc_by_layer"}
+
+
+def layer_roles(steps: list[int], measures: list[dict], fraction: float) -> list[dict]:
+    """Per layer: the final value of its locality (best 8-neighbour share), its rule-token attention and the next
+    state's probe AUC after it, each with the step at which it formed (``first_reaching``)."""
+    n_layers = len(measures[-1]["neighbour_share"])
+    return [{"layer": layer, **{name: series(measures, key, layer)[-1] for name, key in LAYER_SERIES.items()},
+             **{f"{name}_forms": first_reaching(steps, series(measures, key, layer), fraction)
+                for name, key in LAYER_SERIES.items()}} for layer in range(n_layers)]
+
+
 @dataclass
 class Params:
     samples: int = 128
@@ -177,6 +192,7 @@ class Result:
     stencil_head: int  # the final model's most local layer-0 head, followed through training
     stencil_maps: list  # [snapshot][H][W]: its relative stencil
     sufficient_acc: float  # the minimal circuit's bar that was applied
+    by_layer: list[dict]  # when each layer takes its role (layer_roles)
 
 
 def wants(model: LifeTransformer, params: Params) -> list[Want]:
@@ -217,12 +233,12 @@ def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
                                 for m in ACC_MARKS},
         order=[f"{label} (step {s}, {seconds.get(s, float('nan')):.0f} s)" for s, label in order],
         stencil_head=head, stencil_maps=[attn_maps.relative_maps(p, final.layout)[head].tolist() for p in patterns],
-        sufficient_acc=params.sufficient_acc)
+        sufficient_acc=params.sufficient_acc, by_layer=layer_roles(steps, measures, params.fraction))
 
 
 def plot(result: Result, out: Path, provenance: Callable[..., str]) -> list[Path]:
     return [forms_figure(result, out, provenance), bits_figure(result, out, provenance),
-            *stencil_animation(result, out, provenance)]
+            layers_figure(result, out, provenance), *stencil_animation(result, out, provenance)]
 
 
 def params_from_args(args: argparse.Namespace, ctx: Context, thresholds: dict) -> Params:
@@ -281,6 +297,25 @@ def bits_figure(r: Result, out: Path, provenance: Callable[..., str]) -> Path:
     fig.suptitle("Which rule bit is learned when")
     caption(fig, provenance())
     return save(fig, out / "dynamics_bits.png")
+
+
+def layers_figure(r: Result, out: Path, provenance: Callable[..., str]) -> Path:
+    """Layer by snapshot: the best 8-neighbour share and the next state's probe AUC after the layer."""
+    n_layers = len(r.by_layer)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.6 + 0.32 * n_layers), layout="constrained")
+    for ax, key, title, vmin in ((axes[0], "neighbour_share", "locality: best 8-neighbour share", 0.0),
+                                 (axes[1], "next_auc_by_layer", "the next state's probe AUC after the layer", 0.5)):
+        grid = np.array([[m[key][layer] for m in r.measures] for layer in range(n_layers)], dtype=float)
+        image = ax.imshow(grid, aspect="auto", cmap=SEQ_CMAP, vmin=vmin, vmax=1.0, interpolation="nearest")
+        ticks = np.unique(np.linspace(0, len(r.steps) - 1, min(8, len(r.steps))).round().astype(int))
+        ax.set_xticks(ticks, [str(r.steps[i]) for i in ticks])
+        ax.set_yticks(range(n_layers), [f"L{i}" for i in range(n_layers)])
+        ax.set_xlabel("training step (snapshots, log-spaced)")
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax, shrink=0.9)
+    fig.suptitle("When each layer takes its role")
+    caption(fig, provenance())
+    return save(fig, out / "dynamics_layers.png")
 
 
 def stencil_animation(r: Result, out: Path, provenance: Callable[..., str]) -> list[Path]:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from interfere.explore import attn_maps, logit_lens, physics_bits, probes
+from interfere.explore import attn_maps, layers, logit_lens, physics_bits, probes
 
 
 @dataclass(frozen=True)
@@ -28,5 +28,6 @@ ANALYSES: tuple[Entry, ...] = (
         samples=n, controls=th["h2"]["random_init_controls"], seed=seed), "H2"),
     Entry("h3", physics_bits, (144, 4), 36, lambda n, th, seed: physics_bits.Params(samples=n, thresholds=th), "H3"),
     Entry("lens", logit_lens, (256, 4), 32, lambda n, th, seed: logit_lens.Params(samples=n), "H4"),
+    Entry("layers", layers, (64, 4), 16, lambda n, th, seed: layers.Params(samples=n), "H4"),
 )
 BY_KEY = {entry.key: entry for entry in ANALYSES}

@@ -84,8 +84,8 @@ def map_lines(routes: dict[str, dict]) -> list[str]:
                 f"{name} ({_span(dict(r['relays'])[name] for r in shares)})" for name in g["relays"])
         readout = [r["readout"][0][1] for r in shares if r["readout"]]
         if readout:
-            line += (f"; read out by {shares[0]['readout'][0][0]} (carries {_span(readout)}, needed for "
-                     f"{_span(r['readout_necessary'] for r in shares)})")
+            line += (f"; the last MLP, {shares[0]['readout'][0][0]}, carries {_span(readout)} of the flips and is "
+                     f"needed for {_span(r['readout_necessary'] for r in shares)}")
         lines.append(line)
     return lines
 

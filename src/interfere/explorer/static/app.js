@@ -240,7 +240,7 @@ async function showRoute(body) {
   const relays = r.relays.map(([n, x]) => `${n} (${pct(x)})`).join(", ");
   $("route").textContent = `Case ${r.case} (${r.alive ? "alive" : "dead"}, ${r.count} live neighbours): the flip of ` +
     `its rule bit ${where}; looked up by ${r.lookup || "no single slot (not located)"}` +
-    (relays ? `; relayed by ${relays}` : "") + (r.readout.length ? `; read out by ${r.readout[0][0]}` : "") + ".";
+    (relays ? `; relayed by ${relays}` : "") + (r.readout.length ? `; the last MLP: ${r.readout[0][0]} (carries ${Math.round(100 * r.readout[0][1])}% of the flips)` : "") + ".";
   const onRoute = new Set([r.lookup, ...r.relays.map((x) => x[0])].filter(Boolean)
     .filter((n) => n.endsWith("@targets") || n.endsWith("@board")).map((n) => n.split("@")[0]));
   document.querySelectorAll("#attention .head").forEach((box) => box.classList.toggle("route", onRoute.has(box.dataset.head)));

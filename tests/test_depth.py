@@ -1,0 +1,32 @@
+"""H4 at any depth (issue 35): the controls are what they say, and H4 tells a model that gathers then classifies from
+its random initialisation and from itself with its late layers never trained."""
+
+import torch
+
+from interfere import depth
+from interfere.data.stream import random_boards
+from interfere.model.handmade import build
+from interfere.thresholds import load_thresholds
+
+
+def test_the_controls_keep_the_early_layers_and_replace_the_late_ones():
+    model = build("split")
+    fresh, late = depth.controls(model).values()
+    for layer, keeps in ((0, True), (1, False)):
+        same = all(torch.equal(a, b) for a, b in zip(model.blocks[layer].state_dict().values(),
+                                                       late.blocks[layer].state_dict().values()))
+        assert same == keeps
+        assert all(torch.equal(a, b) for a, b in zip(fresh.blocks[1].state_dict().values(),
+                                                     late.blocks[1].state_dict().values()))
+    assert not torch.equal(fresh.blocks[0].attn.W_Q, model.blocks[0].attn.W_Q)
+
+
+def test_h4_separates_a_model_that_gathers_then_classifies_from_its_controls():
+    model, th = build("split"), load_thresholds()
+    g = torch.Generator().manual_seed(8)
+    rules, boards = torch.rand(24, 18, generator=g) < 0.5, random_boards(24, 8, 8, 0.1, 0.9, g)
+    samples = {"h1": 8, "h2": 24, "h3": 12, "lens": 24, "layers": 8}
+    verdicts = {name: depth.profile(m, rules, boards, th, samples)["verdict"]
+                for name, m in {"built": model, **depth.controls(model)}.items()}
+    assert verdicts == {"built": "supported", "random init": "not supported",
+                        "layers 1-1 never trained": "not supported"}, verdicts

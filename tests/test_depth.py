@@ -1,6 +1,7 @@
 """H4 at any depth (issue 35): the controls are what they say, and H4 tells a model that gathers then classifies from
 its random initialisation and from itself with its late layers never trained."""
 
+import pytest
 import torch
 
 from interfere import depth
@@ -30,3 +31,18 @@ def test_h4_separates_a_model_that_gathers_then_classifies_from_its_controls():
                 for name, m in {"built": model, **depth.controls(model)}.items()}
     assert verdicts == {"built": "supported", "random init": "not supported",
                         "layers 1-1 never trained": "not supported"}, verdicts
+
+
+def test_a_model_of_another_board_size_is_refused_in_one_line(tiny_run, tmp_path, capsys):
+    """The tiny run plays 5x5 boards, the hand-made model 8x8: the same boards cannot feed both."""
+    from interfere.handmade import checkpoint
+    from interfere.model.checkpoint import atomic_save
+    from interfere.model.handmade import Heads
+
+    hand = tmp_path / "hand.pt"
+    atomic_save(checkpoint("split", Heads()), hand)
+    with pytest.raises(SystemExit):
+        depth.main(["--ckpt", str(hand), "--compare", tiny_run["checkpoint"], "--out", str(tmp_path / "d")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs 5x5 boards, the model 8x8" in err[0], err
+    assert not (tmp_path / "d").exists()

@@ -1,6 +1,8 @@
-"""The package's import graph has no cycle (issue 25): every module can be read top to bottom."""
+"""The package's import graph has no cycle (issue 25) and its bottom layer, the config, stands alone (issue 36)."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,15 @@ def test_no_import_cycle_under_src():
 def test_the_cycle_finder_finds_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_config_loads_neither_training_nor_transformer_lens():
+    """Reading a config or a thresholds file is the layer everything else stands on: it must not pull in train/ or
+    TransformerLens (a fresh interpreter, so nothing else imported them first)."""
+    code = ("import sys, interfere.config; print(sorted(m for m in sys.modules "
+            "if m.startswith(('interfere.train', 'transformer_lens'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
 
 
 def test_only_user_errors_become_one_line(capsys):

@@ -32,6 +32,7 @@ from interfere.cli import (
 )
 from interfere.cpu import cpu_description
 from interfere.data.stream import DataConfig
+from interfere.errors import UserError
 from interfere.explore.analysis import jsonable
 from interfere.explore.common import Context, examples_of, staged_dir
 from interfere.explore.layers import LAYER_KEYS
@@ -115,8 +116,13 @@ def main(argv: list[str] | None = None) -> dict:
         ex = ctx.examples(args.samples)
         samples = {k: min(v, args.samples) for k, v in report_samples(False, model.layout.n_cells).items()}
         models = {f"{ckpt.get('run_id')} (trained)": model, **controls(model)}
-        models.update({f"{c.get('run_id')} (trained)": model_from_checkpoint(c) for c in
-                       (load_checkpoint(ckpt=path) for path in args.compare)})
+        for path in args.compare:
+            other_ckpt = load_checkpoint(ckpt=path)
+            other = model_from_checkpoint(other_ckpt)
+            if (other.layout.height, other.layout.width) != (model.layout.height, model.layout.width):
+                raise UserError(f"--compare {path} runs {other.layout.height}x{other.layout.width} boards, the model "
+                                f"{model.layout.height}x{model.layout.width}: compare models of one board size")
+            models[f"{other_ckpt.get('run_id')} (trained)"] = other
         with staged_dir(args.out) as (out, final):
             results = {name: profile(m, ex.rules, ex.boards, th, samples) for name, m in models.items()}
             md = table(results)

@@ -20,6 +20,9 @@ def test_the_controls_keep_the_early_layers_and_replace_the_late_ones():
         assert all(torch.equal(a, b) for a, b in zip(fresh.blocks[1].state_dict().values(),
                                                      late.blocks[1].state_dict().values()))
     assert not torch.equal(fresh.blocks[0].attn.W_Q, model.blocks[0].attn.W_Q)
+    # a size-free model's window bias lives outside its blocks: the late layers' slices are the fresh ones too
+    assert torch.equal(late.W_rel[0], model.W_rel[0]) and torch.equal(late.W_rel[1], fresh.W_rel[1])
+    assert not torch.equal(late.W_rel[1], model.W_rel[1])
 
 
 def test_h4_separates_a_model_that_gathers_then_classifies_from_its_controls():
@@ -33,8 +36,9 @@ def test_h4_separates_a_model_that_gathers_then_classifies_from_its_controls():
                         "layers 1-1 never trained": "not supported"}, verdicts
 
 
-def test_a_model_of_another_board_size_is_refused_in_one_line(tiny_run, tmp_path, capsys):
-    """The tiny run plays 5x5 boards, the hand-made model 8x8: the same boards cannot feed both."""
+def test_a_model_of_another_board_size_too_few_boards_or_a_model_twice_are_one_line_errors(tiny_run, tmp_path, capsys):
+    """The tiny run plays 5x5 boards, the hand-made model 8x8: the same boards cannot feed both; a model given as its
+    own --compare would overwrite its own row."""
     from interfere.handmade import checkpoint
     from interfere.model.checkpoint import atomic_save
     from interfere.model.handmade import Heads
@@ -45,4 +49,9 @@ def test_a_model_of_another_board_size_is_refused_in_one_line(tiny_run, tmp_path
         depth.main(["--ckpt", str(hand), "--compare", tiny_run["checkpoint"], "--out", str(tmp_path / "d")])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "runs 5x5 boards, the model 8x8" in err[0], err
-    assert not (tmp_path / "d").exists()
+    for flags, message in ((["--samples", "2"], "--samples must be at least 8, got 2"),
+                           (["--compare", str(hand)], "is a model already drawn")):
+        with pytest.raises(SystemExit):
+            depth.main(["--ckpt", str(hand), *flags, "--out", str(tmp_path / "e")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

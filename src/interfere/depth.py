@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 from pathlib import Path
 
@@ -42,6 +43,9 @@ from interfere.report_sections import Timer, analyse, hypothesis_params, report_
 from interfere.verdicts import layer_profile, verdict_h4
 from interfere.viz.style import ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR, caption, save
 
+H4_INPUTS = ("h1", "h2", "lens", "layers")  # the registry's analyses H4 by layer reads
+MIN_SAMPLES = 8
+
 
 def controls(model: LifeTransformer) -> dict[str, LifeTransformer]:
     """The random initialisation of the model's shape, and the model with its late half of layers re-initialised."""
@@ -51,13 +55,15 @@ def controls(model: LifeTransformer) -> dict[str, LifeTransformer]:
     with torch.no_grad():
         for layer in range(half, model.cfg.n_layers):
             late.blocks[layer].load_state_dict(fresh.blocks[layer].state_dict())
+        if model.size_free:  # the window's relative-position bias is the model's, one slice per layer
+            late.W_rel[half:] = fresh.W_rel[half:]
     return {"random init": fresh, f"layers {half}-{model.cfg.n_layers - 1} never trained": late}
 
 
 def profile(model: LifeTransformer, rules: torch.Tensor, boards: torch.Tensor, th: dict, samples: dict) -> dict:
     """The per-layer profile, the layers' necessity and the H4 verdict of one model on these boards."""
     ex = examples_of(model, rules, boards)
-    run = jsonable(analyse(model, ex, hypothesis_params(samples, th, 0), Timer(), "depth"))
+    run = jsonable(analyse(model, ex, hypothesis_params(samples, th, 0), Timer(), "depth", keys=H4_INPUTS))
     verdict, why = verdict_h4(run["h1"], run["h2"], run["lens"], th["h1"], th["h4"])
     return {**layer_profile(run["h1"], run["h2"], run["lens"]), **{k: run["layers"][k] for k in LAYER_KEYS},
             "verdict": verdict, "why": why}
@@ -82,7 +88,7 @@ def table(results: dict[str, dict]) -> str:
 def figure(results: dict[str, dict], out: Path, command: str) -> Path:
     """Locality and the next state's probe AUC by layer, every model side by side (layers on 0..1 for comparison)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
-    colours = [ACCENT, CONTROL_COLOR, BIRTH_COLOR, ACCENT_2, "#6d597a"]
+    colours = itertools.cycle([ACCENT, CONTROL_COLOR, BIRTH_COLOR, ACCENT_2, "#6d597a"])
     for (name, r), colour in zip(results.items(), colours):
         n = len(r["locality"])
         depth = np.arange(n) / max(n - 1, 1)
@@ -95,9 +101,29 @@ def figure(results: dict[str, dict], out: Path, command: str) -> Path:
         ax.set_xlabel("layer (0 = first, 1 = last)")
         ax.set_ylim(-0.02, 1.02)
     axes[0].legend(frameon=False, fontsize=7)
-    fig.suptitle("H4 by layer: trained, controls, and a shallower model")
+    fig.suptitle("H4 by layer: the model, its controls" + (" and the models compared" if len(results) > 3 else ""))
     caption(fig, command)
     return save(fig, out / "depth_by_layer.png")
+
+
+def compared(model: LifeTransformer, ckpt: dict, paths: list[str], taken: set[str]) -> dict[str, LifeTransformer]:
+    """The ``--compare`` models by name (run id; step or path where that is taken): the model's board size, each
+    checkpoint once."""
+    seen, out = {Path(ckpt["path"]).resolve()}, {}
+    for path in paths:
+        if Path(path).resolve() in seen:
+            raise UserError(f"--compare {path} is a model already drawn: give each checkpoint once")
+        seen.add(Path(path).resolve())
+        other_ckpt = load_checkpoint(ckpt=path)
+        other = model_from_checkpoint(other_ckpt)
+        if (other.layout.height, other.layout.width) != (model.layout.height, model.layout.width):
+            raise UserError(f"--compare {path} runs {other.layout.height}x{other.layout.width} boards, the model "
+                            f"{model.layout.height}x{model.layout.width}: compare models of one board size")
+        run_id = other_ckpt.get("run_id")
+        names = (f"{run_id} (trained)", f"{run_id} step {other_ckpt.get('step')} (trained)", f"{path} (trained)")
+        name = next(n for n in names if n not in taken | set(out))
+        out[name] = other
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -109,6 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     with exit_on_user_error():
+        if args.samples < MIN_SAMPLES:
+            raise UserError(f"--samples must be at least {MIN_SAMPLES}, got {args.samples}")
         th = thresholds_from_args(args)
         model, ckpt = load_model_from_args(args)
         ctx = Context(model=model, ckpt=ckpt, layout=model.layout, data=DataConfig(**ckpt["config"]["data"]),
@@ -116,13 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         ex = ctx.examples(args.samples)
         samples = {k: min(v, args.samples) for k, v in report_samples(False, model.layout.n_cells).items()}
         models = {f"{ckpt.get('run_id')} (trained)": model, **controls(model)}
-        for path in args.compare:
-            other_ckpt = load_checkpoint(ckpt=path)
-            other = model_from_checkpoint(other_ckpt)
-            if (other.layout.height, other.layout.width) != (model.layout.height, model.layout.width):
-                raise UserError(f"--compare {path} runs {other.layout.height}x{other.layout.width} boards, the model "
-                                f"{model.layout.height}x{model.layout.width}: compare models of one board size")
-            models[f"{other_ckpt.get('run_id')} (trained)"] = other
+        models.update(compared(model, ckpt, args.compare, taken=set(models)))
         with staged_dir(args.out) as (out, final):
             results = {name: profile(m, ex.rules, ex.boards, th, samples) for name, m in models.items()}
             md = table(results)

@@ -203,8 +203,8 @@ def forms_section(page: Page, summary: dict, figures: list[Path]) -> None:
             step = row[f"{name}_forms"]
             return f"{row[name]:.3f}" + (f" (step {step})" if step is not None else "")
 
-        page.table(["layer", "locality: best 8-neighbour share (formed at)", "rule-token attention (formed at)",
-                    "next-state AUC after it (formed at)"],
+        page.table(["layer", "best 8-neighbour share of board attention (formed at)",
+                    "rule-token attention (formed at)", "next-state AUC after it (formed at)"],
                    [[f"L{r['layer']}", *(cell(r, name) for name in ("locality", "rule_attention", "next_auc"))]
                     for r in forms["by_layer"]])
     for fig in figures:

@@ -80,14 +80,17 @@ def hypothesis_params(samples: dict[str, int], th: dict, seed: int) -> dict[str,
 
 
 @torch.no_grad()
-def analyse(model: LifeTransformer, ex: Examples, params: dict[str, object], timer: Timer, label: str) -> dict:
-    """H1-H4 results for one batch: one shared hooked forward for everything the analyses read."""
+def analyse(model: LifeTransformer, ex: Examples, params: dict[str, object], timer: Timer, label: str,
+            keys: tuple[str, ...] | None = None) -> dict:
+    """H1-H4 results for one batch (every registered analysis, or those of ``keys``): one shared hooked forward for
+    everything they read."""
+    entries = [a for a in registry.ANALYSES if keys is None or a.key in keys]
     with timer.section(f"shared forward ({label})"):
-        for a in registry.ANALYSES:
+        for a in entries:
             ex.acts.want(a.module.wants(model, params[a.key]))
         ex.acts.compute()
     results = {}
-    for a in registry.ANALYSES:
+    for a in entries:
         with timer.section(f"{a.key} ({label})"):
             results[a.key] = a.module.measure(model, ex.head(params[a.key].samples), params[a.key])
     return results

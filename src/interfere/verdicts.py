@@ -223,7 +223,7 @@ def verdict_h4(h1: dict, h2: dict, lens: dict, h1_th: dict, th: dict) -> tuple[s
         return (NOT_SUPPORTED if p["lens_acc"][-1] < th["refute_final_lens"] else INCONCLUSIVE), why
     aggregating = [layer for layer in aggregating_layers(h1, h1_th) if layer < half]
     loc_gain = float(np.mean(p["locality"][early]) - np.mean(p["locality"][late]))
-    probe_gain = max(p["next_auc"][late]) - max(p["next_auc"][early])
+    probe_gain = float(np.nanmax(p["next_auc"][late]) - np.nanmax(p["next_auc"][early]))
     final = p["lens_acc"][-1]
     why = (f"aggregation in layers 0-{half - 1}: {', '.join(f'L{x}' for x in aggregating) or 'none'}; locality by "
            f"layer {', '.join(f'{v:.2f}' for v in p['locality'])} (early minus late {loc_gain:+.2f}); next-state "

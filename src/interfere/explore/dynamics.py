@@ -303,7 +303,7 @@ def layers_figure(r: Result, out: Path, provenance: Callable[..., str]) -> Path:
     """Layer by snapshot: the best 8-neighbour share and the next state's probe AUC after the layer."""
     n_layers = len(r.by_layer)
     fig, axes = plt.subplots(1, 2, figsize=(12, 1.6 + 0.32 * n_layers), layout="constrained")
-    for ax, key, title, vmin in ((axes[0], "neighbour_share", "locality: best 8-neighbour share", 0.0),
+    for ax, key, title, vmin in ((axes[0], "neighbour_share", "best 8-neighbour share of board attention", 0.0),
                                  (axes[1], "next_auc_by_layer", "the next state's probe AUC after the layer", 0.5)):
         grid = np.array([[m[key][layer] for m in r.measures] for layer in range(n_layers)], dtype=float)
         image = ax.imshow(grid, aspect="auto", cmap=SEQ_CMAP, vmin=vmin, vmax=1.0, interpolation="nearest")

@@ -256,11 +256,15 @@ def test_browser_paste_an_rle_at_64x64_and_play(window_server, browser, tmp_path
 
 @pytest.fixture(scope="module")
 def hand_engine():
-    """The split hand-made model's explorer engine, with thresholds (its lookup map computed once, when first asked)."""
+    """The split hand-made model's explorer engine, with thresholds (its lookup map computed once, when first asked,
+    on 8 boards instead of 16: the built model's routes need no more, and its window attention is slow hooked)."""
+    from interfere.explorer import engine
     from interfere.model.handmade import build
     from interfere.thresholds import load_thresholds
 
-    return Engine.create(build("split"), 1234, 64, (0.1, 0.9), load_thresholds()["circuit"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "MAP_BOARDS", 8)
+        yield Engine.create(build("split"), 1234, 64, (0.1, 0.9), load_thresholds()["circuit"])
 
 
 def test_a_clicked_cell_shows_the_route_of_its_case_in_a_hand_made_model(client, hand_engine):

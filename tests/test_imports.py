@@ -71,7 +71,8 @@ def test_config_loads_neither_training_nor_transformer_lens():
     TransformerLens (a fresh interpreter, so nothing else imported them first)."""
     code = ("import sys, interfere.config; print(sorted(m for m in sys.modules "
             "if m.startswith(('interfere.train', 'transformer_lens'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=120).stdout
     assert out.strip() == "[]", out
 
 

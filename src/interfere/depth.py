@@ -39,6 +39,7 @@ from interfere.explore.common import Context, examples_of, staged_dir
 from interfere.explore.layers import LAYER_KEYS
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint, weights_hash
 from interfere.model.life_model import LifeTransformer
+from interfere.report_page import LAYER_HEADER, layer_rows
 from interfere.report_sections import Timer, analyse, hypothesis_params, report_samples
 from interfere.verdicts import layer_profile, verdict_h4
 from interfere.viz.style import ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR, caption, save
@@ -70,18 +71,11 @@ def profile(model: LifeTransformer, rules: torch.Tensor, boards: torch.Tensor, t
 
 
 def table(results: dict[str, dict]) -> str:
-    """Markdown: per model, one row per layer."""
+    """Markdown: per model, its verdict and one row per layer (the report's H4 table)."""
     out = []
     for name, r in results.items():
-        out += [f"### {name}: H4 {r['verdict']}", "", f"{r['why']}", "",
-                "| layer | locality | own cell | off the board | next AUC after | count R2 after | lens after | "
-                "attention removed | MLP removed | it and all later removed |", "|---" * 10 + "|"]
-        out += [f"| L{i} | {r['locality'][i]:.3f} | {r['own'][i]:.3f} | {r['off_board'][i]:.3f} | "
-                f"{r['next_auc'][i]:.3f} | {r['count_r2'][i]:.2f} | "
-                f"{100 * r['lens_acc'][i]:.2f}% | {100 * r['attention_removed'][i]:.2f}% | "
-                f"{100 * r['mlp_removed'][i]:.2f}% | {100 * r['from_layer_removed'][i]:.2f}% |"
-                for i in range(len(r["locality"]))]
-        out.append("")
+        out += [f"### {name}: H4 {r['verdict']}", "", f"{r['why']}", "", "| " + " | ".join(LAYER_HEADER) + " |",
+                "|---" * len(LAYER_HEADER) + "|", *("| " + " | ".join(row) + " |" for row in layer_rows(r)), ""]
     return "\n".join(out)
 
 

@@ -136,21 +136,23 @@ def hypothesis_section(page: Page, summary: dict, h: str, figures: list[Path]) -
     page.para(f"Not supported means: {REFUTATIONS[h]}.", "muted")
     page.para(READINGS[h], "muted")
     if h == "H4" and summary.get("h4_by_layer"):
-        layer_table(page, summary["h4_by_layer"])
+        page.table(LAYER_HEADER, layer_rows(summary["h4_by_layer"]))  # the first data seed
     for fig in figures:
         page.image(fig)
 
 
-def layer_table(page: Page, by_layer: dict) -> None:
-    """H4 layer by layer (the first data seed): locality, probes, logit lens, and what removing the layer costs."""
-    page.table(["layer", "locality (8-neighbour share)", "own cell", "off the board", "next-state AUC after",
-                "count R2 after", "logit lens after", "attention removed", "MLP removed", "it and all later removed"],
-               [[f"L{i}", f"{by_layer['locality'][i]:.3f}", f"{by_layer['own'][i]:.3f}",
-                 f"{by_layer['off_board'][i]:.3f}", f"{by_layer['next_auc'][i]:.3f}",
-                 f"{by_layer['count_r2'][i]:.2f}", f"{100 * by_layer['lens_acc'][i]:.2f}%",
-                 f"{100 * by_layer['attention_removed'][i]:.2f}%", f"{100 * by_layer['mlp_removed'][i]:.2f}%",
-                 f"{100 * by_layer['from_layer_removed'][i]:.2f}%"]
-                for i in range(len(by_layer["locality"]))])
+LAYER_HEADER = ["layer", "locality (8-neighbour share)", "own cell", "off the board", "next-state AUC after",
+                "count R2 after", "logit lens after", "attention removed", "MLP removed", "it and all later removed"]
+
+
+def layer_rows(by_layer: dict) -> list[list[str]]:
+    """H4's table layer by layer (``LAYER_HEADER``): locality, probes, logit lens, and what removing the layer costs;
+    the report's and ``python -m interfere.depth``'s."""
+    formats = [("locality", "{:.3f}"), ("own", "{:.3f}"), ("off_board", "{:.3f}"), ("next_auc", "{:.3f}"),
+               ("count_r2", "{:.2f}"), *((k, "{:.2%}") for k in ("lens_acc", "attention_removed", "mlp_removed",
+                                                                  "from_layer_removed"))]
+    return [[f"L{i}", *(form.format(by_layer[key][i]) for key, form in formats)]
+            for i in range(len(by_layer["locality"]))]
 
 
 def how_section(page: Page, summary: dict, figures: list[Path]) -> None:

@@ -55,3 +55,13 @@ def test_a_model_of_another_board_size_too_few_boards_or_a_model_twice_are_one_l
             depth.main(["--ckpt", str(hand), *flags, "--out", str(tmp_path / "e")])
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_h4_is_not_supported_where_the_built_model_classifies_in_layer_0():
+    """`targets` looks every case up with MLP0 at the targets: the next state is readable after layer 0 and no later
+    layer is left to classify, so H4 (later layers classify) must come out not supported, as built."""
+    g = torch.Generator().manual_seed(8)
+    rules, boards = torch.rand(24, 18, generator=g) < 0.5, random_boards(24, 8, 8, 0.1, 0.9, g)
+    samples = {"h1": 8, "h2": 24, "h3": 12, "lens": 24, "layers": 8}
+    found = depth.profile(build("targets"), rules, boards, load_thresholds(), samples)
+    assert found["verdict"] == "not supported" and found["next_auc"][0] == pytest.approx(1.0), found["why"]

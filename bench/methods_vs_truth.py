@@ -3,9 +3,10 @@ built, and writes it with the raw numbers to JSON.
 
     python bench/methods_vs_truth.py [--samples 64] [--out bench/results/methods_vs_truth.json]
 
-Per variant (interfere.model.handmade, default heads): the circuit analysis (the lookup map's routes, the roles, the
-idealised heads, the read-out's neurons) scored by interfere.explore.account.truth, and H1-H4 decided on the report's
-analyses at the report's --quick sample counts.
+Per variant (interfere.model.handmade, default heads): the circuit analysis (the lookup map's routes and kinds, the
+roles, the idealised heads, the read-out's neurons) scored by interfere.explore.account.truth (cases and slots as
+built, and node-level AUROC, TPR and FPR against the built circuit), and H1-H4 decided on the report's analyses at the
+report's --quick sample counts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from interfere.cpu import configure_cpu, cpu_description
 from interfere.data.stream import random_boards
 from interfere.explore import circuit
-from interfere.explore.account.truth import score
+from interfere.explore.account.truth import node_aurocs, score
 from interfere.explore.analysis import jsonable
 from interfere.explore.common import examples_of
 from interfere.model.handmade import VARIANTS, build, ground_truth
@@ -36,11 +37,15 @@ def one_variant(variant: str, samples: int, th: dict) -> dict:
     t0 = time.perf_counter()
     account = jsonable(circuit.measure(model, ex, circuit.Params(thresholds=th, samples=samples)))
     seconds = time.perf_counter() - t0
-    found = score(ground_truth(variant), account)
+    truth = ground_truth(variant)
+    found = score(truth, account)
+    nodes = node_aurocs(truth, account)
+    kinds_right = sum(truth["routes"][c]["kind"] == account["routes"][c].get("kind") for c in truth["routes"])
     run = jsonable(analyse(model, ex, hypothesis_params(QUICK, th, 0), Timer(), variant))
     verdicts = {h: v.verdict for h, v in all_verdicts([run], th).items()}
     ideal = account["idealised"]
-    return {"routes": found["routes"], "roles": found["roles"], "verdicts": verdicts,
+    return {"routes": found["routes"], "roles": found["roles"], "verdicts": verdicts, "nodes": nodes,
+            "kinds_right": kinds_right, "halves_differ": account["map_halves"]["differ"],
             "card_verdict": account["verdict"], "idealised_named": ideal["all_named"],
             "idealised_case_conditional": ideal["all_case_conditional"],
             "templates": {k: h["template"] for k, h in ideal["heads"].items()},
@@ -48,9 +53,17 @@ def one_variant(variant: str, samples: int, th: dict) -> dict:
             "circuit_seconds": round(seconds, 1)}
 
 
+def _rates(r: dict) -> str:
+    return f"{r['auroc']:.2f} / {r['tpr']:.2f} / {r['fpr']:.2f}"
+
+
 def table(results: dict[str, dict]) -> str:
     names = list(results)
     rows = [["lookup map: routes as built (of 18)"] + [str(r["routes"]["matched"]) for r in results.values()],
+            ["lookup map: kinds as built (of 18)"] + [str(r["kinds_right"]) for r in results.values()],
+            ["lookup map: node AUROC / TPR / FPR"] + [_rates(r["nodes"]["map"]) for r in results.values()],
+            ["roles: node AUROC / TPR / FPR"] + [_rates(r["nodes"]["roles"]) for r in results.values()],
+            ["map's halves differ at"] + [", ".join(r["halves_differ"]) or "-" for r in results.values()],
             ["account: roles as built (slots a measurement decides)"]
             + [f"{r['roles']['matched']} of {r['roles']['of']}" for r in results.values()],
             ["every head idealised at once (named / case-conditional)"]

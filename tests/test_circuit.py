@@ -361,3 +361,31 @@ def test_no_snapshots_when_disabled_and_a_clear_error(tiny_run, capsys, tmp_path
     with pytest.raises(SystemExit):
         dynamics.main(["--ckpt", tiny_run["checkpoint"], "--out", str(tmp_path / "x")])
     assert "has no snapshots" in capsys.readouterr().err
+
+
+def test_the_map_figure_draws_a_case_without_cells(tmp_path):
+    """A case with no cell on the map's boards is 'unmeasured' (no claim): the figure names it instead of raising
+    (it raised KeyError on 'unmeasured' before, about one map in ten with 8 boards)."""
+    from interfere.explore.account import routes
+    from interfere.explore.account.figures import map_figure
+    from interfere.explore.common import examples_of
+    from interfere.model.handmade import build
+    from interfere.thresholds import load_thresholds
+
+    model = build("split")
+    boards = torch.zeros(2, 8, 8, dtype=torch.long)  # all dead: every cell is B0, the other 17 cases have no cell
+    summary = routes.summarise(routes.flip_map(model, examples_of(model, torch.ones(2, 18, dtype=torch.bool), boards)))
+    found = routes.routes(summary, 2, load_thresholds()["circuit"])
+    assert found["S3"]["enters"] == routes.UNMEASURED and found["B0"]["enters"] == "board"
+    assert map_figure(summary, found, tmp_path, "test").is_file()
+
+
+def test_ground_truth_names_one_head_that_is_both_lookup_and_copy_where_only_one_part_is_used():
+    """Heads.check lets the lookup and the copy share an index when a variant uses only one of them: the truth keeps
+    the used part's role (the copy's default entry overwrote the lookup's before)."""
+    from interfere.model.handmade import Heads, ground_truth
+
+    for variant, heads in (("attention", Heads(lookup=1, copy=1)), ("board", Heads(lookup=0, copy=0))):
+        roles = {c["component"]: c["uses"] for c in ground_truth(variant, heads)["components"]
+                 if c["positions"] == "targets" and c["component"].startswith("L1")}
+        assert roles == {f"L1H{h}": "case+rule" if h == 1 - (variant == "board") else "none" for h in range(4)}, roles

@@ -2,50 +2,86 @@
 case (and a lookup head moved to another index, where it was moved), the account its roles, the idealised heads
 their templates, and H1-H4 their verdicts; each test fails when a method gets a variant wrong."""
 
+import functools
+
 import pytest
 import torch
 
 from interfere.ca.rules import BIT_NAMES
 from interfere.data.stream import random_boards
 from interfere.explore import circuit
-from interfere.explore.account import routes
+from interfere.explore.account import kinds, routes
 from interfere.explore.account.truth import route_key, score
 from interfere.explore.analysis import jsonable
 from interfere.explore.common import examples_of
-from interfere.model.handmade import Heads, build, ground_truth
+from interfere.model.handmade import VARIANTS, Heads, build, ground_truth
 from interfere.thresholds import load_thresholds
 
 TH = load_thresholds()
+DEFAULT = Heads()
 
 
 def covering(model, seed: int = 92):
-    """Five boards at densities 0.08-0.95 whose cells cover every one of the 18 cases (at least 6 cells each)."""
+    """Five boards at densities 0.08-0.95 whose cells cover every one of the 18 cases (at least 6 cells each, for
+    seed 92), each under a random rule and under its complement: every case's bit flips both ways on every board."""
     g = torch.Generator().manual_seed(seed)
     boards = torch.cat([random_boards(1, 8, 8, d, d, g) for d in (0.08, 0.3, 0.55, 0.8, 0.95)])
-    return examples_of(model, torch.rand(len(boards), 18, generator=g) < 0.5, boards)
+    rules = torch.rand(len(boards), 18, generator=g) < 0.5
+    return examples_of(model, torch.cat([rules, ~rules]), torch.cat([boards, boards]))
 
 
-@pytest.mark.parametrize("variant, heads", [("attention", Heads(lookup=3, copy=1)), ("board", Heads()),
-                                            ("targets", Heads(count=2, own=0, rules=3)), ("split", Heads()),
-                                            ("late", Heads())])
-def test_the_lookup_map_recovers_every_case_of_every_variant(variant, heads):
-    """The routes the map finds are the ones built, case by case; a lookup head moved to another index is found
-    there (attention: L1H3); a lookup in the read-out itself (late) is named, not assumed away."""
+def the_map(model, ex) -> dict:
+    """The lookup map with each case's kind (routes, then kinds: as the circuit analysis runs them)."""
+    return classified(routes.flip_map(model, ex))
+
+
+def classified(flips: routes.Flips, th: dict = TH["circuit"]) -> dict:
+    summary = routes.summarise(flips)
+    return kinds.classify(flips, summary, routes.routes(summary, 2, th), 2, th)
+
+
+def covered_flips(variant: str, heads: Heads = DEFAULT) -> routes.Flips:
+    """The map's flips of a variant on the covering boards, computed once per test session (several tests read
+    them)."""
+    return _flips(variant, heads)
+
+
+@functools.cache
+def _flips(variant: str, heads: Heads) -> routes.Flips:
     model = build(variant, heads)
-    flips = routes.flip_map(model, covering(model))
-    found = routes.routes(routes.summarise(flips), 2, TH["circuit"])
+    return routes.flip_map(model, covering(model))
+
+
+MOVED = [("attention", Heads(lookup=3, copy=1)), ("shared", Heads(copy=3, shared=(0, 1, 2)))]
+
+
+@pytest.mark.parametrize("variant, heads", [(v, Heads()) for v in VARIANTS] + MOVED)
+def test_the_lookup_map_recovers_every_case_of_every_variant(variant, heads):
+    """The routes the map finds are the ones built, case by case, kind included (a case computed twice, one whose
+    answer two or three heads share, a lookup in the read-out itself), and heads moved to other indices are found
+    where they were moved."""
+    found = classified(covered_flips(variant, heads))
     truth = ground_truth(variant, heads)["routes"]
     assert {c: route_key(found[c]) for c in BIT_NAMES} == {c: route_key(truth[c]) for c in BIT_NAMES}
     assert all(found[c]["follow"] == 1.0 for c in BIT_NAMES)
-    if variant == "attention":
-        assert {found[c]["lookup"] for c in BIT_NAMES} == {"L1H3@targets"}
+
+
+@pytest.mark.parametrize("variant", ["backup", "shared"])
+def test_the_map_of_the_hard_variants_holds_on_another_draw_of_boards(variant):
+    """The decisions that patch several slots at once hold on a second draw of boards (their own seed) and of rules:
+    random ones, each bit on for about half of them (not complements)."""
+    model = build(variant)
+    g = torch.Generator().manual_seed(7)
+    boards = torch.cat([random_boards(2, 8, 8, d, d, g) for d in (0.08, 0.3, 0.55, 0.8, 0.95)])
+    found = the_map(model, examples_of(model, torch.rand(len(boards), 18, generator=g) < 0.5, boards))
+    truth = ground_truth(variant)["routes"]
+    assert {c: route_key(found[c]) for c in BIT_NAMES} == {c: route_key(truth[c]) for c in BIT_NAMES}
 
 
 def test_without_selectivity_the_map_would_name_the_raw_rule_reader():
     """What makes the lookup the lookup: the layer-0 head that brings every rule bit to the board carries each flip
     too, but moves as much at every cell of the state; a map that skipped selectivity would name it."""
-    model = build("board")
-    summary = routes.summarise(routes.flip_map(model, covering(model)))
+    summary = routes.summarise(covered_flips("board"))
     careless = routes.routes(summary, 2, {**TH["circuit"], "lookup_selectivity": float("-inf")})
     assert {careless[c]["lookup"] for c in BIT_NAMES} == {"L0H2@board"}
     assert max(summary[c]["slots"]["L0H2@board"]["selectivity"] for c in BIT_NAMES) < 0.05
@@ -74,13 +110,56 @@ def _rules_and_boards(n: int, seed: int):
 def test_h1_to_h4_come_out_as_built():
     """The split model has a head that averages the 3x3 block (H1), the count and the next state written linearly
     (H2), rule tokens it reads causally (H3), and layers that gather then classify (H4): all four supported."""
-    from interfere.report_sections import Timer, analyse, hypothesis_params
+    from interfere.explore import registry
+    from interfere.report_sections import QUICK, Timer, analyse, hypothesis_params
     from interfere.verdicts import all_verdicts
 
     model = build("split")
-    ex = examples_of(model, *_rules_and_boards(36, 4))
-    samples = {"h1": 16, "h2": 24, "h3": 36, "lens": 32, "layers": 16}
-    run = jsonable(analyse(model, ex, hypothesis_params(samples, TH, 0), Timer(), "test"))
+    ex = examples_of(model, *_rules_and_boards(max(a.quick for a in registry.ANALYSES), 4))
+    run = jsonable(analyse(model, ex, hypothesis_params(QUICK, TH, 0), Timer(), "test"))
     verdicts = all_verdicts([run], TH)
     assert {h: v.verdict for h, v in verdicts.items()} == {h: "supported" for h in ("H1", "H2", "H3", "H4")}, verdicts
     assert "aggregating head L0H0" in verdicts["H1"].per_seed[0]  # the count head, where it was built
+
+
+def test_a_case_no_set_carries_is_unlocated_while_a_late_lookup_stays_the_read_out(monkeypatch):
+    """Searching no sets (size one at most), the cases three heads share (any two enough: no head carries a flip alone,
+    either way) become 'unlocated', not 'looked up by MLP1': the residual the read-out reads moves selectively there
+    (the answer was made before it). The late variant's cases stay looked up by MLP1: its input moves alike at every
+    cell of the state (the read-out reads the rule itself)."""
+    monkeypatch.setattr(kinds, "MAX_SET", 1)
+    found = classified(covered_flips("shared"))
+    assert [(found[c]["kind"], found[c]["lookup"]) for c in ("B7", "B8")] == [("unlocated", None)] * 2
+    late_map = classified(covered_flips("late"))
+    assert {(r["kind"], r["lookup"]) for r in late_map.values()} == {("single", "MLP1@targets")}
+
+
+@pytest.mark.parametrize("carry, selectivity, lookup", [(0.51, 0.26, "L1H2@targets"), (0.49, 0.9, None),
+                                                         (0.9, 0.24, None), (0.5, 0.25, "L1H2@targets")])
+def test_the_route_cut_offs_count_on_their_own_side(carry, selectivity, lookup):
+    """route_carry (0.5) and lookup_selectivity (0.25) decide at their cut-offs exactly: just above (or at) is a
+    lookup, just below is not."""
+    th = {**TH["circuit"], "route_carry": 0.5, "lookup_selectivity": 0.25}
+    slots = {"L1H2@targets": {"carry": carry, "necessary": 1.0, "selectivity": selectivity},
+             "MLP1@targets": {"carry": 1.0, "necessary": 1.0, "selectivity": 0.0}}
+    case = {"cells": 10, "boundary": {1: {"rule": 1.0, "separators": 0.0, "board": 0.0, "targets": 0.0}},
+            "follow": 1.0, "slots": slots}
+    assert routes.route(case, 2, th)["lookup"] == lookup
+
+
+def test_a_map_whose_halves_differ_says_so_on_the_card_and_is_not_supported():
+    from interfere.explore.account.card import card_lines, card_verdict
+
+    halves = {"differ": ["S3"], "first": {"S3": ["board", "MLP0@board"]}, "second": {"S3": ["targets", None]}}
+    account = {k: {"acc": 1.0, "coverage": 1.0, "left_computed": []} for k in ("all_at_once", "board_roles",
+                                                                               "second_draw")}
+    route = {"kind": "single", "enters": "board", "layer": 1, "lookup": "MLP0@board", "lookups": ["MLP0@board"],
+             "lookup_share": 1.0, "relays": [], "readout": [["MLP1@targets", 1.0]], "readout_necessary": 1.0}
+    neurons = {"size": 2, "carry": 1.0, "component": "MLP1", "groups": [], "d_mlp": 96, "carry_hooked": 1.0,
+               "leak": 0.0, "random_carry": 0.0, "all_carry": 1.0}
+    routes_ = {c: route for c in BIT_NAMES}
+    assert card_verdict(account, routes_, neurons, TH["circuit"])[0] == "supported"
+    verdict, why = card_verdict(account, routes_, neurons, TH["circuit"], halves)
+    assert verdict == "inconclusive" and "halves of the boards differ at S3" in why
+    lines = card_lines({}, [], routes_, account, {}, neurons, {}, 1.0, halves)
+    assert any("differs at S3: S3 board/MLP0@board vs targets/None" in line for line in lines)

@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     if args.list:
-        for name, (description, _) in VARIANTS.items():
-            print(f"{name:10s} {description}")
+        for name, variant in VARIANTS.items():
+            print(f"{name:10s} {variant.description}")
         return None
     with exit_on_user_error():
         if args.variant is None:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> Path | None:
         out = Path(args.out or Path("checkpoints") / f"{HANDMADE_PREFIX}{args.variant}" / LATEST)
         atomic_save(checkpoint(args.variant, heads), out)
         acc = heldout_accuracy(args.variant, heads)
-        print(f"handmade: wrote {out} ({args.variant}: {VARIANTS[args.variant][0]}) "
+        print(f"handmade: wrote {out} ({args.variant}: {VARIANTS[args.variant].description}) "
               f"in {time.perf_counter() - t0:.1f} s")
         print("held-out cell accuracy: " + ", ".join(f"{s}x{s} {100 * a:.3f}%" for s, a in acc.items()))
         return out

@@ -34,7 +34,7 @@ import torch
 
 from interfere.ca.rules import BIT_NAMES, N_RULE_BITS
 from interfere.data.stream import random_boards
-from interfere.explore.account import card, idealised, neurons, roles, routes
+from interfere.explore.account import card, idealised, kinds, neurons, roles, routes
 from interfere.explore.account.figures import importance_figure, map_figure, probes_figure
 from interfere.explore.account.interchange import Interchange
 from interfere.explore.account.slots import GROUPS, all_slots, unread_slots
@@ -133,8 +133,9 @@ def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
     circuit, circuit_acc, search = minimal_circuit(model, ex, means, th["sufficient_acc"], screen, single)
     flips = routes.flip_map(model, ex.head(min(len(ex), params.map_boards)), slots)
     summary = routes.summarise(flips)
-    route_map = routes.routes(summary, model.cfg.n_layers, th)
-    found = roles.find_roles(model, swaps, control, slots, confirm, screen, th)
+    route_map = kinds.classify(flips, summary, routes.routes(summary, model.cfg.n_layers, th), model.cfg.n_layers, th)
+    found = roles.find_roles(model, swaps, control, slots, confirm, screen, th,
+                             roles.redundant_partners(route_map, summary))
     account = {"all_at_once": roles.account_test(model, swaps[0], ex, found, GROUPS),
                "board_roles": roles.account_test(model, swaps[0], ex, found, ("board",)),
                "second_draw": roles.account_test(model, swaps[1], ex, found, GROUPS)}
@@ -148,13 +149,15 @@ def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
     control_probes = variable_probes(twin, examples_of(twin, ex.rules, ex.boards), params.seed)
     decodable = first_decodable(probes, th)
     clean = accuracy(model, ex)
-    verdict = card.card_verdict(account, route_map, readout, th)
-    lines = card.card_lines(found, [s.name for s in unread], route_map, account, ideal, readout, decodable, clean)
+    halves = routes.halves_agree(flips, model.cfg.n_layers, th)
+    verdict = card.card_verdict(account, route_map, readout, th, halves)
+    lines = card.card_lines(found, [s.name for s in unread], route_map, account, ideal, readout, decodable, clean,
+                            halves)
     return Result(
         samples=len(ex), donors=len(pools[0]), clean_acc=clean, importance={c.name: a for c, a in single.items()},
         circuit=[c.name for c in circuit], circuit_acc=circuit_acc, circuit_search=search,
         unread=[s.name for s in unread], map=summary, routes=route_map,
-        map_halves=routes.halves_agree(flips, model.cfg.n_layers, th), roles=found, account=account, idealised=ideal,
+        map_halves=halves, roles=found, account=account, idealised=ideal,
         readout=readout, probes=probes, probes_random_init=control_probes, first_decodable=decodable,
         algorithm=card.algorithm_block(found, [s.name for s in unread], route_map, ideal, readout, account),
         card=lines, verdict=verdict[0], verdict_reason=verdict[1], thresholds=th)

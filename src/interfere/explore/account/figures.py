@@ -12,11 +12,12 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
-from interfere.explore.account.routes import carry_table
+from interfere.explore.account.routes import UNMEASURED, carry_table
 from interfere.explore.components import Component
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, INK, SEQ_CMAP, WRONG_COLOR, caption, save
 
-ENTER_LABEL = {"board": "board", "targets": "targets", "rule": "rule token", "separators": "separators"}
+ENTER_LABEL = {"board": "board", "targets": "targets", "rule": "rule token", "separators": "separators",
+               UNMEASURED: "no cell on these boards"}
 
 
 def map_figure(summary: dict, routes: dict, out: Path, provenance: str) -> Path:

@@ -9,6 +9,9 @@ downstream reads are not searched at all (:func:`interfere.explore.account.slots
 
 from __future__ import annotations
 
+import torch
+
+from interfere.ca.rules import BIT_NAMES, governing_bit
 from interfere.explore.account.interchange import (
     CELL_ROLES,
     PHYSICS_ROLES,
@@ -17,6 +20,8 @@ from interfere.explore.account.interchange import (
     control_of,
     coverage,
 )
+from interfere.explore.account.kinds import NEEDED
+from interfere.explore.account.routes import step_of
 from interfere.explore.account.slots import Slot
 from interfere.explore.analysis import Examples
 from interfere.explore.components import Component, accuracy
@@ -31,52 +36,84 @@ def is_readout(model: LifeTransformer, slot: Slot) -> bool:
     return c.head is None and c.layer == model.cfg.n_layers - 1 and slot.group == "targets"
 
 
-def try_role(model: LifeTransformer, swap: Interchange, slot: Slot, role: str, ex: Examples) -> tuple[float, float]:
-    """(accuracy, coverage) with this one slot's output replaced under ``role``."""
+Partners = list[tuple[Slot, list[int]]]  # slots computing the same cases as another (their indices), redundantly
+
+
+def try_role(model: LifeTransformer, swap: Interchange, slot: Slot, role: str, ex: Examples,
+             partners: Partners | None = None) -> tuple[float, float]:
+    """(accuracy, coverage) with this one slot's output replaced under ``role``, and each redundant partner's output
+    mean-ablated at the cells of the cases it shares (so that the slot is tested where it is the only route left)."""
     rep = {(slot.component, slot.group): swap.replacement(slot.component, slot.group, role, ex)}
-    return accuracy(model, ex, swap.hooks(rep)), coverage(rep)
+    cover = coverage(rep)
+    for partner, cases in partners or []:
+        mean = swap.replacement(partner.component, partner.group, "none", ex)
+        governed = torch.isin(governing_bit(ex.boards.flatten(1), ex.counts.flatten(1)), torch.tensor(cases))
+        rep[(partner.component, partner.group)] = Replacement(mean.values, governed)
+    return accuracy(model, ex, swap.hooks(rep)), cover
+
+
+def redundant_partners(routes: dict[str, dict], summary: dict[str, dict]) -> dict[str, Partners]:
+    """Slot name -> its partners: for every case the map calls redundant or shared, each of its lookups and relays
+    that the case does not need alone (restoring it alone leaves the flip: ``NEEDED``) gets the case's other lookups
+    (a relay not those before it: they feed it)."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for case, r in routes.items():
+        lookups = r.get("lookups", [])
+        if r.get("kind") not in ("redundant", "shared"):
+            continue
+        for name in lookups + [n for n, _ in r["relays"]]:
+            if not summary[case]["slots"].get(name, {}).get("necessary", 1.0) < NEEDED:
+                continue  # needed alone (or never asked): tested as it is
+            for other in (o for o in lookups if o != name and (name in lookups or step_of(o) >= step_of(name))):
+                out.setdefault(name, {}).setdefault(other, []).append(BIT_NAMES.index(case))
+    return {name: [(Slot.from_name(o), cases) for o, cases in partners.items()] for name, partners in out.items()}
 
 
 def coarsest_role(model: LifeTransformer, swap: Interchange, slot: Slot, ex: Examples, screen: Examples,
-                  th: dict) -> dict:
+                  th: dict, partners: Partners | None = None) -> dict:
     """The first candidate (coarsest first) that keeps ``role_acc`` with ``min_coverage``, screened then confirmed."""
     holds = lambda acc, cov: acc >= th["role_acc"] and cov >= th["min_coverage"]  # noqa: E731
     tried: dict[str, list[float]] = {}
     for role in PHYSICS_ROLES if slot.group == "physics" else CELL_ROLES:
-        tried[role] = list(try_role(model, swap, slot, role, screen))
+        tried[role] = list(try_role(model, swap, slot, role, screen, partners))
         if holds(*tried[role]):
-            tried[role] = list(try_role(model, swap, slot, role, ex))
+            tried[role] = list(try_role(model, swap, slot, role, ex, partners))
             if holds(*tried[role]):
                 return {"uses": role, "acc": tried[role][0], "coverage": tried[role][1], "tried": tried}
     return {"uses": UNEXPLAINED, "tried": tried}
 
 
 def answer_control(model: LifeTransformer, control: Interchange, slot: Slot, role: str, ex: Examples,
-                   th: dict) -> dict | None:
+                   th: dict, partners: Partners | None = None) -> dict | None:
     """The slot replaced by a donor that shares the answer (and the role's variables other than the rule) under
     another rule: whether it passes says the slot relays the answer (never counted as the test)."""
     variables = control_of(role) if slot.group != "physics" else None
     if variables is None or role in (COMPUTED, UNEXPLAINED):
         return None
-    acc, cov = try_role(model, control, slot, variables, ex)
+    acc, cov = try_role(model, control, slot, variables, ex, partners)
     return {"variables": variables, "acc": acc, "coverage": cov,
             "passes": acc >= th["role_acc"] and cov >= th["min_coverage"]}
 
 
 def find_roles(model: LifeTransformer, swaps: list[Interchange], control: Interchange, slots: list[Slot],
-               ex: Examples, screen: Examples, th: dict) -> dict[str, dict]:
-    """Every slot's role with each donor draw, its stability and its answer-carrying control."""
+               ex: Examples, screen: Examples, th: dict, partners: dict[str, Partners] | None = None
+               ) -> dict[str, dict]:
+    """Every slot's role with each donor draw, its stability and its answer-carrying control; a slot with redundant
+    partners (:func:`redundant_partners`) tested with them removed at the cases they share."""
     roles = {}
     for slot in slots:
         entry = {"component": slot.component.name, "group": slot.group}
         if is_readout(model, slot):
             roles[slot.name] = {**entry, "uses": COMPUTED}
             continue
-        draws = [coarsest_role(model, swap, slot, ex, screen, th) for swap in swaps]
+        mine = (partners or {}).get(slot.name)
+        draws = [coarsest_role(model, swap, slot, ex, screen, th, mine) for swap in swaps]
         first = draws[0]
         roles[slot.name] = {**entry, **first, "draws": [d["uses"] for d in draws],
                             "stable": len({d["uses"] for d in draws}) == 1,
-                            "control": answer_control(model, control, slot, first["uses"], ex, th)}
+                            "control": answer_control(model, control, slot, first["uses"], ex, th, mine)}
+        if mine:
+            roles[slot.name]["partners"] = {p.name: [BIT_NAMES[c] for c in cases] for p, cases in mine}
         if first["uses"] not in ("none", UNEXPLAINED):
             mean = swaps[0].conditional_mean(slot.component, slot.group, first["uses"], ex)
             roles[slot.name]["mean_given"] = accuracy(model, ex, swaps[0].hooks({(slot.component, slot.group): mean}))

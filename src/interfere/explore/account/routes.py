@@ -46,16 +46,19 @@ class Run:
     outputs: dict[Component, torch.Tensor]
     resid: list[torch.Tensor]  # resid[L]: entering block L
     pred: torch.Tensor  # [N, cells]
+    readout_input: torch.Tensor  # [N, T, d_model]: the residual the last MLP reads (after the last attention)
 
 
 @torch.no_grad()
 def forward(model: LifeTransformer, tokens: torch.Tensor, components: list[Component]) -> Run:
-    names = sorted({c.hook for c in components} | {act_name("resid_pre", L) for L in range(model.cfg.n_layers)})
+    last = act_name("resid_mid", model.cfg.n_layers - 1)
+    names = sorted({c.hook for c in components} | {act_name("resid_pre", L) for L in range(model.cfg.n_layers)}
+                   | {last})
     cache = batched.cached(model, tokens, names)
     logits = batched.target_logits(model, tokens)
     return Run(tokens, {c: c.get(cache[c.hook]) for c in components},
                [cache[act_name("resid_pre", L)] for L in range(model.cfg.n_layers)],
-               model.layout.first_step(logits).argmax(-1))
+               model.layout.first_step(logits).argmax(-1), cache[last])
 
 
 def flip_bit(rules: torch.Tensor, bit: int) -> torch.Tensor:
@@ -76,7 +79,56 @@ def _repeat(run: Run, times: int) -> Run:
     """``run`` for ``times`` copies of its batch, one after the other (the clean run beside every flipped one)."""
     rep = lambda x: x.repeat(times, *[1] * (x.dim() - 1))  # noqa: E731
     return Run(rep(run.tokens), {c: rep(o) for c, o in run.outputs.items()}, [rep(r) for r in run.resid],
-               rep(run.pred))
+               rep(run.pred), rep(run.readout_input))
+
+
+@dataclass
+class Patcher:
+    """The clean run (repeated once per bit) and the 18 flipped runs, kept to patch several slots at once later
+    (:mod:`~interfere.explore.account.kinds`), one bit's batch at a time."""
+
+    model: LifeTransformer
+    clean: Run
+    flipped: Run
+
+    def predict(self, bit: int, base: str, patched: tuple[Slot, ...] = (), ablated: tuple[Slot, ...] = (),
+                resid: tuple[int, str] | None = None) -> torch.Tensor:
+        """``[N, cells]`` predictions of bit ``bit``'s ``base`` run (``clean`` or ``flipped``) with the ``patched``
+        slots' outputs taken from the other run, the ``ablated`` ones replaced by their mean over the clean boards (per
+        position) and, with ``resid`` (block, group), the residual entering that block at that group's positions
+        taken from the other run."""
+        n = len(self.clean.tokens) // N_RULE_BITS
+        part = slice(bit * n, (bit + 1) * n)
+        run, other = (self.clean, self.flipped) if base == "clean" else (self.flipped, self.clean)
+        values: dict[Slot, torch.Tensor] = {s: other.outputs[s.component][part] for s in patched}
+        for s in ablated:
+            values[s] = self.clean.outputs[s.component][part].mean(0, keepdim=True).expand_as(values.get(
+                s, run.outputs[s.component][part]))
+        if not values and resid is None:
+            return run.pred[part]
+        start = min([s.component.layer for s in values] + ([resid[0]] if resid else []))
+        slot_hooks = put_hooks(self.model, values)
+        if resid is None:
+            return _predict(self.model, _slice(run, part), slot_hooks, start=start)
+        layer, group = resid
+        pos, source = positions(self.model.layout, group), other.resid[layer][part]
+
+        def hooks(chunk: slice) -> list:
+            def swap(act: torch.Tensor, hook: object) -> torch.Tensor:
+                act = act.clone()
+                act[:, pos] = source[chunk][:, pos].to(act)
+                return act
+            return slot_hooks(chunk) + [(act_name("resid_pre", layer), swap)]
+        return _predict(self.model, _slice(run, part), hooks, start=start)
+
+    def pred(self, bit: int, base: str) -> torch.Tensor:
+        n = len(self.clean.tokens) // N_RULE_BITS
+        return (self.clean if base == "clean" else self.flipped).pred[bit * n:(bit + 1) * n]
+
+
+def _slice(run: Run, part: slice) -> Run:
+    return Run(run.tokens[part], {c: o[part] for c, o in run.outputs.items()}, [r[part] for r in run.resid],
+               run.pred[part], run.readout_input[part])
 
 
 @dataclass
@@ -90,6 +142,9 @@ class Flips:
     carry: dict[str, torch.Tensor]  # slot -> moved when only its output comes from the flipped run
     necessary: dict[str, torch.Tensor]  # slot -> back to clean when only its output is clean in the flipped run
     change: dict[str, torch.Tensor]  # slot (board, targets) -> norm of its output's change at the cell
+    readout_input: torch.Tensor  # norm of the change of the residual the read-out MLP reads, at each target
+    rules: torch.Tensor | None = None  # [N, 18] the clean rules: a flip's direction is the clean bit's value
+    patcher: Patcher | None = None
 
 
 def _bits(x: torch.Tensor) -> torch.Tensor:
@@ -107,6 +162,8 @@ def flip_map(model: LifeTransformer, ex: Examples, slots: list[Slot] | None = No
     flipped = forward(model, torch.cat([model.encode_prompt(flip_bit(ex.rules, b), ex.boards)
                                         for b in range(N_RULE_BITS)]), components)
     clean = _repeat(forward(model, ex.tokens, components), N_RULE_BITS)
+    targets = positions(model.layout, "targets")
+    readout_input = _bits((flipped.readout_input - clean.readout_input)[:, targets].norm(dim=-1))
     boundary: dict[int, dict[str, torch.Tensor]] = {}
     for L in range(1, model.cfg.n_layers):
         for group in RESID_GROUPS:
@@ -123,7 +180,7 @@ def flip_map(model: LifeTransformer, ex: Examples, slots: list[Slot] | None = No
             pos = positions(model.layout, slot.group)
             change[slot.name] = _bits((flipped.outputs[c][:, pos] - clean.outputs[c][:, pos]).flatten(2).norm(dim=-1))
     return Flips(governing_bit(ex.boards.flatten(1), ex.counts.flatten(1)), _bits(flipped.pred != clean.pred),
-                 boundary, carry, necessary, change)
+                 boundary, carry, necessary, change, readout_input, ex.rules, Patcher(model, clean, flipped))
 
 
 def selectivity(change: torch.Tensor, case: torch.Tensor, bit: int) -> float:
@@ -152,6 +209,7 @@ def summarise(flips: Flips, boards: torch.Tensor | slice = slice(None)) -> dict[
         for s, change in flips.change.items():
             slots[s]["selectivity"] = selectivity(change[b][boards], case, b)
         out[name] = {"cells": int(governed.sum()), "follow": _share(flips.moved[b][boards], governed),
+                     "readout_input_selectivity": selectivity(flips.readout_input[b][boards], case, b),
                      "leak": float(flips.moved[b][boards][~governed].float().mean()),
                      "boundary": {L: {g: _share(m[b][boards], governed) for g, m in groups.items()}
                                   for L, groups in flips.boundary.items()},

@@ -86,19 +86,24 @@ def _chain(fns: list[Callable[[torch.Tensor], torch.Tensor]]) -> Callable[[torch
     return run
 
 
-def unread_slots(model: LifeTransformer) -> list[Slot]:
-    """The slots whose output no path can carry to a target, whatever the weights: the model is read at the targets
-    only, and block ``l`` reads, besides each position's own residual, the keys its queries may attend to (the mask).
-    Walking back from the targets, a slot is unread when none of its positions is needed after its block (in our
-    layouts: every last-layer slot away from the targets)."""
+def needed_after(model: LifeTransformer) -> list[torch.Tensor]:
+    """``[n_layers]`` of ``[T]`` bool: the positions whose residual after block ``l`` a path can carry to a target,
+    whatever the weights. The model is read at the targets only, and block ``l`` reads, besides each position's own
+    residual, the keys its queries may attend to (the mask)."""
     layout, n = model.layout, model.cfg.n_layers
     needed = torch.zeros(layout.seq_len, dtype=torch.bool)
     needed[positions(layout, "targets")] = True
-    needed_after = [needed]  # needed_after[k]: positions read after block n-1-k
+    out = [needed]  # out[k]: positions read after block n-1-k
     for layer in reversed(range(1, n)):
         allowed = model.score_mask(layer, layout.seq_len, layout.seq_len)
         allowed = allowed if allowed.dtype == torch.bool else torch.isfinite(allowed).any(0)
         needed = needed | allowed.cpu()[needed].any(0)
-        needed_after.append(needed)
-    needed_after.reverse()  # needed_after[l]: positions whose residual after block l can reach a target
-    return [s for s in all_slots(model) if not needed_after[s.component.layer][positions(layout, s.group)].any()]
+        out.append(needed)
+    return out[::-1]
+
+
+def unread_slots(model: LifeTransformer) -> list[Slot]:
+    """The slots whose output no path can carry to a target (:func:`needed_after`): a slot is unread when none of its
+    positions is needed after its block (in our layouts: every last-layer slot away from the targets)."""
+    after = needed_after(model)
+    return [s for s in all_slots(model) if not after[s.component.layer][positions(model.layout, s.group)].any()]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 
 def route_key(route: dict) -> tuple:
-    """What a route claims: where the flip enters, the lookup and the relays (shares aside)."""
+    """What a route claims: its kind, where the flip enters, the lookup, every component that looks it up and the
+    relays (shares aside)."""
     relays = [r[0] if isinstance(r, list | tuple) else r for r in route["relays"]]
-    return route["enters"], route["lookup"], tuple(relays)
+    lookups = route.get("lookups", [route["lookup"]] if route["lookup"] else [])
+    return route.get("kind", "single"), route["enters"], route["lookup"], tuple(sorted(lookups)), tuple(relays)
 
 
 FORCED = ("unread", "computed")  # roles no measurement decides: left out by construction, or the read-out kept
@@ -36,3 +38,50 @@ def score(truth: dict, found: dict) -> dict:
             "per_case": routes, "per_slot": roles}
 
 
+
+
+def route_nodes(routes: dict[str, dict]) -> set[str]:
+    """The slots on any case's route: its lookups and relays (the read-out aside: every case ends there)."""
+    out: set[str] = set()
+    for r in routes.values():
+        out |= set(r.get("lookups", [r["lookup"]] if r.get("lookup") else []))
+        out |= {x[0] if isinstance(x, list | tuple) else x for x in r["relays"]}
+    return out
+
+
+def node_aurocs(truth: dict, found: dict) -> dict[str, dict]:
+    """Node-level scores against the built circuit (InterpBench's measure, Gupta et al. 2024): each method ranks the
+    slots it measured, and the AUROC says how well that ranking separates the built nodes from the rest, next to the
+    true and false positive rates of what the method claims. The map: a slot's score is its largest sufficiency for
+    any case's flips where it is selective, its claim the lookups and relays it names; the built nodes are the
+    routes' lookups and relays. The roles: a slot's score is the accuracy lost when it is mean-ablated (with its
+    redundant partners removed where it has them), its claim a role other than none; the built nodes are the slots
+    whose built role is not none. Slots fixed by construction (unread, the read-out) are left out."""
+    from interfere.explore.analysis import fast_auc
+
+    forced = set(found["unread"]) | {n for n, r in found["roles"].items() if r["uses"] in FORCED}
+    slots = sorted(n for n in next(iter(found["map"].values()))["slots"] if n not in forced)
+    built_route, claimed_route = route_nodes(truth["routes"]), route_nodes(found["routes"])
+    th = found["thresholds"]
+
+    def map_score(n: str) -> float:
+        return max((c["slots"][n]["carry"] for c in found["map"].values() if c["cells"] and
+                    c["slots"][n].get("selectivity", 1.0) == c["slots"][n].get("selectivity", 1.0) and
+                    c["slots"][n].get("selectivity", 1.0) >= th["lookup_selectivity"]), default=0.0)
+
+    built_role = {f"{c['component']}@{c['positions']}" for c in truth["components"] if c["uses"] not in ("none",
+                                                                                                         *FORCED)}
+    role_score = {n: 1.0 - (r["tried"].get("none", [1.0])[0] if "tried" in r else 1.0)
+                  for n, r in found["roles"].items()}
+    claimed_role = {n for n, r in found["roles"].items() if r["uses"] not in ("none", *FORCED)}
+    return {"map": _rates(slots, built_route, claimed_route, {n: map_score(n) for n in slots}, fast_auc),
+            "roles": _rates(slots, built_role, claimed_role, role_score, fast_auc)}
+
+
+def _rates(slots: list[str], built: set[str], claimed: set[str], scores: dict[str, float], auc) -> dict:
+    labels = [n in built for n in slots]
+    positives, negatives = max(1, sum(labels)), max(1, len(slots) - sum(labels))
+    return {"auroc": auc(labels, [scores.get(n, 0.0) for n in slots]),
+            "tpr": sum(n in claimed for n in slots if n in built) / positives,
+            "fpr": sum(n in claimed for n in slots if n not in built) / negatives,
+            "built": sorted(built & set(slots)), "claimed": sorted(claimed & set(slots))}

@@ -6,8 +6,11 @@ import torch
 
 from interfere import depth
 from interfere.data.stream import random_boards
+from interfere.explore import registry
 from interfere.model.handmade import build
 from interfere.thresholds import load_thresholds
+
+SAMPLES = {a.key: min(24, a.quick) for a in registry.ANALYSES}  # the registry's --quick counts, on the 24 boards drawn
 
 
 def test_the_controls_keep_the_early_layers_and_replace_the_late_ones():
@@ -29,8 +32,7 @@ def test_h4_separates_a_model_that_gathers_then_classifies_from_its_controls():
     model, th = build("split"), load_thresholds()
     g = torch.Generator().manual_seed(8)
     rules, boards = torch.rand(24, 18, generator=g) < 0.5, random_boards(24, 8, 8, 0.1, 0.9, g)
-    samples = {"h1": 8, "h2": 24, "h3": 12, "lens": 24, "layers": 8}
-    verdicts = {name: depth.profile(m, rules, boards, th, samples)["verdict"]
+    verdicts = {name: depth.profile(m, rules, boards, th, SAMPLES)["verdict"]
                 for name, m in {"built": model, **depth.controls(model)}.items()}
     assert verdicts == {"built": "supported", "random init": "not supported",
                         "layers 1-1 never trained": "not supported"}, verdicts
@@ -62,6 +64,5 @@ def test_h4_is_not_supported_where_the_built_model_classifies_in_layer_0():
     layer is left to classify, so H4 (later layers classify) must come out not supported, as built."""
     g = torch.Generator().manual_seed(8)
     rules, boards = torch.rand(24, 18, generator=g) < 0.5, random_boards(24, 8, 8, 0.1, 0.9, g)
-    samples = {"h1": 8, "h2": 24, "h3": 12, "lens": 24, "layers": 8}
-    found = depth.profile(build("targets"), rules, boards, load_thresholds(), samples)
+    found = depth.profile(build("targets"), rules, boards, load_thresholds(), SAMPLES)
     assert found["verdict"] == "not supported" and found["next_auc"][0] == pytest.approx(1.0), found["why"]

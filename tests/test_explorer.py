@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from interfere.data.stream import DataConfig
+from interfere.errors import UserError
 from interfere.explorer.app import create_app
 from interfere.explorer.engine import Engine
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
@@ -292,6 +294,38 @@ def test_a_clicked_cell_shows_the_route_of_its_case_in_a_hand_made_model(client,
     assert bad.status_code == 400 and bad.json()["error"] == "cell (9, 0) is outside the 8x8 board"
     tiny = client.post("/api/route", json={"bits": CONWAY, "board": [[0] * 5] * 5, "row": 0, "col": 0})
     assert tiny.status_code == 400 and "without thresholds" in tiny.json()["error"]
+    assert got["variables"] is None  # started without a causal abstraction
+
+
+def test_a_clicked_cell_shows_where_its_variables_live_from_an_abstraction_of_the_same_weights(tmp_path, hand_engine):
+    """The explorer reads an abstraction's summary.json made on this very checkpoint (by weights), refuses one made on
+    other weights or a file that is not one, and a clicked cell's route carries its case's sites."""
+    import json
+
+    from interfere import handmade as handmade_cli
+    from interfere.explorer.__main__ import read_abstraction
+    from interfere.model.checkpoint import load_checkpoint, weights_hash
+
+    ckpt = load_checkpoint(ckpt=handmade_cli.main(["--variant", "split", "--out", str(tmp_path / "h" / "latest.pt")]))
+    by_case = {"count": {"S3": {"site": "resid_mid.0@board", "rank": 1}}, "bit": {"B5": {"site": "L1H2@targets",
+                                                                                         "rank": 1}}}
+    summary = {"weights_sha256": weights_hash(ckpt["path"]),
+               "variables": {v: {"by_case": c, "located": None, "sites": []} for v, c in by_case.items()}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    assert read_abstraction(str(tmp_path / "summary.json"), ckpt) == by_case
+    (tmp_path / "other.json").write_text(json.dumps({**summary, "weights_sha256": "0" * 12}))
+    with pytest.raises(UserError, match="made on other weights"):
+        read_abstraction(str(tmp_path / "other.json"), ckpt)
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(UserError, match="not a summary.json"):
+        read_abstraction(str(tmp_path / "bad.json"), ckpt)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hand_engine, "abstraction", by_case)
+        board = torch.zeros(8, 8, dtype=torch.long)
+        board[0, 0:3] = 1
+        board[2, 0:2] = 1  # (1, 1): dead, 5 live neighbours: case B5
+        got = hand_engine.route(board, 1, 1)
+    assert got["case"] == "B5" and got["variables"] == {"count": None, "bit": {"site": "L1H2@targets", "rank": 1}}
 
 
 @BROWSER

@@ -40,7 +40,7 @@ from interfere.cpu import cpu_description
 from interfere.data.stream import DataConfig
 from interfere.errors import UserError
 from interfere.evaluate import evaluate, format_report, save_rollout_animation
-from interfere.explore import circuit
+from interfere.explore import circuit, registry
 from interfere.explore.account import truth
 from interfere.explore.analysis import Examples, jsonable
 from interfere.explore.common import Context, staged_dir
@@ -64,6 +64,7 @@ from interfere.report_sections import (
     run_controls,
     too_big_for_cpu,
     when_it_forms,
+    where_variables_live,
 )
 from interfere.verdicts import HYPOTHESES, all_verdicts, layer_profile
 
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="control runs for the control columns (default: control_random_init and "
                              "control_rule_blind when they exist; `make controls` trains them)")
     parser.add_argument("--no-controls", action="store_true", help="no control columns")
+    parser.add_argument("--abstraction", action="store_true",
+                        help="also where the algorithm's variables live, by distributed alignment search (minutes: "
+                             "about 10 for the two-layer demo model on 2 cores; python -m interfere.abstraction alone)")
     parser.add_argument("--one-process", action="store_true",
                         help="every section in this process (default on a CPU: two processes, half the threads each)")
     args = parser.parse_args(argv)
@@ -114,7 +118,8 @@ def setup(args: argparse.Namespace, model: LifeTransformer, ckpt: dict, samples:
     data = DataConfig(**ckpt["config"]["data"])
     contexts = [Context(model=model, ckpt=ckpt, layout=model.layout, data=data, out=out, seed=s, rule=None,
                         command=command) for s in range(args.seed, args.seed + args.seeds)]
-    batches = [ctx.examples(max(samples[k] for k in ("h1", "h2", "h3", "lens", "circuit"))) for ctx in contexts]
+    keys = [a.key for a in registry.ANALYSES] + ["circuit"]  # every registered analysis reads the shared batch
+    batches = [ctx.examples(max(samples[k] for k in keys)) for ctx in contexts]
     return Setup(model, ckpt, data, contexts, batches)
 
 
@@ -145,7 +150,8 @@ def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict
         threads = {"every section": torch.get_num_threads()}
         first, rest = first_seed(s, samples, th, timer), run_later(args, th, samples, s, controls, timer)
     timer.seconds.update(rest["seconds"])
-    runs, figures = [first["run"], *rest["runs"]], {**first["figures"], "forms": rest["forms_figures"]}
+    runs, figures = [first["run"], *rest["runs"]], {**first["figures"], "forms": rest["forms_figures"],
+                                                    "abstraction": rest["abstraction_figures"]}
     numbers, ev = [jsonable(run) for run in runs], rest["eval"]
     summary = {
         "checkpoint": ckpt["path"], "weights_sha256": weights_hash(ckpt["path"]), "run_id": ckpt.get("run_id"),
@@ -158,6 +164,7 @@ def write(args: argparse.Namespace, th: dict, model: LifeTransformer, ckpt: dict
         "how": jsonable(first["how"]) if first["how"] else None,
         "built_vs_found": built_vs_found(ckpt, first["how"]),
         "forms": jsonable(rest["forms"]) if rest["forms"] else None,
+        "abstraction": jsonable(rest["abstraction"]) if rest["abstraction"] else None,
         "controls": rest["controls"], "per_seed": numbers, "eval": ev,
         "section_seconds": timer.seconds, "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -181,13 +188,14 @@ def first_seed(s: Setup, samples: dict[str, int], th: dict, timer: Timer) -> dic
 def run_later(args: argparse.Namespace, th: dict, samples: dict[str, int], s: Setup, controls: dict[str, dict],
               timer: Timer) -> dict:
     """The sections that do not need the first seed's results: the other seeds' H1-H4, the snapshot dynamics,
-    the controls and the model card's evaluation."""
+    the causal abstraction (``--abstraction``), the controls and the model card's evaluation."""
     model, ctx = s.model, s.contexts[0]
     runs = []
     for later_ctx, ex in zip(s.contexts[1:], s.batches[1:]):
         print(f"report: analysing seed {later_ctx.seed} ...", flush=True)
         runs.append(analyse(model, ex, hypothesis_params(samples, th, later_ctx.seed), timer, f"seed {later_ctx.seed}"))
     forms, forms_figures = when_it_forms(model, s.batches[0], samples, th, ctx, timer)
+    abstraction, abstraction_figures = where_variables_live(model, th, ctx, timer) if args.abstraction else (None, [])
     control_results = run_controls(s.batches[0], controls, hypothesis_params(samples, th, ctx.seed), th, ctx.seed,
                                    model.cfg.device, timer)
     with timer.section("model card: evaluation and rollout"):
@@ -196,7 +204,8 @@ def run_later(args: argparse.Namespace, th: dict, samples: dict[str, int], s: Se
                       boards_per_named_rule=samples["card_named"], rollouts=rollouts)
         animations = save_rollout_animation(model, "B3/S23", "glider", ctx.out / "rollout_glider")
     return {"runs": runs, "forms": forms, "forms_figures": forms_figures, "controls": control_results, "eval": ev,
-            "animations": animations, "seconds": timer.seconds}
+            "animations": animations, "abstraction": abstraction, "abstraction_figures": abstraction_figures,
+            "seconds": timer.seconds}
 
 
 def verdict_entries(model: LifeTransformer, numbers: list[dict], th: dict) -> dict[str, dict]:

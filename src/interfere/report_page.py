@@ -13,6 +13,7 @@ import html
 import json
 from pathlib import Path
 
+from interfere.explore.account.card import case_span
 from interfere.verdicts import HYPOTHESES, REFUTATIONS
 
 STYLE = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -86,13 +87,22 @@ def write_report(out: Path, summary: dict, figures: dict[str, list[Path]], card:
     (out / "report.md").write_text(render(Page(out, embed=False), summary, figures, card, eval_table))
 
 
+OWN_SECTIONS = ("how", "forms", "abstraction")  # the sections the page renders with their own text
+
+
 def render(page: Page, summary: dict, figures: dict[str, list[Path]], card: dict, eval_table: str) -> str:
     """The report body, section by section."""
     header(page, summary)
     for h in summary["verdicts"]:
-        hypothesis_section(page, summary, h, figures[h])
+        hypothesis_section(page, summary, h, figures.get(h, []))
+    for section, figs in figures.items():  # an analysis registered under a section of its own
+        if section not in (*summary["verdicts"], *OWN_SECTIONS) and figs:
+            page.heading(2, section)
+            for fig in figs:
+                page.image(fig)
     how_section(page, summary, figures["how"])
     forms_section(page, summary, figures["forms"])
+    abstraction_section(page, summary, figures.get("abstraction", []))
     page.heading(2, "Model card")
     page.pre(card["text"])
     page.pre(eval_table)
@@ -186,6 +196,38 @@ def how_section(page: Page, summary: dict, figures: list[Path]) -> None:
     page.para("Not supported means: all roles at once keep less than refute_acc. Inconclusive: the account or the "
               "board roles alone miss their bar, a slot is left unexplained, or the map locates no lookup for some "
               "case.", "muted")
+    for fig in figures:
+        page.image(fig)
+
+
+def abstraction_section(page: Page, summary: dict, figures: list[Path]) -> None:
+    """Where the algorithm's variables live (``--abstraction``): per variable and group of cases, the earliest site
+    that holds it with its rank; every head idealised with the aligned bit."""
+    found = summary.get("abstraction")
+    if not found:
+        return
+    page.heading(2, "Where the variables live: the causal abstraction")
+    page.para("Each variable of the high-level model (own, count, case, the governing bit) searched at every site by "
+              "distributed alignment search: a linear subspace of the site, learned on training rules, whose "
+              "interchange from a source cell moves the prediction to the high-level model's counterfactual on "
+              "held-out rules (IIA on changed pairs). A site holds a variable for a group of cases when the IIA "
+              "reaches the claim and two controls pass: the full vector at the same site (a subspace may not beat "
+              "it) and a control causal model with a permuted case-to-bit table; the random-init model's IIA is "
+              "reported. Sites at the rule tokens carry the input and are listed, never 'earliest'.")
+    rows = []
+    for variable, v in found["variables"].items():
+        by_site: dict[str, list[str]] = {}
+        for case, at in v["by_case"].items():
+            by_site.setdefault(f"{at['site']} (rank {at['rank']})", []).append(case)
+        rows += [[variable, case_span(cases), site] for site, cases in by_site.items()]
+        rows += [] if by_site else [[variable, "-", "no site passes"]]
+    page.table(["variable", "cases", "earliest site that holds it"], rows)
+    if found.get("all_heads_aligned") is not None:
+        heads = found["heads"]
+        page.para(f"Every head idealised at once with case-conditional templates: "
+                  f"{100 * heads['all_heads_case_conditional']:.2f}%; with the aligned governing bit given to the "
+                  f"templates of heads whose attention follows the answer (where the map holds the bit before them): "
+                  f"{100 * found['all_heads_aligned']:.2f}% (held-out accuracy).")
     for fig in figures:
         page.image(fig)
 

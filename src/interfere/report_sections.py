@@ -21,7 +21,7 @@ from interfere.cli import command_line
 from interfere.cpu import release_freed_memory
 from interfere.data.stream import DataConfig
 from interfere.evaluate import heldout_metrics
-from interfere.explore import circuit, dynamics, registry
+from interfere.explore import abstraction, circuit, dynamics, registry
 from interfere.explore.analysis import Examples, jsonable
 from interfere.explore.batched import scaled_samples
 from interfere.explore.common import Context
@@ -268,6 +268,23 @@ def when_it_forms(model: LifeTransformer, ex: Examples, samples: dict[str, int],
         result = dynamics.measure(model, ex.head(params.samples), params)
     with timer.section("figures"):
         return result, [f for f in dynamics.plot(result, ctx.out, ctx.caption) if f.suffix == ".png"]
+
+
+def where_variables_live(model: LifeTransformer, th: dict, ctx: Context, timer: Timer
+                         ) -> tuple[abstraction.Result | None, list[Path]]:
+    """The causal abstraction (``--abstraction``), or None where the CPU cannot run it in reasonable time."""
+    if too_big_for_cpu(model):
+        print(f"report: causal abstraction skipped: {ctx.layout.height}x{ctx.layout.width} boards on a CPU; run "
+              "python -m interfere.abstraction on a GPU or at a smaller --size", flush=True)
+        return None, []
+    print("report: where the variables live (causal abstraction) ...", flush=True)
+    params = abstraction.Params(thresholds=th, density=(ctx.data.density_min, ctx.data.density_max),
+                                heldout=(ctx.data.n_heldout, ctx.data.heldout_seed), seed=ctx.seed,
+                                excluded=abstraction.validation_codes(ctx.data))
+    with timer.section("abstraction"):
+        result = abstraction.measure(model, None, params)
+    with timer.section("figures"):
+        return result, abstraction.plot(result, ctx.out, ctx.caption)
 
 
 def model_card(args: argparse.Namespace, model: LifeTransformer, ckpt: dict, data: DataConfig,

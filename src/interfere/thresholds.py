@@ -23,6 +23,7 @@ SCHEMA: dict[str, tuple[str, ...] | None] = {  # section -> its keys (None: a si
     "h4": ("late_lens_acc", "support_probe_gain", "locality_margin", "refute_probe_gain", "refute_final_lens"),
     "circuit": ("sufficient_acc", "decodable_auc", "decodable_r2", "role_acc", "min_coverage", "account_acc",
                 "lookup_carry", "lookup_leak", "refute_acc", "route_carry", "lookup_selectivity", "answer_tv"),
+    "abstraction": ("claim_iia", "full_margin", "control_margin", "group_iia", "screen_iia", "restart_iia"),
 }
 
 

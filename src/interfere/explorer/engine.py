@@ -20,7 +20,7 @@ from interfere.ca.simulate import neighbour_counts, step
 from interfere.ca.simulate import rollout as simulate_rollout
 from interfere.data.stream import heldout_rules, random_boards
 from interfere.errors import UserError
-from interfere.explore.account import routes
+from interfere.explore.account import kinds, routes
 from interfere.explore.common import examples_of
 from interfere.explore.components import Component, mean_ablation, reference_outputs
 from interfere.model import inference
@@ -42,14 +42,15 @@ class Engine:
     n_heldout: int
     density: tuple[float, float]
     thresholds: dict | None = None  # the circuit section's route thresholds (the lookup map); None: no routes
+    abstraction: dict | None = None  # variable -> case -> {site, rank}: a causal abstraction of this model, or None
     means: dict[tuple[int, int], dict[Component, torch.Tensor]] = field(default_factory=dict)
     lookup_map: dict[str, dict] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls, model: LifeTransformer, heldout_seed: int, n_heldout: int, density: tuple[float, float],
-               thresholds: dict | None = None) -> Engine:
-        engine = cls(model, heldout_seed, n_heldout, density, thresholds)
+               thresholds: dict | None = None, abstraction: dict | None = None) -> Engine:
+        engine = cls(model, heldout_seed, n_heldout, density, thresholds, abstraction)
         engine.means_at(model.layout.height, model.layout.width)
         return engine
 
@@ -91,7 +92,9 @@ class Engine:
             with self.lock, self.model.sized(*self.model.built_size) as model:
                 boards = random_boards(MAP_BOARDS, *model.built_size, *self.density, g)
                 flips = routes.flip_map(model, examples_of(model, rules, boards))
-            self.lookup_map = routes.routes(routes.summarise(flips), self.model.cfg.n_layers, self.thresholds)
+            summary, n_layers = routes.summarise(flips), self.model.cfg.n_layers
+            self.lookup_map = kinds.classify(flips, summary, routes.routes(summary, n_layers, self.thresholds),
+                                             n_layers, self.thresholds)
         return self.lookup_map
 
     def route(self, board: torch.Tensor, row: int, col: int) -> dict:
@@ -99,8 +102,10 @@ class Engine:
         alive, count = int(board[row, col]), int(neighbour_counts(board[None])[0, row, col])
         case = BIT_NAMES[int(governing_bit(torch.tensor(alive), torch.tensor(count)))]
         found = self.routes()[case]
-        return {"case": case, "alive": bool(alive), "count": count,
-                **{k: found[k] for k in ("enters", "layer", "lookup", "relays", "readout")}}
+        variables = None if self.abstraction is None else {v: by_case.get(case)
+                                                           for v, by_case in self.abstraction.items()}
+        return {"case": case, "alive": bool(alive), "count": count, "variables": variables,
+                **{k: found[k] for k in ("kind", "enters", "layer", "lookup", "lookups", "relays", "readout")}}
 
     def _tokens(self, bits: torch.Tensor, board: torch.Tensor) -> torch.Tensor:
         return self.model.encode_prompt(bits[None], board[None])

@@ -238,12 +238,23 @@ async function showRoute(body) {
     : `enters the ${r.enters} by layer ${r.layer}`;
   const pct = (x) => `${Math.round(100 * x)}%`;
   const relays = r.relays.map(([n, x]) => `${n} (${pct(x)})`).join(", ");
+  const lookedUp = r.kind === "redundant" ? `computed twice, by ${r.lookups.join(" and by ")} (either alone enough)`
+    : r.kind === "shared" ? `looked up by ${r.lookups.join(", ")} together (no one of them alone)`
+    : `looked up by ${r.lookup || "no slot or set of slots (not located)"}`;
   $("route").textContent = `Case ${r.case} (${r.alive ? "alive" : "dead"}, ${r.count} live neighbours): the flip of ` +
-    `its rule bit ${where}; looked up by ${r.lookup || "no single slot (not located)"}` +
-    (relays ? `; relayed by ${relays}` : "") + (r.readout.length ? `; the last MLP: ${r.readout[0][0]} (carries ${Math.round(100 * r.readout[0][1])}% of the flips)` : "") + ".";
-  const onRoute = new Set([r.lookup, ...r.relays.map((x) => x[0])].filter(Boolean)
+    `its rule bit ${where}; ${lookedUp}` +
+    (relays ? `; relayed by ${relays}` : "") + (r.readout.length ? `; the last MLP: ${r.readout[0][0]} (carries ${Math.round(100 * r.readout[0][1])}% of the flips)` : "") + "." +
+    variablesText(r.variables);
+  const onRoute = new Set([...r.lookups, ...r.relays.map((x) => x[0])].filter(Boolean)
     .filter((n) => n.endsWith("@targets") || n.endsWith("@board")).map((n) => n.split("@")[0]));
   document.querySelectorAll("#attention .head").forEach((box) => box.classList.toggle("route", onRoute.has(box.dataset.head)));
+}
+
+// Where the clicked cell's variables live (the causal abstraction the explorer was started with, if any).
+function variablesText(variables) {
+  if (!variables) return "";
+  const parts = Object.entries(variables).map(([v, at]) => at ? `${v} at ${at.site} (rank ${at.rank})` : `${v}: no site`);
+  return ` Its variables (causal abstraction): ${parts.join("; ")}.`;
 }
 
 function drawAttention(layers) {

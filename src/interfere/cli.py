@@ -38,7 +38,9 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-name", default=None,
                         help="Hydra config (e.g. exp/life32); the checkpoint's own saved config is authoritative")
     parser.add_argument("--run-id", default=None, help="read checkpoints/<RUN_ID>/latest.pt")
-    parser.add_argument("--ckpt", default=None, help="explicit checkpoint path")
+    parser.add_argument("--ckpt", default=None,
+                        help="explicit checkpoint path, or ref:NAME for a reference model (ref:demo; "
+                             "python -m interfere.reference --list)")
     parser.add_argument("--ckpt-dir", default="checkpoints", help="where run folders live")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0, help="data seed for examples")

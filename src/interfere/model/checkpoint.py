@@ -20,6 +20,7 @@ import torch
 from interfere.data.layout import VOCAB, SequenceLayout
 from interfere.data.stream import DataConfig
 from interfere.errors import UserError
+from interfere.model import reference
 from interfere.model.life_model import LifeTransformer, ModelConfig
 
 FORMAT_VERSION = 1
@@ -89,11 +90,12 @@ def list_snapshots(run_dir: Path) -> list[Path]:
 
 def find_checkpoint(run_id: str | None = None, ckpt: str | Path | None = None,
                     ckpt_dir: str | Path = "checkpoints") -> Path:
-    """The discovery rule: ``ckpt``; else ``<ckpt_dir>/<run_id>/latest.pt``; else the newest
-    ``<ckpt_dir>/*/latest.pt`` that is not a control run (``control_*``) nor a hand-made model
-    (``handmade_*``); else
-    ``<ckpt_dir>/latest.pt``; else a clear error."""
+    """The discovery rule: ``ckpt`` (``ref:NAME``: a reference model, :mod:`interfere.model.reference`); else
+    ``<ckpt_dir>/<run_id>/latest.pt``; else the newest ``<ckpt_dir>/*/latest.pt`` that is not a control run
+    (``control_*``) nor a hand-made model (``handmade_*``); else ``<ckpt_dir>/latest.pt``; else a clear error."""
     ckpt_dir = Path(ckpt_dir)
+    if reference.is_reference(ckpt):
+        return reference.reference_path(str(ckpt))
     if ckpt is not None:
         path = Path(ckpt)
         if not path.is_file():

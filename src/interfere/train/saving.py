@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from interfere.cpu import cpu_description
 from interfere.data.layout import VOCAB
 from interfere.model.checkpoint import FORMAT_VERSION, LATEST, atomic_save, point_latest_link, snapshot_path
 from interfere.train.optim import all_finite
@@ -53,7 +54,7 @@ class Saving:
                 "ema": self.ema.state_dict(self.model) if self.ema is not None else None,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": {"stream": stream_states, "torch": torch.get_rng_state()},
-                "metrics": self.last_eval, "stopped": self.stopped,
+                "metrics": self.last_eval, "stopped": self.stopped, "cpu": cpu_description(),
             }, path)
             point_latest_link(self.ckpt_dir, path)
         self.dd.barrier()

@@ -16,7 +16,7 @@ from interfere.model.handmade import Heads, build, ground_truth
 from interfere.thresholds import load_thresholds
 
 TH = load_thresholds()
-SMALL = Budget(test_pairs=(96, 384), train_pairs=(128, 384), per_step=(8, 32), steps=(40, 30))
+SMALL = Budget(test_pairs=(96, 384), train_pairs=(128, 384), per_step=(8, 32), steps=(20, 15))
 
 
 def boards_and_rules(n: int, seed: int):

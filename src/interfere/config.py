@@ -60,6 +60,9 @@ class TrainConfig:
     dump_rank_weights: bool = False
     deterministic: bool = True
     snapshots: int = 0
+    siit: str | None = None  # a hand-made variant whose algorithm strict interchange-intervention training imposes
+    siit_iit: float = 1.0  # the interchange loss' weight (InterpBench's default)
+    siit_strict: float = 0.4  # the strict loss' weight (InterpBench's default)
 
     def __post_init__(self) -> None:
         at_least("train.steps", self.steps, 0)
@@ -82,6 +85,8 @@ class TrainConfig:
                 parse_stop_when(getattr(self, name), f"train.{name}")
         if self.decay_named_frac is not None:
             within("train.decay_named_frac", self.decay_named_frac, 0.0, 1.0)
+        for name in ("siit_iit", "siit_strict"):
+            at_least(f"train.{name}", getattr(self, name), 0)
         if self.decay_when is not None and self.schedule != "triggered":
             raise UserError("train.decay_when starts the decay of train.schedule=triggered: set that schedule too")
 

@@ -20,7 +20,8 @@ from interfere.errors import UserError
 
 # name in train.stop_when -> key of the validation metrics (interfere.evaluate.rule_set_metrics and
 # interfere.evaluate.named_check: the worst named rule, a training rule, on boards of the validation seed)
-METRICS = {"validation_acc": "cell_acc", "validation_exact": "board_exact", "named_acc": "named_worst_acc"}
+METRICS = {"validation_acc": "cell_acc", "validation_exact": "board_exact", "named_acc": "named_worst_acc",
+           "iia": "siit_iia", "strict_acc": "siit_strict"}  # the last two: train.siit (interfere.train.siit)
 OPERATORS = {">=": operator.ge, ">": operator.gt}
 _CLAUSE = re.compile(r"^\s*(\w+)\s*(>=|>)\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
 

@@ -57,6 +57,7 @@ from interfere.train.runs import (
     resume_mismatches,
 )
 from interfere.train.saving import Saving
+from interfere.train.siit import SiitRun
 from interfere.train.step import (  # re-exported: the loop's public names
     TargetLogits,
     Window,
@@ -128,6 +129,7 @@ class Run(Saving):
         self.first_bad_step = torch.full((), -1, device=device, dtype=torch.long)
         self.bad_loss = torch.zeros((), device=device)
         self.snapshot_at = set(snapshot_steps(tc.steps, tc.snapshots))
+        self.siit = SiitRun.of(tc, self.model, self.seed, dd) if tc.siit else None
 
     def release(self) -> None:
         """Give up the claim on the run folder (at the end of the run, or when it fails)."""
@@ -283,6 +285,8 @@ class Run(Saving):
         batches = [self.stream.next(size=size) for _ in range(self.tc.grad_accum) for size in self.sizes]
         loss, correct = accumulate_gradients(net, batches, self.autocast, self.tc.focal_gamma)
         self.model.resize(self.layout.height, self.layout.width)  # evaluation and checkpoints at data.height x width
+        if self.siit is not None:
+            self.siit.backward(self.model, batches[0], self.stream.next(), self.tc)
         if self.tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
         self.optimizer.step()
@@ -322,6 +326,8 @@ class Run(Saving):
             metrics = validation_metrics(self.model, self.data_cfg, self.tc.eval_boards, seed=self.seed)
             if needs_named(self.stop_clauses, metrics) or needs_named(self.decay_clauses, metrics):
                 metrics.update(named_check(self.model, self.data_cfg, self.tc.named_boards, seed=self.seed))
+            if self.siit is not None:
+                metrics.update(self.siit.validation(self.model, self.data_cfg, self.seed))
         self.model.train()
         return metrics
 

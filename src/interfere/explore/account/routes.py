@@ -11,9 +11,10 @@ run into the clean one, and the reverse, says where the flip is carried, using i
   in the rule tokens until a block reads it from there (``enters: rule``);
 * **components** (a slot: a head or an MLP at a group): *sufficiency*, the share of governed cells that flip when only
   the slot's output comes from the flipped run; *necessity*, the share whose flipped-run prediction returns to the clean
-  one when only the slot's output is clean; *selectivity*, ``1 - d_other / d_gov`` with ``d_gov`` the mean change of the
-  slot's output at a governed cell under its governing flip and ``d_other`` the mean change at the other cells under
-  the same (for them non-governing) flip;
+  one when only the slot's output is clean (0 without a forward for a slot that moves no prediction alone: whether the
+  prediction then returns depends on the others only); *selectivity*, ``1 - d_other / d_gov`` with ``d_gov`` the mean
+  change of the slot's output at a governed cell under its governing flip and ``d_other`` the mean change at the other
+  cells under the same (for them non-governing) flip;
 * **the route**: the *lookup* is the first slot, in the order of computation, that carries the case's flips
   (sufficiency >= ``route_carry``) and is selective (>= ``lookup_selectivity``): where "the rule" (every bit moves it)
   becomes "the answer" (only the governing bit does); the *relays* are the later slots that carry it, the *read-out*
@@ -171,11 +172,16 @@ def flip_map(model: LifeTransformer, ex: Examples, slots: list[Slot] | None = No
             resid[:, pos] = flipped.resid[L][:, pos]
             boundary.setdefault(L, {})[group] = _bits(_predict(model, clean, start=L, resid=resid) != clean.pred)
     carry, necessary, change = {}, {}, {}
+    moved = flipped.pred != clean.pred
     for slot in slots:
         c, layer = slot.component, slot.component.layer
-        suff = _predict(model, clean, put_hooks(model, {slot: flipped.outputs[c]}), start=layer)
-        need = _predict(model, flipped, put_hooks(model, {slot: clean.outputs[c]}), start=layer)
-        carry[slot.name], necessary[slot.name] = _bits(suff != clean.pred), _bits(need == clean.pred)
+        suff = _predict(model, clean, put_hooks(model, {slot: flipped.outputs[c]}), start=layer) != clean.pred
+        carry[slot.name] = _bits(suff)
+        if suff.any():
+            need = _predict(model, flipped, put_hooks(model, {slot: clean.outputs[c]}), start=layer) == clean.pred
+        else:  # a slot whose patch alone moves no prediction: its restoring brings back only what the others change
+            need = ~moved
+        necessary[slot.name] = _bits(need)
         if slot.group in ("board", "targets"):
             pos = positions(model.layout, slot.group)
             change[slot.name] = _bits((flipped.outputs[c][:, pos] - clean.outputs[c][:, pos]).flatten(2).norm(dim=-1))

@@ -1,0 +1,59 @@
+"""Strict interchange-intervention training (issue 41): the counterfactuals it trains to, its metrics against models
+whose algorithm is known (a hand-made model passes its own algorithm's and fails another's), and a run that carries
+the ground truth."""
+
+import pytest
+import torch
+
+from interfere.data.stream import random_boards
+from interfere.model.handmade import Heads, build
+from interfere.train import siit
+
+
+def cells(model, n: int, seed: int) -> siit.Cells:
+    g = torch.Generator().manual_seed(seed)
+    return siit.Cells.of(model, torch.rand(n, 18, generator=g) < 0.5, random_boards(n, 8, 8, 0.1, 0.9, g))
+
+
+def test_the_counterfactual_is_the_sources_bit_where_both_cells_are_the_nodes_and_the_base_answer_elsewhere():
+    node = siit.Node(0, None, "board", ((3, siit.BIT), (12, siit.BIT)))
+    rules = torch.zeros(2, 18, dtype=torch.bool)
+    rules[1, 3] = True  # the source's rule: S3 on
+    base = siit.Cells(None, torch.tensor([[3, 12, 5]]), torch.tensor([[0, 0, 1]]), rules[:1])
+    source = siit.Cells(None, torch.tensor([[3, 7, 12]]), torch.tensor([[1, 1, 0]]), rules[1:])
+    label, counted = siit.counterfactual(node, base, source)
+    assert label[0, 0] == 1 and counted[0, 0]  # the source's S3 bit
+    assert not counted[0, 1]  # the source cell (case B... 7: S7) is not the node's: no counterfactual defined
+    assert label[0, 2] == 1 and counted[0, 2]  # a base cell the node does not serve keeps its next state
+    case_node = siit.Node(0, None, "targets", ((5, siit.CASE), (3, siit.CASE)))
+    base = siit.Cells(None, torch.tensor([[5]]), torch.tensor([[0]]), rules[1:])  # base rule: S3 on, S5 off
+    source = siit.Cells(None, torch.tensor([[3]]), torch.tensor([[0]]), rules[:1])
+    label, counted = siit.counterfactual(case_node, base, source)
+    assert label[0, 0] == 1 and counted[0, 0]  # the base rule's bit of the source cell's case
+
+
+def test_a_hand_made_model_passes_its_own_algorithms_interchanges_and_fails_another():
+    split = build("split")
+    nodes, outside = siit.circuit("split", Heads(), 4)
+    assert [n.name for n in outside] == ["L0H3@board", "L0H3@targets", "L1H1@targets", "L1H3@targets"]
+    got = siit.metrics(split, nodes, outside, cells(split, 24, 1), cells(split, 24, 2))
+    assert got["siit_iia"] == 1.0 and got["siit_strict"] == 1.0, got
+    attention = build("attention")  # computes every case by the lookup head: MLP0 at the board holds no bit
+    got = siit.metrics(attention, nodes, outside, cells(attention, 24, 1), cells(attention, 24, 2))
+    assert got["siit_iia_per_node"]["MLP0@board"] < 0.1 and got["siit_iia_per_node"]["L1H2@targets"] == 1.0, got
+
+
+def test_a_siit_run_trains_every_loss_and_its_checkpoint_carries_the_algorithm(smoke_cfg, tmp_path):
+    from interfere.model.checkpoint import load_checkpoint
+    from interfere.train.loop import train
+
+    cfg = smoke_cfg(tmp_path, "train.run_id=siit", "train.steps=2", "train.eval_every=2", "train.final_eval=false",
+                    "train.siit=split", "data.height=6", "data.width=6", "model.n_layers=2", "model.n_heads=4",
+                    "train.eval_boards=16")
+    result = train(cfg)
+    ckpt = load_checkpoint(ckpt=result["checkpoint"])
+    assert ckpt["ground_truth"]["trained_by"] == "SIIT" and ckpt["ground_truth"]["routes"]["B5"]["lookup"] == \
+        "L1H2@targets"
+    assert set(ckpt["metrics"]["siit_iia_per_node"]) == {"MLP0@board", "L1H0@targets", "MLP0@targets", "L1H2@targets"}
+    with pytest.raises(Exception, match="two-layer algorithm"):
+        train(smoke_cfg(tmp_path, "train.run_id=siit1", "train.steps=1", "train.siit=split", "model.n_heads=4"))

@@ -1,4 +1,5 @@
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -86,3 +87,20 @@ def test_the_autocast_benchmark_runs_and_writes_its_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
     assert [(r["size"], r["d_model"]) for r in rows] == [(4, 16)] and rows[0]["speedup"] > 0
+
+
+def test_the_openmp_wait_policy_is_passive_beside_busy_processes_and_a_short_spin_otherwise(monkeypatch):
+    """Chosen before torch loads OpenMP (interfere.openmp), in the environment; a user's own setting is kept."""
+    from interfere import openmp
+
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(openmp, "others_busy_cores", lambda seconds=0.3: 1.0)
+    assert "passive" in openmp.choose_wait_policy() and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setattr(openmp, "others_busy_cores", lambda seconds=0.3: 0.1)
+    assert "short spin" in openmp.choose_wait_policy() and os.environ["GOMP_SPINCOUNT"] == openmp.SHORT_SPIN
+    assert "OMP_WAIT_POLICY" not in os.environ
+    assert openmp.choose_wait_policy() == "as set in the environment"
+    busy = openmp.others_busy_cores(0.05)
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 0.5

@@ -4,7 +4,7 @@ STAMP   := .venv/.installed
 THREADS ?= 2
 export OMP_NUM_THREADS ?= $(THREADS)
 
-.PHONY: setup test demo deep report controls explore lint bench clean
+.PHONY: setup test demo reference deep report controls explore lint bench docs clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,14 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(PY) train.py --config-name exp/cpu_demo
 	$(PY) -m interfere.report
+
+# The reference demo model's report: the weights the docs describe, on any CPU, no training.
+reference: $(STAMP)
+	$(PY) -m interfere.report --ckpt ref:demo
+
+# Every table in the docs that a command writes (python -m interfere.docs; --check compares).
+docs: $(STAMP)
+	$(PY) -m interfere.docs
 
 # Eight layers on two cores (issue 35): train seed 0 of exp/cpu_deep, write its report, and H4 by layer against its
 # controls (random init; the late half never trained).

@@ -5,7 +5,7 @@ residual is that times ``W_O``, so replacing ``z`` replaces the head's output) o
 ``blocks.{l}.hook_mlp_out`` for an MLP. **Mean ablation** replaces the output, at every position, by its
 mean over a reference batch (per position), which removes what the component computes from the input
 while keeping its average contribution; importance and the minimal circuit rest on it. What a component
-computes is tested by interchange (:mod:`interfere.explore.interchange`).
+computes is tested by interchange (:mod:`interfere.explore.account.interchange`).
 
 Every function runs the model through its own hooks (``run_with_hooks``), with the extra hooks here.
 """

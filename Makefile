@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests bench explorations train.py eval.py
+	$(PY) -m ruff check src tests bench explorations notebooks train.py eval.py
 
 demo: $(STAMP)
 	$(PY) train.py --config-name exp/cpu_demo

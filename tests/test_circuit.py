@@ -63,6 +63,22 @@ def test_ablating_a_component_that_does_nothing_changes_nothing(tiny_run, tmp_pa
     assert importance(ctx.model, ex, means)[dead] == accuracy(ctx.model, ex)
 
 
+def test_ablation_bites_where_the_built_model_computes_and_nowhere_else():
+    """The hand-made split model: mean-ablating a head it never uses (L0H3, zero weights) keeps every cell, ablating
+    the MLP that computes most cases' bit (MLP0) or the count head (L0H0) loses many: the silenced head of the test
+    above is found dead because it is, not because ablation does nothing."""
+    from interfere.model.handmade import build
+
+    model = build("split")
+    g = torch.Generator().manual_seed(3)
+    ex = examples_of(model, torch.rand(24, 18, generator=g) < 0.5, random_boards(24, 8, 8, 0.1, 0.9, g))
+    ref = examples_of(model, torch.rand(24, 18, generator=g) < 0.5, random_boards(24, 8, 8, 0.1, 0.9, g))
+    means = {c: o.mean(0) for c, o in reference_outputs(model, ref.tokens, all_components(model)).items()}
+    found = importance(model, ex, means)
+    assert accuracy(model, ex) == 1.0 and found[Component(0, 3)] == 1.0
+    assert found[Component(0)] < 0.8 and found[Component(0, 0)] < 0.8
+
+
 def test_minimal_circuit_search_leaves_out_a_planted_dead_component(tiny_run, tmp_path):
     dead = Component(0, 0)
     ctx, ex, means = _with_dead_component(tiny_run, tmp_path, dead)
@@ -133,8 +149,14 @@ def test_interchange_of_an_output_that_is_a_function_of_the_case():
     truth = table[role_key("case", ex, "board", layout)]
     case = swap.replacement(c, "board", "case", ex)
     assert case.covered.all() and torch.allclose(case.values, truth)
-    own = swap.replacement(c, "board", "own", ex)
-    assert not torch.allclose(own.values, truth)
+    own = swap.replacement(c, "board", "own", ex)  # a donor of the same own state: any of its state's nine cases
+    own_state = role_key("own", ex, "board", layout).flatten()
+    rows = own.values.flatten(0, 1)
+    for state in (0, 1):
+        allowed = table[9 * state: 9 * (state + 1)]  # the case key is own * 9 + count: nine rows per state
+        at = rows[own_state == state]
+        assert ((at[:, None, :] - allowed[None]).abs().amax(-1) < 1e-6).any(-1).all(), state
+    assert not torch.allclose(own.values, truth)  # and not always the cell's own case
     none = swap.replacement(c, "board", "none", ex)
     assert torch.allclose(none.values, out[:, layout.board].mean(0).expand_as(truth))
     mean = swap.conditional_mean(c, "board", "case", ex)
@@ -149,7 +171,8 @@ def test_roles_never_read_the_answer():
     for role in CELL_ROLES[1:]:
         for group in ("board", "targets"):
             assert torch.equal(role_key(role, ex, group, layout), role_key(role, scrambled, group, layout)), role
-    assert not any("next" in role for role in CELL_ROLES)
+    # the scramble is visible to a key that reads the answer (the control's): the roles above would have seen it
+    assert not torch.equal(role_key("own+next", ex, "board", layout), role_key("own+next", scrambled, "board", layout))
 
 
 def test_physics_donors_sit_at_the_same_position_with_the_same_rule():

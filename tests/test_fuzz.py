@@ -34,15 +34,17 @@ def test_run_never_tracebacks_and_writes_nothing(window_ckpt, tmp_path_factory, 
     pattern = folder / "p.rle"
     pattern.write_bytes(text)
     before = sorted(os.listdir(folder))
-    argv = [str(pattern), "--ckpt", window_ckpt, "--gens", "1", *(["--size", size] if size else [])]
+    gif = folder / "out.gif"
+    argv = [str(pattern), "--ckpt", window_ckpt, "--gens", "1", "--gif", str(gif), *(["--size", size] if size else [])]
     try:
         run_main(argv)
     except SystemExit as exit_:
         err = capsys.readouterr().err.strip().splitlines()
         assert exit_.code == 2 and len(err) == 1 and err[0].startswith("error: "), (text, size, err)
+        assert sorted(os.listdir(folder)) == before  # a refused run writes no GIF and no partial file
     else:
         capsys.readouterr()
-    assert sorted(os.listdir(folder)) == before  # no GIF, no partial file
+        assert gif.is_file() and gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a")  # a run that succeeds writes it
 
 
 @pytest.fixture(scope="module")
@@ -57,5 +59,6 @@ def explorer(tiny_window_run):
 def test_the_explorers_rle_upload_answers_400_never_500(explorer, text, height, width):
     r = explorer.post("/api/rle", json={"text": text, "height": height, "width": width})
     assert r.status_code in (200, 400, 422), (text, height, width, r.status_code)
-    if r.status_code == 400:
-        assert "\n" not in r.json()["error"]
+    if r.status_code in (400, 422):  # a user's mistake or a malformed request: one line, saying what
+        error = r.json()["error"]
+        assert error and "\n" not in error and "Traceback" not in error

@@ -286,15 +286,15 @@ def test_universality_compares_routes_up_to_a_permutation_of_the_heads():
                     for c, r in _routes(B5={"enters": "rule", "lookup": "L1H1@targets", "relays": []},
                                         S2={"relays": relays("L1H2@targets", "L1H3@targets")}).items()}}
     # b is a with heads 0->3, 1->2, 2->1: the same algorithm
-    assert universality.compare({0: a, 1: b}) == ("the same routes in every compared seed, up to a permutation of "
-                                                  "the heads of each layer")
+    assert universality.compare({"seed 0": a, "seed 1": b}) == ("the same routes in every compared seed, up to a "
+                                                                "permutation of the heads of each layer")
     c = {"routes": _routes()}  # B5 on the board, S2 relayed by L1H0 alone
-    verdict = universality.compare({0: a, 1: b, 2: c})
+    verdict = universality.compare({"seed 0": a, "seed 1": b, "seed 2": c})
     assert verdict.startswith("different algorithms: 3 differences") and "seed 2 B5 board: MLP0@board" in verdict
     d = {"routes": {**a["routes"], "S3": {**a["routes"]["S3"], "relays": relays("L1H1@targets")}}}
     # every case's route has the same shape as a's, but S3 is relayed by the head that relays S2 with L1H0 in a
-    assert "layer 1's heads share the cases differently" in universality.compare({0: a, 1: d})
-    common = universality.recurring({0: a, 1: b, 2: c})
+    assert "layer 1's heads share the cases differently" in universality.compare({"seed 0": a, "seed 1": d})
+    common = universality.recurring({"seed 0": a, "seed 1": b, "seed 2": c})
     assert "S0: enters the board, looked up by MLP0 at the board in every seed" in common
     assert not any(line.startswith("B5") for line in common)
 
@@ -303,7 +303,7 @@ def test_universality_end_to_end_on_two_tiny_seeds(tmp_path, capsys):
     result = universality.main(["--config-name", "exp/life_smoke", "--seeds", "0", "1", "--ckpt-dir",
                                 str(tmp_path / "ck"), "--samples", "8", "--out", str(tmp_path / "u"),
                                 "--min-acc", "0"])
-    assert set(result["results"]) == {0, 1} and result["compared"] == [0, 1]
+    assert set(result["results"]) == {"seed 0", "seed 1"} and result["compared"] == ["seed 0", "seed 1"]
     # the verdict is what compare() says of the two seeds' routes, and the table has a row per case
     assert result["verdict"] == universality.compare(result["results"])
     table = (tmp_path / "u/universality.md").read_text()
@@ -317,10 +317,16 @@ def test_universality_end_to_end_on_two_tiny_seeds(tmp_path, capsys):
     given = universality.main(["--ckpts", *paths, "--samples", "8", "--out", str(tmp_path / "u3"), "--min-acc", "0"])
     routes = lambda run: json.dumps({s: r["routes"] for s, r in run["results"].items()}, sort_keys=True)  # noqa: E731
     assert given["seeds"] == [0, 1] and routes(given) == routes(result)  # the same checkpoints: the same routes
+    capsys.readouterr()
     with pytest.raises(SystemExit):
         universality.main(["--ckpts", paths[0], paths[0], "--out", str(tmp_path / "u4")])
-    assert capsys.readouterr().err.strip().endswith("repeat: compare checkpoints of different seeds (the table has "
-                                                   "one column per seed)") and not (tmp_path / "u4").exists()
+    assert capsys.readouterr().err.strip() == "error: a checkpoint is given twice: compare different checkpoints"
+    assert not (tmp_path / "u4").exists()
+    # two models of one training seed (hand-made ones are all seed 0) are told apart by their run ids, then paths
+    hand = [{"path": str(tmp_path / f"h{i}.pt"), "run_id": f"handmade_{v}"} for i, v in enumerate(("split", "late"))]
+    assert universality.column_labels(hand, [0, 0]) == ["handmade_split", "handmade_late"]
+    same_id = [{**h, "run_id": "x"} for h in hand]
+    assert universality.column_labels(same_id, [0, 0]) == [str((tmp_path / f"h{i}.pt").resolve()) for i in (0, 1)]
 
 
 # --- dynamics (issue 13) ---------------------------------------------------------------------

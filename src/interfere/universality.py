@@ -97,23 +97,23 @@ def describe(route: tuple[str, str, tuple[str, ...]]) -> str:
     return f"{enters}: {lookup}" + "".join(f" > {r}" for r in relays)
 
 
-def compare(results: dict[int, dict]) -> str:
+def compare(results: dict[str, dict]) -> str:
     """One line: the same routes (up to a permutation of the heads of each layer) in every compared seed, or what
     differs: the cases whose route differs, and the layers whose heads share the work differently."""
     sigs = {seed: signature(r["routes"]) for seed, r in results.items()}
     first_seed, (first_cases, first_heads) = next(iter(sigs.items()))
     diffs = []
     for seed, (cases, heads) in sigs.items():
-        diffs += [f"seed {seed} {case} {describe(cases[case])} vs seed {first_seed} {describe(first_cases[case])}"
+        diffs += [f"{seed} {case} {describe(cases[case])} vs {first_seed} {describe(first_cases[case])}"
                   for case in BIT_NAMES if cases[case] != first_cases[case]]
-        diffs += [f"seed {seed} layer {layer}'s heads share the cases differently from seed {first_seed}'s"
+        diffs += [f"{seed} layer {layer}'s heads share the cases differently from {first_seed}'s"
                   for layer in sorted(set(heads) | set(first_heads)) if heads.get(layer) != first_heads.get(layer)]
     if not diffs:
         return "the same routes in every compared seed, up to a permutation of the heads of each layer"
     return f"different algorithms: {len(diffs)} differences, e.g. " + "; ".join(diffs[:6])
 
 
-def recurring(results: dict[int, dict]) -> list[str]:
+def recurring(results: dict[str, dict]) -> list[str]:
     """What every compared seed shares, per case: where the flip enters, and the lookup's kind (an MLP, or a head of
     some layer) at which positions."""
     lines = []
@@ -134,7 +134,7 @@ def _kind(name: str | None) -> str:
     return f"a layer-{slot.component.layer} head at the {slot.group}"
 
 
-def table(results: dict[int, dict], compared: list[int]) -> str:
+def table(results: dict[str, dict], compared: list[str]) -> str:
     """Markdown, one column per seed: every case's route, then the account's numbers."""
     seeds = list(results)
     mark = {s: "" if s in compared else " (not learned)" for s in seeds}
@@ -144,7 +144,7 @@ def table(results: dict[int, dict], compared: list[int]) -> str:
     rows += [["all roles at once"] + [f"{100 * results[s]['account']['all_at_once']['acc']:.2f}%" for s in seeds],
              ["heads idealised at once"] + [f"{100 * results[s]['idealised']:.2f}%" for s in seeds],
              ["card verdict"] + [results[s]["verdict"] for s in seeds]]
-    head = "| | " + " | ".join(f"seed {s}" for s in seeds) + " |\n|---|" + "---|" * len(seeds) + "\n"
+    head = "| | " + " | ".join(seeds) + " |\n|---|" + "---|" * len(seeds) + "\n"
     return head + "".join("| " + " | ".join(r) + " |\n" for r in rows)
 
 
@@ -152,10 +152,10 @@ def _plain(route: dict) -> tuple[str, str, tuple[str, ...]]:
     return route["enters"], route["lookup"] or "none", tuple(name for name, _ in route["relays"])
 
 
-def routes_figure(results: dict[int, dict], out: Path, command: str) -> Path:
+def routes_figure(results: dict[str, dict], out: Path, command: str) -> Path:
     """Seeds x cases, coloured by where the flip enters, with the lookup written in."""
     seeds, kinds = list(results), ["board", "targets", "rule", "separators", UNMEASURED]
-    grid = np.array([[kinds.index(results[s]["routes"][c]["enters"]) for c in BIT_NAMES] for s in seeds])
+    grid = np.array([[kinds.index(results[s]["routes"][c]["enters"].split("+")[0]) for c in BIT_NAMES] for s in seeds])
     fig, ax = plt.subplots(figsize=(1.4 + 0.62 * len(BIT_NAMES), 1.3 + 0.42 * len(seeds)), layout="constrained")
     colours = [ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR, "#dddddd"]
     ax.imshow(grid, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(kinds) - 0.5, aspect="auto")
@@ -163,7 +163,7 @@ def routes_figure(results: dict[int, dict], out: Path, command: str) -> Path:
         lookup = results[seeds[i]]["routes"][BIT_NAMES[j]]["lookup"] or "?"
         ax.text(j, i, lookup.replace("@", "\n@"), ha="center", va="center", fontsize=5, color="white")
     ax.set_xticks(range(len(BIT_NAMES)), BIT_NAMES)
-    ax.set_yticks(range(len(seeds)), [f"seed {s}" for s in seeds])
+    ax.set_yticks(range(len(seeds)), seeds)
     labels = [k if k == UNMEASURED else f"enters the {k}" for k in kinds]
     ax.legend(handles=[Patch(color=c, label=label) for c, label in zip(colours, labels)], frameon=False,
               fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -193,19 +193,29 @@ def main(argv: list[str] | None = None) -> dict:
         ckpts = ([load_checkpoint(ckpt=path) for path in args.ckpts] if args.ckpts
                  else [checkpoint_for(args.config_name, seed, args.ckpt_dir) for seed in args.seeds])
         args.seeds = [int(c["config"].get("seed", i)) for i, c in enumerate(ckpts)]
-        if len(set(args.seeds)) < len(args.seeds):
-            raise UserError(f"the checkpoints' training seeds {args.seeds} repeat: compare checkpoints of different "
-                            "seeds (the table has one column per seed)")
+        labels = column_labels(ckpts, args.seeds)
         t0, results = time.time(), {}
         with staged_dir(args.out) as (out, final):
-            for seed, ckpt in zip(args.seeds, ckpts):
-                results[seed] = analyse_seed(ckpt, args.samples, th)
+            for label, ckpt in zip(labels, ckpts):
+                results[label] = analyse_seed(ckpt, args.samples, th)
             summary = write_outputs(results, args, out, time.time() - t0)
         print(summary["table"] + "\n" + summary["verdict"] + f"\nuniversality: {final}")
         return summary
 
 
-def write_outputs(results: dict[int, dict], args: argparse.Namespace, out: Path, seconds: float) -> dict:
+def column_labels(ckpts: list[dict], seeds: list[int]) -> list[str]:
+    """One name per checkpoint: its training seed where those differ, else its run id, else its path; the same
+    checkpoint twice is refused."""
+    paths = [str(Path(c["path"]).resolve()) for c in ckpts]
+    if len(set(paths)) < len(paths):
+        raise UserError("a checkpoint is given twice: compare different checkpoints")
+    for labels in ([f"seed {s}" for s in seeds], [str(c.get("run_id")) for c in ckpts]):
+        if len(set(labels)) == len(labels):
+            return labels
+    return paths
+
+
+def write_outputs(results: dict[str, dict], args: argparse.Namespace, out: Path, seconds: float) -> dict:
     compared = [s for s, r in results.items() if r["heldout_acc"] >= args.min_acc]
     if len(compared) >= 2:
         verdict = compare({s: results[s] for s in compared})

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from interfere.ca.rules import governing_bit
 from interfere.data.layout import SequenceLayout
 from interfere.explore import batched
 from interfere.model.life_model import LifeTransformer
@@ -111,6 +112,12 @@ class Examples:
     def act(self, name: str, view: View) -> torch.Tensor:
         """The model's activation ``name`` cut by ``view``, for these examples."""
         return self.acts.get(name, view)[: len(self)]
+
+    @property
+    def cases(self) -> torch.Tensor:
+        """``[N, cells]``: each cell's case, the index of the rule bit that decides it (``S_count`` alive,
+        ``B_count`` dead: :func:`interfere.ca.rules.governing_bit`)."""
+        return governing_bit(self.boards.flatten(1), self.counts.flatten(1))
 
 
 def cell_labels(ex: Examples) -> dict[str, torch.Tensor]:

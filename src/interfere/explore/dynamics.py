@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS, governing_bit
+from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
 from interfere.errors import UserError
 from interfere.explore import attn_maps
 from interfere.explore.analysis import Examples, Want, at_positions, cell_labels, linear_probes, target_rows
@@ -108,7 +108,7 @@ def snapshot_measures(model: LifeTransformer, ex: Examples, small: Examples, ref
     logits = model.layout.first_step(inference.target_logits(model, ex.tokens)).float().cpu()
     truth = ex.next_boards.flatten(1)
     correct = (logits.argmax(-1) == truth).float()
-    governing = governing_bit(ex.boards.flatten(1), ex.counts.flatten(1))
+    governing = ex.cases
     per_bit = [float(correct[governing == b].mean()) if (governing == b).any() else float("nan")
                for b in range(N_RULE_BITS)]
     out: dict[str, float | list[float]] = {

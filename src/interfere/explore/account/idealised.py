@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import torch
 
-from interfere.ca.rules import BIT_NAMES, N_RULE_BITS, governing_bit
+from interfere.ca.rules import BIT_NAMES, N_RULE_BITS
 from interfere.explore import batched
 from interfere.explore.account.slots import Slot, positions
 from interfere.explore.analysis import Examples
@@ -67,7 +67,7 @@ def key_kinds(model: LifeTransformer, ex: Examples, group: str) -> torch.Tensor:
 
 def query_cases(ex: Examples) -> torch.Tensor:
     """``[N, cells]``: each cell's case (= the index of its governing rule bit)."""
-    return governing_bit(ex.boards.flatten(1), ex.counts.flatten(1))
+    return ex.cases
 
 
 def head_rows(model: LifeTransformer, ex: Examples, slots: list[Slot]) -> dict[Slot, torch.Tensor]:

@@ -41,7 +41,6 @@ from interfere.explore.analysis import Examples
 from interfere.explore.batched import Hook
 from interfere.explore.components import Component, replace_hooks
 
-GROUPS = ("board", "targets", "physics")
 # Candidate roles of a board or target position, coarsest first: the first that holds is the role.
 CELL_ROLES = ("none", "own", "count", "count9", "case", "pattern3x3", "rule", "own+rule", "count+rule",
               "count9+rule", "case+rule", "pattern3x3+rule")

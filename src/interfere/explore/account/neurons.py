@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS, governing_bit
+from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
 from interfere.explore import batched
+from interfere.explore.account.routes import flip_bit
 from interfere.explore.analysis import Examples
 from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
@@ -47,11 +48,6 @@ class Flips:
     case: torch.Tensor  # [N, cells] governing bit index
 
 
-def governing_bits(ex: Examples) -> torch.Tensor:
-    """``[N, cells]``: the index of the rule bit that decides each cell (S_count if alive, else B_count)."""
-    return governing_bit(ex.boards.flatten(1), ex.counts.flatten(1))
-
-
 def collect(model: LifeTransformer, ex: Examples, seed: int) -> Flips:
     """One clean and 18 flipped hooked forwards (one per bit), kept at the targets only."""
     layer, targets = model.cfg.n_layers - 1, model.layout.targets[0]
@@ -60,11 +56,10 @@ def collect(model: LifeTransformer, ex: Examples, seed: int) -> Flips:
     clean = batched.cached(model, ex.tokens, [post, mid], take=take)
     flipped = []
     for b in range(N_RULE_BITS):
-        rules = ex.rules.clone()
-        rules[:, b] = ~rules[:, b]
-        flipped.append(batched.cached(model, model.encode_prompt(rules, ex.boards), [post], take=take)[post])
+        flipped.append(batched.cached(model, model.encode_prompt(flip_bit(ex.rules, b), ex.boards), [post],
+                                      take=take)[post])
     every = torch.stack(flipped, dim=2)  # [N, cells, 18, d_mlp]
-    gov = governing_bits(ex)
+    gov = ex.cases
     g = torch.Generator().manual_seed(seed)
     other = (gov + torch.randint(1, N_RULE_BITS, gov.shape, generator=g)) % N_RULE_BITS
     pick = lambda bits: every.gather(2, bits[..., None, None].expand(-1, -1, 1, every.shape[-1]))[:, :, 0]  # noqa

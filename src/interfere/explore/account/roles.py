@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from interfere.ca.rules import BIT_NAMES, governing_bit
+from interfere.ca.rules import BIT_NAMES
 from interfere.explore.account.interchange import (
     CELL_ROLES,
     PHYSICS_ROLES,
@@ -47,7 +47,7 @@ def try_role(model: LifeTransformer, swap: Interchange, slot: Slot, role: str, e
     cover = coverage(rep)
     for partner, cases in partners or []:
         mean = swap.replacement(partner.component, partner.group, "none", ex)
-        governed = torch.isin(governing_bit(ex.boards.flatten(1), ex.counts.flatten(1)), torch.tensor(cases))
+        governed = torch.isin(ex.cases, torch.tensor(cases))
         rep[(partner.component, partner.group)] = Replacement(mean.values, governed)
     return accuracy(model, ex, swap.hooks(rep)), cover
 

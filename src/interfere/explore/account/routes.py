@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interfere.ca.rules import BIT_NAMES, N_RULE_BITS, governing_bit, is_survival
+from interfere.ca.rules import BIT_NAMES, N_RULE_BITS, is_survival
 from interfere.explore import batched
 from interfere.explore.account.slots import RESID_GROUPS, Slot, all_slots, positions, put_hooks, unread_slots
 from interfere.explore.analysis import Examples
@@ -185,7 +185,7 @@ def flip_map(model: LifeTransformer, ex: Examples, slots: list[Slot] | None = No
         if slot.group in ("board", "targets"):
             pos = positions(model.layout, slot.group)
             change[slot.name] = _bits((flipped.outputs[c][:, pos] - clean.outputs[c][:, pos]).flatten(2).norm(dim=-1))
-    return Flips(governing_bit(ex.boards.flatten(1), ex.counts.flatten(1)), _bits(flipped.pred != clean.pred),
+    return Flips(ex.cases, _bits(flipped.pred != clean.pred),
                  boundary, carry, necessary, change, readout_input, ex.rules, Patcher(model, clean, flipped))
 
 

@@ -1,5 +1,12 @@
-import pytest
-import torch
+import os
+
+# Under pytest-xdist two workers share the cores: threads that reach a barrier sleep instead of spinning while their
+# partner waits for a core (src/interfere/openmp.py). Set before torch loads OpenMP, which reads it once.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from interfere.config import compose
 from interfere.train.loop import train

@@ -1,4 +1,4 @@
-"""The notebook tour runs top to bottom (on a tiny model trained by its first cells)."""
+"""The notebook tour runs top to bottom (on the session's tiny model; with no checkpoint it loads ref:demo)."""
 
 import time
 from pathlib import Path
@@ -9,10 +9,8 @@ from nbclient import NotebookClient
 TOUR = Path(__file__).resolve().parents[1] / "notebooks" / "tour.ipynb"
 
 
-def test_tour_executes_without_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("INTERFERE_TOUR_CONFIG", "exp/life_smoke")
-    monkeypatch.setenv("INTERFERE_TOUR_CKPT_DIR", str(tmp_path / "checkpoints"))
-    monkeypatch.setenv("INTERFERE_TOUR_OVERRIDES", "train.steps=40")
+def test_tour_executes_without_error(tiny_run, monkeypatch):
+    monkeypatch.setenv("INTERFERE_TOUR_CKPT_DIR", str(Path(tiny_run["checkpoint"]).parents[1]))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(TOUR, as_version=4)
     assert not any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), "commit it without outputs"
@@ -21,5 +19,5 @@ def test_tour_executes_without_error(tmp_path, monkeypatch):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "verdict:" in text and "count R2" in text and "share restored per head" in text
+    assert "run tiny, step" in text and "verdict:" in text and "count R2" in text and "share restored per head" in text
     print(f"tour executed in {time.perf_counter() - t0:.1f} s")

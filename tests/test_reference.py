@@ -14,7 +14,7 @@ from interfere.model.checkpoint import find_checkpoint, load_checkpoint, weights
 
 def test_every_reference_model_loads_and_matches_its_manifest():
     entries = reference.manifest()
-    assert "demo" in entries
+    assert set(entries) == {"demo", "deep", "any"}  # the three issue 44 names
     for name, entry in entries.items():
         path = find_checkpoint(ckpt=f"ref:{name}")
         assert path.stat().st_size <= 2_000_000 and path.stat().st_size == entry["bytes"]
@@ -47,3 +47,18 @@ def test_the_demo_reference_predicts_a_glider_step_and_a_bad_name_or_file_is_one
     (copied / "manifest.json").write_text(json.dumps({**manifest, "ghost": {**manifest["demo"], "file": "no.pt"}}))
     with pytest.raises(UserError, match="'ghost' is listed but .* is missing"):
         find_checkpoint(ckpt="ref:ghost")
+
+
+@pytest.mark.parametrize("name,sides", [("deep", [8]), ("any", [8, 10, 17, 24])])
+def test_the_deep_and_size_free_references_step_a_glider_at_their_sizes(name, sides):
+    from interfere.ca.patterns import place
+    from interfere.ca.rules import get_rule
+    from interfere.ca.simulate import step
+    from interfere.model.inference import predict
+
+    model = load_reference(name)
+    assert model.size_free == (name == "any")
+    for side in sides:
+        board = place("glider", side, side, 2, 3)[None]
+        with model.sized(side, side):
+            assert torch.equal(predict(model, get_rule("B3/S23"), board, 1), step(board, get_rule("B3/S23"))), side

@@ -1,7 +1,9 @@
-"""Every method scored against every hand-made model (issue 34): prints a markdown table, method x variant, found vs
+"""Every method scored against every hand-made model (issue 34), and against models trained to a known algorithm
+(--ckpt: a checkpoint that carries its ground truth, issue 41): prints a markdown table, method x model, found vs
 built, and writes it with the raw numbers to JSON.
 
-    python bench/methods_vs_truth.py [--samples 64] [--out bench/results/methods_vs_truth.json]
+    python bench/methods_vs_truth.py [--samples 64] [--variants split backup ...] [--ckpt PATH ...]
+                                     [--out bench/results/methods_vs_truth.json]
 
 Per variant (interfere.model.handmade, default heads): the circuit analysis (the lookup map's routes and kinds, the
 roles, the idealised heads, the read-out's neurons) scored by interfere.explore.account.truth (cases and slots as
@@ -24,24 +26,25 @@ from interfere.explore import circuit
 from interfere.explore.account.truth import node_aurocs, score
 from interfere.explore.analysis import jsonable
 from interfere.explore.common import examples_of
+from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
 from interfere.model.handmade import VARIANTS, build, ground_truth
+from interfere.model.life_model import LifeTransformer
 from interfere.report_sections import QUICK, Timer, analyse, hypothesis_params
 from interfere.thresholds import load_thresholds
 from interfere.verdicts import all_verdicts
 
 
-def one_variant(variant: str, samples: int, th: dict) -> dict:
-    model = build(variant)
+def one_model(name: str, model: LifeTransformer, truth: dict, samples: int, th: dict) -> dict:
+    """Every method on one model with a known algorithm, scored against ``truth``."""
     g = torch.Generator().manual_seed(0)
     ex = examples_of(model, torch.rand(samples, 18, generator=g) < 0.5, random_boards(samples, 8, 8, 0.1, 0.9, g))
     t0 = time.perf_counter()
     account = jsonable(circuit.measure(model, ex, circuit.Params(thresholds=th, samples=samples)))
     seconds = time.perf_counter() - t0
-    truth = ground_truth(variant)
     found = score(truth, account)
     nodes = node_aurocs(truth, account)
     kinds_right = sum(truth["routes"][c]["kind"] == account["routes"][c].get("kind") for c in truth["routes"])
-    run = jsonable(analyse(model, ex, hypothesis_params(QUICK, th, 0), Timer(), variant))
+    run = jsonable(analyse(model, ex, hypothesis_params(QUICK, th, 0), Timer(), name))
     verdicts = {h: v.verdict for h, v in all_verdicts([run], th).items()}
     ideal = account["idealised"]
     return {"routes": found["routes"], "roles": found["roles"], "verdicts": verdicts, "nodes": nodes,
@@ -82,11 +85,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS), help="hand-made variants (default: all)")
+    p.add_argument("--ckpt", nargs="*", default=[], help="checkpoints that carry their ground truth (SIIT runs)")
     p.add_argument("--out", default="bench/results/methods_vs_truth.json")
     args = p.parse_args()
     configure_cpu(args.threads)
     th = load_thresholds()
-    results = {v: one_variant(v, args.samples, th) for v in VARIANTS}
+    results = {v: one_model(v, build(v), ground_truth(v), args.samples, th) for v in args.variants}
+    for path in args.ckpt:
+        ckpt = load_checkpoint(ckpt=path)
+        if "ground_truth" not in ckpt:
+            raise SystemExit(f"{path}: this checkpoint carries no ground truth (train one with train.siit=VARIANT)")
+        results[ckpt["run_id"]] = one_model(ckpt["run_id"], model_from_checkpoint(ckpt), ckpt["ground_truth"],
+                                            args.samples, th)
     md = table(results)
     print(md + f"\nCPU: {cpu_description()}, {args.threads} threads")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -11,11 +11,12 @@ from interfere.ca.rules import BIT_NAMES
 from interfere.data.stream import random_boards
 from interfere.explore import circuit
 from interfere.explore.account import kinds, routes
-from interfere.explore.account.truth import route_key, score
+from interfere.explore.account.truth import node_aurocs, route_key, score
 from interfere.explore.analysis import jsonable
 from interfere.explore.common import examples_of
 from interfere.model.handmade import VARIANTS, Heads, build, ground_truth
 from interfere.thresholds import load_thresholds
+from interfere.train import siit
 
 TH = load_thresholds()
 DEFAULT = Heads()
@@ -100,6 +101,17 @@ def test_the_account_on_the_split_variant_is_the_one_built():
     assert not result["roles"]["L0H0@targets"]["control"]["passes"]
     assert result["idealised"]["all_named"] == 1.0 and result["verdict"] == "supported"
     assert {h["template"] for h in result["idealised"]["heads"].values()} >= {"governing token", "own cell"}
+    nodes = node_aurocs(ground_truth("split"), result)
+    assert nodes["map"]["auroc"] == 1.0 and nodes["roles"]["auroc"] == 1.0, nodes
+    assert "L1H0@targets" in nodes["map"]["built"] and "L0H3@board" not in nodes["roles"]["built"]
+    # scored as a model trained to split's algorithm (SIIT) would be: no roles stated, the trained nodes built
+    run = siit.SiitRun("split", *siit.circuit("split", DEFAULT, 4), torch.Generator())
+    as_trained = score(run.ground_truth(), result)
+    assert as_trained["routes"]["mismatches"] == [] and as_trained["roles"]["of"] == 0
+    nodes = node_aurocs(run.ground_truth(), result)  # only the trained nodes and the components trained not to matter
+    trained = ["L1H0@targets", "L1H2@targets", "MLP0@board", "MLP0@targets"]
+    assert nodes["map"]["built"] == nodes["roles"]["built"] == nodes["roles"]["claimed"] == trained, nodes
+    assert nodes["roles"]["auroc"] == 1.0 and nodes["map"]["fpr"] == 0.0, nodes
 
 
 def _rules_and_boards(n: int, seed: int):

@@ -19,11 +19,12 @@ def score(truth: dict, found: dict) -> dict:
     """``truth``: a checkpoint's ``ground_truth``; ``found``: the circuit analysis' result as numbers (its
     ``routes``, ``roles`` and ``unread``). Per case and per slot: built against found, and the mismatches. Slots
     whose role is fixed by construction (``unread``, the ``computed`` read-out) are counted apart (``forced``):
-    they would match whatever the weights."""
+    they would match whatever the weights. A model trained to a known algorithm (SIIT) states no roles: none are
+    scored."""
     routes = {case: {"built": list(route_key(r)), "found": list(route_key(found["routes"][case]))}
               for case, r in truth["routes"].items()}
     roles, forced = {}, []
-    for c in truth["components"]:
+    for c in truth.get("components", []):
         name = f"{c['component']}@{c['positions']}"
         got = "unread" if name in found["unread"] else found["roles"].get(name, {}).get("uses")
         if c["uses"] in FORCED and got == c["uses"]:
@@ -56,11 +57,15 @@ def node_aurocs(truth: dict, found: dict) -> dict[str, dict]:
     any case's flips where it is selective, its claim the lookups and relays it names; the built nodes are the
     routes' lookups and relays. The roles: a slot's score is the accuracy lost when it is mean-ablated (with its
     redundant partners removed where it has them), its claim a role other than none; the built nodes are the slots
-    whose built role is not none. Slots fixed by construction (unread, the read-out) are left out."""
+    whose built role is not none. Slots fixed by construction (unread, the read-out) are left out. For a model trained
+    to a known algorithm (SIIT) only the slots whose part the training fixed are scored: its nodes (built) and the
+    components trained not to matter (not built); the rest (the count and own heads) were left free."""
     from interfere.explore.analysis import fast_auc
 
     forced = set(found["unread"]) | {n for n, r in found["roles"].items() if r["uses"] in FORCED}
-    slots = sorted(n for n in next(iter(found["map"].values()))["slots"] if n not in forced)
+    known = None if "components" in truth else set(truth["nodes"]) | set(truth["outside"])
+    slots = sorted(n for n in next(iter(found["map"].values()))["slots"]
+                   if n not in forced and (known is None or n in known))
     built_route, claimed_route = route_nodes(truth["routes"]), route_nodes(found["routes"])
     th = found["thresholds"]
 
@@ -69,8 +74,8 @@ def node_aurocs(truth: dict, found: dict) -> dict[str, dict]:
                     c["slots"][n].get("selectivity", 1.0) == c["slots"][n].get("selectivity", 1.0) and
                     c["slots"][n].get("selectivity", 1.0) >= th["lookup_selectivity"]), default=0.0)
 
-    built_role = {f"{c['component']}@{c['positions']}" for c in truth["components"] if c["uses"] not in ("none",
-                                                                                                         *FORCED)}
+    built_role = {f"{c['component']}@{c['positions']}" for c in truth["components"]
+                  if c["uses"] not in ("none", *FORCED)} if "components" in truth else set(truth["nodes"])
     role_score = {n: 1.0 - (r["tried"].get("none", [1.0])[0] if "tried" in r else 1.0)
                   for n, r in found["roles"].items()}
     claimed_role = {n for n, r in found["roles"].items() if r["uses"] not in ("none", *FORCED)}

@@ -29,9 +29,9 @@ from interfere.explore.common import examples_of
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
 from interfere.model.handmade import VARIANTS, build, ground_truth
 from interfere.model.life_model import LifeTransformer
-from interfere.report_sections import QUICK, Timer, analyse, hypothesis_params
+from interfere.report.sections import QUICK, Timer, analyse, hypothesis_params
+from interfere.report.verdicts import all_verdicts
 from interfere.thresholds import load_thresholds
-from interfere.verdicts import all_verdicts
 
 
 def one_model(name: str, model: LifeTransformer, truth: dict, samples: int, th: dict) -> dict:

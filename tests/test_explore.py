@@ -200,7 +200,7 @@ def _head_from_offsets(layout: SequenceLayout, weights: dict[tuple[int, int], fl
 
 
 def test_constructed_heads_get_the_roles_they_were_built_with():
-    from interfere.verdicts import AGGREGATES, PARTIAL, SELF_LOOKUP, head_roles
+    from interfere.report.verdicts import AGGREGATES, PARTIAL, SELF_LOOKUP, head_roles
 
     layout = SequenceLayout(8, 8)
     offsets = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]

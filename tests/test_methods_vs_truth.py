@@ -123,8 +123,8 @@ def test_h1_to_h4_come_out_as_built():
     """The split model has a head that averages the 3x3 block (H1), the count and the next state written linearly
     (H2), rule tokens it reads causally (H3), and layers that gather then classify (H4): all four supported."""
     from interfere.explore import registry
-    from interfere.report_sections import QUICK, Timer, analyse, hypothesis_params
-    from interfere.verdicts import all_verdicts
+    from interfere.report.sections import QUICK, Timer, analyse, hypothesis_params
+    from interfere.report.verdicts import all_verdicts
 
     model = build("split")
     ex = examples_of(model, *_rules_and_boards(max(a.quick for a in registry.ANALYSES), 4))

@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from interfere import report, report_sections
+from interfere import report
 from interfere.data.stream import DataConfig
 from interfere.explore.attn_maps import locality_measures
 from interfere.explore.common import Context
 from interfere.explore.physics_bits import rule_use
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
-from interfere.thresholds import load_thresholds
-from interfere.verdicts import (
+from interfere.report import sections as report_sections
+from interfere.report.verdicts import (
     AGGREGATES,
     INCONCLUSIVE,
     NON_LOCAL,
@@ -29,6 +29,7 @@ from interfere.verdicts import (
     verdict_h3,
     verdict_h4,
 )
+from interfere.thresholds import load_thresholds
 
 TH = load_thresholds()
 
@@ -310,7 +311,7 @@ def test_a_failing_second_process_leaves_no_report(tiny_run, tmp_path, monkeypat
     def refuse(*args, **kwargs):
         raise UserError("the model card cannot be written here")
 
-    monkeypatch.setattr(report, "run_later", refuse)
+    monkeypatch.setattr(report.run, "run_later", refuse)
     with pytest.raises(SystemExit) as exit_:
         report.main(["--ckpt", tiny_run["checkpoint"], "--seeds", "1", "--quick", "--no-controls", "--out",
                      str(tmp_path / "r")])

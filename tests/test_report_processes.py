@@ -1,4 +1,4 @@
-"""The report's two processes (interfere.report_processes): both results come back; a second process that raises,
+"""The report's two processes (interfere.report.processes): both results come back; a second process that raises,
 dies or is left behind by a parent that raises ends in one clear error, never a hang."""
 
 import os
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from interfere.errors import UserError
-from interfere.report_processes import Split, run_split
+from interfere.report.processes import Split, run_split
 
 
 def _split(here, there):

@@ -7,8 +7,8 @@ trained model and its controls side by side (issue 35).
 Controls, built from the checkpoint itself (never trained): a random initialisation of the same shape, and the
 trained model with its late half of layers re-initialised ("later layers never trained"). For each model the
 report's own analyses (H1's attention maps, H2's probes, the logit lens, the layers' necessity; their registry
-entries) run on the same boards, and :func:`interfere.verdicts.verdict_h4` decides H4; a figure draws locality and
-probe quality by layer for every model. Writes ``depth.md``, ``depth_by_layer.png`` and ``summary.json``.
+entries) run on the same boards, and :func:`interfere.report.verdicts.verdict_h4` decides H4; a figure draws
+locality and probe quality by layer for every model. Writes ``depth.md``, ``depth_by_layer.png`` and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from interfere.explore.common import Context, examples_of, staged_dir
 from interfere.explore.layers import LAYER_KEYS
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint, weights_hash
 from interfere.model.life_model import LifeTransformer
-from interfere.report_page import LAYER_HEADER, layer_rows
-from interfere.report_sections import Timer, analyse, hypothesis_params, report_samples
-from interfere.verdicts import layer_profile, verdict_h4
+from interfere.report.page import LAYER_HEADER, layer_rows
+from interfere.report.sections import Timer, analyse, hypothesis_params, report_samples
+from interfere.report.verdicts import layer_profile, verdict_h4
 from interfere.viz.style import ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR, caption, save
 
 H4_INPUTS = ("h1", "h2", "lens", "layers")  # the registry's analyses H4 by layer reads

@@ -6,10 +6,10 @@ answer-carrying control, idealised heads, the read-out at neuron level, and the 
 
 The stages of :mod:`interfere.explore.account`, in order, each a function of the ones before:
 
-1. **Importance** and the **minimal circuit** (:mod:`interfere.explore.components`): accuracy with each head and MLP
-   mean-ablated alone, and the smallest set that keeps ``sufficient_acc`` with the rest mean-ablated.
-2. **Slots**: every component at the board, the targets and the physics tokens; the ones nothing downstream can read
+1. **Slots**: every component at the board, the targets and the physics tokens; the ones nothing downstream can read
    are left out by construction and listed once.
+2. **Importance** and the **minimal circuit** (:mod:`interfere.explore.components`): accuracy with each head and MLP
+   mean-ablated alone, and the smallest set that keeps ``sufficient_acc`` with the rest mean-ablated.
 3. **The lookup map** (:mod:`~interfere.explore.account.routes`): one rule bit flipped at a time; per case, where the
    flip enters, which slot looks it up, which relay it, the read-out; recomputed on each half of the boards.
 4. **Roles** (:mod:`~interfere.explore.account.roles`): each readable slot's coarsest input variables, by interchange
@@ -47,6 +47,22 @@ from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 
 NAME = "circuit"
+
+
+@dataclass(frozen=True)
+class Draws:
+    """What each random draw adds to ``Params.seed``, by name (fixed: the docs' numbers were drawn with these)."""
+
+    swap: int = 0  # the interchange of donor draw d: swap + d
+    control_swap: int = 2
+    donors: int = 303  # donor draw d: donors + donor_step * d
+    donor_step: int = 101
+    control_rules: int = 505
+    control_donors: int = 606
+    reference_boards: int = 707
+
+
+DRAWS = Draws()
 
 
 @dataclass
@@ -123,10 +139,13 @@ def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
     th = params.thresholds["circuit"]
     unread = unread_slots(model)
     slots = [s for s in all_slots(model) if s not in set(unread)]
-    pools = [donor_pool(model, ex.rules, params.donors_per_rule, params, params.seed + 303 + 101 * d) for d in (0, 1)]
-    swaps = [swap_of(model, pool, params.seed + d) for d, pool in enumerate(pools)]
-    control = swap_of(model, donor_pool(model, control_rules(ex, params.control_rules, params.seed + 505), 8, params,
-                                        params.seed + 606), params.seed + 2)
+    seed = params.seed
+    pools = [donor_pool(model, ex.rules, params.donors_per_rule, params, seed + DRAWS.donors + DRAWS.donor_step * d)
+             for d in (0, 1)]
+    swaps = [swap_of(model, pool, seed + DRAWS.swap + d) for d, pool in enumerate(pools)]
+    control_pool = donor_pool(model, control_rules(ex, params.control_rules, seed + DRAWS.control_rules), 8, params,
+                              seed + DRAWS.control_donors)
+    control = swap_of(model, control_pool, seed + DRAWS.control_swap)
     means = {c: o.mean(0) for c, o in swaps[0].outputs.items()}
     screen, confirm = ex.head(max(16, len(ex) // 8)), ex.head(max(32, len(ex) // 2))
     single = importance(model, ex, means)
@@ -140,7 +159,7 @@ def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
                "board_roles": roles.account_test(model, swaps[0], ex, found, ("board",)),
                "second_draw": roles.account_test(model, swaps[1], ex, found, GROUPS)}
     picked = torch.randint(0, len(ex), (params.reference_boards,), generator=torch.Generator().manual_seed(params.seed))
-    reference = fresh_boards(model, ex.rules[picked], params, params.seed + 707)  # the templates' constants
+    reference = fresh_boards(model, ex.rules[picked], params, seed + DRAWS.reference_boards)  # templates' constants
     lookups = {k: [BIT_NAMES.index(c) for c in v] for k, v in card.lookups_by_slot(route_map).items()}
     ideal = idealised.idealise(model, ex, reference, slots, lookups, th["answer_tv"])
     readout = neurons.readout_set(model, ex.head(min(len(ex), params.lookup_boards)), params.seed, th)

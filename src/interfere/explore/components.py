@@ -34,8 +34,14 @@ class Component:
     layer: int
     head: int | None = None  # None: the layer's MLP
 
-    def __lt__(self, other: Component) -> bool:  # layer by layer, the heads before the MLP
-        return (self.layer, self.head is None, self.head or 0) < (other.layer, other.head is None, other.head or 0)
+    @property
+    def step(self) -> tuple[int, bool]:
+        """When it computes, the order of computation: its layer, then whether it is the MLP (after the layer's heads,
+        which run in parallel)."""
+        return self.layer, self.head is None
+
+    def __lt__(self, other: Component) -> bool:  # in the order of computation; parallel heads by index
+        return (self.step, self.head or 0) < (other.step, other.head or 0)
 
     @property
     def name(self) -> str:

@@ -1,7 +1,7 @@
 """The analyses the report runs, in one table: adding one to the report is its module plus one line here
 (docs/design.md, "Adding an analysis"). The report derives from it what each batch's shared forward computes, the
 boards per analysis (full and ``--quick``), the params (thresholds passed in) and which section gets the figures;
-the verdicts (:mod:`interfere.verdicts`) read each result under its key."""
+the verdicts (:mod:`interfere.report.verdicts`) read each result under its key."""
 
 from __future__ import annotations
 

@@ -29,17 +29,16 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from interfere.ca.rules import N_COUNTS, rule_codes
 from interfere.ca.simulate import moore_neighbourhood
 from interfere.data.layout import SequenceLayout
-from interfere.explore.account.slots import positions
+from interfere.explore.account.slots import Replacement, Slot, positions, put_hooks
 from interfere.explore.analysis import Examples
 from interfere.explore.batched import Hook
-from interfere.explore.components import Component, replace_hooks
+from interfere.explore.components import Component
 
 # Candidate roles of a board or target position, coarsest first: the first that holds is the role.
 CELL_ROLES = ("none", "own", "count", "count9", "case", "pattern3x3", "rule", "own+rule", "count+rule",
@@ -95,14 +94,6 @@ def draw_donors(query: torch.Tensor, pool: torch.Tensor, g: torch.Generator) -> 
     return order[pick.clamp_max(len(pool) - 1)], count > 0
 
 
-@dataclass
-class Replacement:
-    """What one component outputs at one group of positions under a role: per example and position."""
-
-    values: torch.Tensor  # [N, len(group), ...] on the model's device
-    covered: torch.Tensor  # [N, len(group)] bool: where the replacement applies
-
-
 class Interchange:
     """Donor outputs of every component on a pool of boards, and the replacements roles ask for."""
 
@@ -139,22 +130,7 @@ class Interchange:
 
     def hooks(self, replacements: dict[tuple[Component, str], Replacement]) -> Callable[[slice], list[Hook]]:
         """Hooks (per chunk ``part`` of the examples) that apply every replacement at once."""
-        by_component: dict[Component, list[tuple[torch.Tensor, Replacement]]] = {}
-        for (c, group), rep in replacements.items():
-            by_component.setdefault(c, []).append((positions(self.layout, group), rep))
-
-        def for_part(part: slice) -> list[Hook]:
-            def make(items: list[tuple[torch.Tensor, Replacement]]) -> Callable[[torch.Tensor], torch.Tensor]:
-                def fn(out: torch.Tensor) -> torch.Tensor:  # [batch, pos, ...] of this component
-                    out = out.clone()
-                    for pos, rep in items:
-                        keep = rep.covered[part].to(out.device).view(*rep.covered[part].shape,
-                                                                        *([1] * (out.dim() - 2)))
-                        out[:, pos] = torch.where(keep, rep.values[part].to(out.device, out.dtype), out[:, pos])
-                    return out
-                return fn
-            return replace_hooks({c: make(items) for c, items in by_component.items()})
-        return for_part
+        return put_hooks(self.model, {Slot(c, group): rep for (c, group), rep in replacements.items()})
 
 
 def coverage(replacements: dict[tuple[Component, str], Replacement]) -> float:

@@ -16,13 +16,12 @@ from interfere.explore.account.interchange import (
     CELL_ROLES,
     PHYSICS_ROLES,
     Interchange,
-    Replacement,
     control_of,
     coverage,
 )
 from interfere.explore.account.kinds import NEEDED
 from interfere.explore.account.routes import step_of
-from interfere.explore.account.slots import Slot
+from interfere.explore.account.slots import Replacement, Slot
 from interfere.explore.analysis import Examples
 from interfere.explore.components import Component, accuracy
 from interfere.model.life_model import LifeTransformer

@@ -229,15 +229,14 @@ def _share(mask: torch.Tensor, where: torch.Tensor) -> float:
 
 
 def order_key(name: str) -> tuple:
-    """Slots in the order of computation: by layer, the heads (in parallel) before the MLP (then by name, only to
-    list parallel slots in a fixed order)."""
+    """Slots in the order of computation (:attr:`Component.step`; parallel slots by head, then by name, only to list
+    them in a fixed order)."""
     return step_of(name), Slot.from_name(name).component.head or 0, name
 
 
 def step_of(name: str) -> tuple[int, bool]:
-    """When a slot computes: its layer, and whether it is the MLP (after the layer's heads, which run in parallel)."""
-    component = Slot.from_name(name).component
-    return component.layer, component.head is None
+    """When a slot computes (:attr:`Component.step`)."""
+    return Slot.from_name(name).component.step
 
 
 def route(case: dict, n_layers: int, th: dict) -> dict:

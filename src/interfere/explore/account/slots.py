@@ -53,19 +53,34 @@ def all_slots(model: LifeTransformer) -> list[Slot]:
     return [Slot(c, g) for c in all_components(model) for g in GROUPS]
 
 
-def put_hooks(model: LifeTransformer, values: dict[Slot, torch.Tensor | float]) -> Callable[[slice], list[Hook]]:
-    """Hooks (per chunk ``part``) setting each slot's output at its positions to ``values[slot][part]`` (a tensor
-    ``[N, T, ...]`` over every position, of which the group's are used) or adding a number to it."""
+@dataclass
+class Replacement:
+    """What one component outputs at one group of positions (a role's interchange, a mean): per example and
+    position, where it applies."""
+
+    values: torch.Tensor  # [N, len(group), ...] on the model's device
+    covered: torch.Tensor  # [N, len(group)] bool: where the replacement applies
+
+
+def put_hooks(model: LifeTransformer, values: dict[Slot, torch.Tensor | float | Replacement]
+              ) -> Callable[[slice], list[Hook]]:
+    """Hooks (per chunk ``part`` of the examples) setting each slot's output at its positions: to ``values[slot][part]``
+    (a tensor ``[N, T, ...]`` over every position, of which the group's are used), to a :class:`Replacement` where it
+    applies, or adding a number to it. The one place the account edits a slot."""
     where = {slot: positions(model.layout, slot.group) for slot in values}
 
     def for_part(part: slice) -> list[Hook]:
         def setter(slot: Slot) -> Callable[[torch.Tensor], torch.Tensor]:
             value, pos = values[slot], where[slot]
 
-            def fn(out: torch.Tensor) -> torch.Tensor:
+            def fn(out: torch.Tensor) -> torch.Tensor:  # [batch, pos, ...] of this component
                 out = out.clone()
                 if isinstance(value, int | float):
                     out[:, pos] += value
+                elif isinstance(value, Replacement):
+                    keep = value.covered[part].to(out.device)
+                    keep = keep.view(*keep.shape, *([1] * (out.dim() - 2)))
+                    out[:, pos] = torch.where(keep, value.values[part].to(out.device, out.dtype), out[:, pos])
                 else:
                     out[:, pos] = value[part][:, pos].to(out.device, out.dtype)
                 return out

@@ -34,7 +34,7 @@ from interfere.model.checkpoint import (
     model_from_checkpoint,
 )
 from interfere.model.life_model import LifeTransformer, ModelConfig, n_params
-from interfere.verdicts import all_verdicts, headline, layer_profile
+from interfere.report.verdicts import all_verdicts, headline, layer_profile
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, GUIDE_COLOR, caption, save
 
 CONTROL_RUNS = {"random init": f"{CONTROL_PREFIX}random_init", "rule-blind": f"{CONTROL_PREFIX}rule_blind"}

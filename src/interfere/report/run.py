@@ -6,11 +6,11 @@
 Per data seed it draws one batch of examples, asks every analysis what activations it reads, runs the
 hooked forward once for all of them (:mod:`interfere.explore.analysis`), and measures H1 (attention maps),
 H2 (probes), H3 (rule tokens) and H4 (logit lens) on that batch; the circuit analysis reads the first
-seed's batch too. Verdicts (:mod:`interfere.verdicts`, thresholds loaded once from
+seed's batch too. Verdicts (:mod:`interfere.report.verdicts`, thresholds loaded once from
 ``cfg/report/thresholds.yaml`` or ``--thresholds`` and passed to every analysis); a verdict that differs
 between seeds is ``inconclusive``. Figures are drawn for the first seed. On a CPU a forked second
 process runs the sections that do not need the first seed's results (docs/design.md, "The analysis
-interface"). The page (:mod:`interfere.report_page`) ends with the seconds each section took.
+interface"). The page (:mod:`interfere.report.page`) ends with the seconds each section took.
 
 Control columns: the same analyses (first data seed) on control checkpoints of the same shape,
 by default the runs ``control_random_init`` (``train.steps=0``) and ``control_rule_blind``
@@ -47,9 +47,9 @@ from interfere.explore.common import Context, staged_dir
 from interfere.explore.layers import LAYER_KEYS
 from interfere.model.checkpoint import weights_hash
 from interfere.model.life_model import LifeTransformer
-from interfere.report_page import write_report
-from interfere.report_processes import Split, run_split
-from interfere.report_sections import (
+from interfere.report.page import write_report
+from interfere.report.processes import Split, run_split
+from interfere.report.sections import (
     Timer,
     analyse,
     architectural_caveats,
@@ -66,11 +66,12 @@ from interfere.report_sections import (
     when_it_forms,
     where_variables_live,
 )
-from interfere.verdicts import HYPOTHESES, all_verdicts, layer_profile
+from interfere.report.verdicts import HYPOTHESES, all_verdicts, layer_profile
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description="Write the H1-H4 hypothesis report for a checkpoint.")
+    parser = argparse.ArgumentParser(prog="python -m interfere.report",
+                                     description="Write the H1-H4 hypothesis report for a checkpoint.")
     add_checkpoint_args(parser)
     parser.add_argument("--seeds", type=int, default=2, help="data seeds to run every analysis on")
     parser.add_argument("--out", default=None, help="output folder (default assets/explorations/<timestamp>/)")

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from interfere.explore.account.card import case_span
-from interfere.verdicts import HYPOTHESES, REFUTATIONS
+from interfere.report.verdicts import HYPOTHESES, REFUTATIONS
 
 STYLE = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 color:#222;line-height:1.45;padding:0 1em}h1{margin-bottom:0}table{border-collapse:collapse;margin:1em 0}

@@ -1,0 +1,3 @@
+from interfere.report.run import main
+
+main()

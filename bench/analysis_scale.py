@@ -24,18 +24,18 @@ from pathlib import Path
 from interfere.cpu import cpu_description
 
 REPO = Path(__file__).resolve().parents[1]
-ANALYSES = {  # name: (module, extra flags)
-    "attn_maps": ("interfere.explore.attn_maps", ["--layer", "0", "--head", "0", "--center"]),
-    "probes": ("interfere.explore.probes", []),
-    "physics_bits": ("interfere.explore.physics_bits", []),
-    "logit_lens": ("interfere.explore.logit_lens", []),
-    "embed_scatter": ("interfere.explore.embed_scatter", ["--layer", "1"]),
-    "attn_contrib_vector": ("interfere.explore.attn_contrib_vector", ["--layer", "0", "--head", "0"]),
-    "rule_vectors": ("interfere.explore.rule_vectors", ["--source", "resid0"]),
-    "circuit": ("interfere.explore.circuit", []),
-    "report": ("interfere.report", ["--seeds", "1", "--no-controls"]),
+FLAGS = {  # the flags an exploration needs beyond --ckpt and --out
+    "attn_maps": ["--layer", "0", "--head", "0", "--center"],
+    "embed_scatter": ["--layer", "1"],
+    "attn_contrib_vector": ["--layer", "0", "--head", "0"],
+    "rule_vectors": ["--source", "resid0"],
 }
-SKIP = {("exp/life32", "circuit"): "72 components: a greedy search of O(72^2) hooked forwards, a GPU job"}
+# every exploration (explorations/<name>.py runs interfere.explore.<name>), then the report: name -> (module, flags)
+ANALYSES = {**{f.stem: (f"interfere.explore.{f.stem}", FLAGS.get(f.stem, []))
+               for f in sorted((REPO / "explorations").glob("*.py"))},
+            "report": ("interfere.report", ["--seeds", "1", "--no-controls"])}
+SKIP = {("exp/life32", "circuit"): "72 components: a greedy search of O(72^2) hooked forwards, a GPU job",
+        ("*", "dynamics"): "reads a run's training snapshots, which a random-init checkpoint has none of"}
 
 
 def child(module: str, argv: list[str]) -> None:
@@ -80,8 +80,9 @@ def main() -> None:
             ckpt = checkpoint(config, Path(tmp))
             results[config] = {}
             for name in args.only:
-                if (config, name) in SKIP:
-                    results[config][name] = {"skipped": SKIP[(config, name)]}
+                skip = SKIP.get((config, name), SKIP.get(("*", name)))
+                if skip:
+                    results[config][name] = {"skipped": skip}
                 else:
                     results[config][name] = measure(config, ckpt, name, Path(tmp) / "out")
                 r = results[config][name]

@@ -29,7 +29,7 @@ from interfere.explore.common import examples_of
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
 from interfere.model.handmade import VARIANTS, build, ground_truth
 from interfere.model.life_model import LifeTransformer
-from interfere.report.sections import QUICK, Timer, analyse, hypothesis_params
+from interfere.report.sections import Timer, analyse, hypothesis_params, report_samples
 from interfere.report.verdicts import all_verdicts
 from interfere.thresholds import load_thresholds
 
@@ -44,7 +44,7 @@ def one_model(name: str, model: LifeTransformer, truth: dict, samples: int, th: 
     found = score(truth, account)
     nodes = node_aurocs(truth, account)
     kinds_right = sum(truth["routes"][c]["kind"] == account["routes"][c].get("kind") for c in truth["routes"])
-    run = jsonable(analyse(model, ex, hypothesis_params(QUICK, th, 0), Timer(), name))
+    run = jsonable(analyse(model, ex, hypothesis_params(report_samples(True, 64), th, 0), Timer(), name))
     verdicts = {h: v.verdict for h, v in all_verdicts([run], th).items()}
     ideal = account["idealised"]
     return {"routes": found["routes"], "roles": found["roles"], "verdicts": verdicts, "nodes": nodes,

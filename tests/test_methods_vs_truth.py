@@ -123,12 +123,12 @@ def test_h1_to_h4_come_out_as_built():
     """The split model has a head that averages the 3x3 block (H1), the count and the next state written linearly
     (H2), rule tokens it reads causally (H3), and layers that gather then classify (H4): all four supported."""
     from interfere.explore import registry
-    from interfere.report.sections import QUICK, Timer, analyse, hypothesis_params
+    from interfere.report.sections import Timer, analyse, hypothesis_params, report_samples
     from interfere.report.verdicts import all_verdicts
 
     model = build("split")
     ex = examples_of(model, *_rules_and_boards(max(a.quick for a in registry.ANALYSES), 4))
-    run = jsonable(analyse(model, ex, hypothesis_params(QUICK, TH, 0), Timer(), "test"))
+    run = jsonable(analyse(model, ex, hypothesis_params(report_samples(True, 64), TH, 0), Timer(), "test"))
     verdicts = all_verdicts([run], TH)
     assert {h: v.verdict for h, v in verdicts.items()} == {h: "supported" for h in ("H1", "H2", "H3", "H4")}, verdicts
     assert "aggregating head L0H0" in verdicts["H1"].per_seed[0]  # the count head, where it was built

@@ -318,3 +318,46 @@ def test_a_failing_second_process_leaves_no_report(tiny_run, tmp_path, monkeypat
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == ["error: the model card cannot be written here"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_analysis_registered_in_one_line_is_run_sized_and_drawn_by_the_report(tiny_run, tmp_path, monkeypatch):
+    """Adding an analysis is its module and one registry line: the report asks it for its boards (full and --quick),
+    runs it on the shared batch, stores its result under its key and draws its figures in a section of its own."""
+    import dataclasses
+    import types
+
+    import matplotlib.pyplot as plt
+
+    from interfere.explore import registry
+
+    @dataclasses.dataclass
+    class Params:
+        samples: int
+
+    @dataclasses.dataclass
+    class Result:
+        samples: int
+        mean_target_state: float
+
+    def plot(result, out, provenance):
+        fig, ax = plt.subplots()
+        ax.bar([0], [result.mean_target_state])
+        fig.savefig(out / "toy.png")
+        plt.close(fig)
+        return [out / "toy.png"]
+
+    toy = types.SimpleNamespace(
+        Params=Params, wants=lambda model, params: [],
+        measure=lambda model, ex, params: Result(len(ex), float(ex.next_boards.float().mean())), plot=plot)
+    entry = registry.Entry("toy", toy, (48, 4), 12, lambda n, th, seed: Params(samples=n), "a toy section")
+    monkeypatch.setattr(registry, "ANALYSES", (*registry.ANALYSES, entry))
+    monkeypatch.setattr(registry, "BY_KEY", {**registry.BY_KEY, "toy": entry})
+    assert report_sections.report_samples(True, 64)["toy"] == 12
+    assert report_sections.report_samples(False, 64)["toy"] == 48
+    out = tmp_path / "report"
+    report.main(["--ckpt", tiny_run["checkpoint"], "--seeds", "1", "--quick", "--no-controls", "--one-process",
+                 "--out", str(out)])
+    data = json.loads((out / "summary.json").read_text())
+    assert data["per_seed"][0]["toy"]["samples"] == 12
+    md = (out / "report.md").read_text()
+    assert "## a toy section" in md and "![toy.png](toy.png)" in md

@@ -38,22 +38,22 @@ from interfere.report.verdicts import all_verdicts, headline, layer_profile
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, GUIDE_COLOR, caption, save
 
 CONTROL_RUNS = {"random init": f"{CONTROL_PREFIX}random_init", "rule-blind": f"{CONTROL_PREFIX}rule_blind"}
-# boards per analysis at 8x8 and the least at any size (explore.batched.scaled_samples), full and --quick: the
-# registry's H1-H4 analyses (interfere.explore.registry), and the report's own sections
-SAMPLES = {**{a.key: a.samples for a in registry.ANALYSES},
-           "circuit": (128, 8), "dynamics": (128, 8), "card": (1024, 16), "card_named": (256, 8)}
-QUICK = {**{a.key: a.quick for a in registry.ANALYSES},
-         "circuit": 32, "dynamics": 16, "card": 256, "card_named": 64}
+# boards for the report's own sections at 8x8 and the least at any size (explore.batched.scaled_samples), full and
+# --quick; the registered analyses state theirs in interfere.explore.registry
+OWN_SAMPLES = {"circuit": (128, 8), "dynamics": (128, 8), "card": (1024, 16), "card_named": (256, 8)}
+OWN_QUICK = {"circuit": 32, "dynamics": 16, "card": 256, "card_named": 64}
 CPU_MAX_CELLS = 256  # beyond, the circuit search, the snapshots' dynamics and the model card's
 # 100-generation rollouts are skipped on a CPU: hooked forwards grow with the square of the sequence
 
 
 
 def report_samples(quick: bool, n_cells: int) -> dict[str, int]:
-    """Boards per analysis for boards of ``n_cells`` (fewer for bigger boards, so memory stays bounded)."""
+    """Boards per analysis (the registry's, read now, and the report's own sections') for boards of ``n_cells``
+    (fewer for bigger boards, so memory stays bounded)."""
     if quick:
-        return dict(QUICK)
-    return {k: scaled_samples(base, n_cells, floor) for k, (base, floor) in SAMPLES.items()}
+        return {**{a.key: a.quick for a in registry.ANALYSES}, **OWN_QUICK}
+    full = {**{a.key: a.samples for a in registry.ANALYSES}, **OWN_SAMPLES}
+    return {k: scaled_samples(base, n_cells, floor) for k, (base, floor) in full.items()}
 
 
 class Timer:

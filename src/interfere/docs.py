@@ -43,14 +43,15 @@ def _map(model, ex, th: dict) -> dict:
     return kinds.classify(flips, summary, routes.routes(summary, model.cfg.n_layers, th), model.cfg.n_layers, th)
 
 
-def demo_map() -> tuple[str, list[str]]:
-    """The reference demo model's lookup map on 16 boards of held-out rules (seed 0)."""
-    model, th = load_reference("demo"), load_thresholds()["circuit"]
+def reference_map(name: str) -> tuple[str, list[str]]:
+    """A reference model's lookup map on 16 boards of held-out rules (seed 0)."""
+    model, th = load_reference(name), load_thresholds()["circuit"]
     g = torch.Generator().manual_seed(0)
     rules = heldout_rules(64, 1234)
     rules = rules[torch.randint(0, len(rules), (MAP_BOARDS,), generator=g)]
     found = _map(model, examples_of(model, rules, random_boards(MAP_BOARDS, 8, 8, 0.1, 0.9, g)), th)
-    rows = ["| case | cells | kind | enters | lookup(s) (carry) | relays (carry) | read-out MLP1 (carry / needed) |",
+    last = f"MLP{model.cfg.n_layers - 1}"
+    rows = [f"| case | cells | kind | enters | lookup(s) (carry) | relays (carry) | read-out {last} (carry / needed) |",
             "|---|---|---|---|---|---|---|"]
     for case in BIT_NAMES:
         r = found[case]
@@ -59,7 +60,7 @@ def demo_map() -> tuple[str, list[str]]:
         out = r["readout"][0][1] if r["readout"] else float("nan")
         rows.append(f"| {case} | {r['cells']} | {r['kind']} | {r['enters']} | {looks or '-'} | {relays} | "
                     f"{100 * out:.0f}% / {100 * r['readout_necessary']:.0f}% |")
-    return f"ref:demo, weights {weights_hash(reference_path('demo'))}", rows
+    return f"ref:{name}, weights {weights_hash(reference_path(name))}", rows
 
 
 def handmade_maps() -> tuple[str, list[str]]:
@@ -84,7 +85,8 @@ def handmade_maps() -> tuple[str, list[str]]:
 
 
 TABLES: dict[str, tuple[Callable[[], tuple[str, list[str]]], bool]] = {  # name -> (writer, quick)
-    "demo-map": (demo_map, True),
+    "demo-map": (lambda: reference_map("demo"), True),
+    "deep-map": (lambda: reference_map("deep"), False),
     "handmade-maps": (handmade_maps, False),
 }
 

@@ -68,8 +68,9 @@ VARIANTS: dict[str, Variant] = {
                           "(18 codes of 6 signs, any two differing in at least two) that the head's query reads",
                           _routes(S0_B8="rule"), packed=True),
     "noisy": Variant("split with every weight perturbed by N(0, 0.002^2) (those writing the residual MLP0's gates "
-                     "read by N(0, 2e-6^2): the gates amplify it a hundredfold), a fixed seed, still exact: no "
-                     "measured value sits at exactly 0 or 1", SPLIT, noise=0.002),
+                     "read by N(0, 2e-6^2): the gates amplify it a hundredfold), a fixed seed, still exact: the "
+                     "selectivities move off 0 and 1 (the shares of cells that follow a flip stay all or none)",
+                     SPLIT, noise=0.002),
 }
 
 

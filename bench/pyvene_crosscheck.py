@@ -4,8 +4,9 @@ weight set to ours), at one residual site; prints both IIAs and how many pair ce
 
     python bench/pyvene_crosscheck.py --ckpt CKPT [--site resid_pre.1@board] [--variable bit] [--rank 4]
 
-pyvene is not a dependency of the project (it pins transformers 4.x-era packages and its raw forward hooks never fire
-on the hooks our fused attention skips: hook_pattern, hook_attn_scores, LayerNorm's): run this in a separate
+pyvene is not a dependency of the project (it pins transformers 4.x-era packages, its raw forward hooks never fire
+on the hooks our fused attention skips: hook_pattern, hook_attn_scores, LayerNorm's, and it clears every forward hook
+of the model on each call, ours included, unless told not to: ``keep_model_hooks``): run this in a separate
 environment, e.g. ``python -m venv /tmp/pv && /tmp/pv/bin/pip install torch==2.13.0 && /tmp/pv/bin/pip install -e .
 pyvene==0.1.8``. It goes through pyvene's own forward: the base from its tokens, the hook a raw module forward hook
 on the site's ``HookPoint`` (pyvene's string access), so only residual, attention-output and MLP-output sites apply.
@@ -27,11 +28,31 @@ from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint, w
 from interfere.thresholds import load_thresholds
 
 
+def keep_model_hooks(model) -> None:
+    """pyvene clears every forward hook of the model before and after each call (``remove_forward_hooks``), which
+    would strip the segment embeddings, rotary and mask that our model applies by permanent TransformerLens hooks:
+    let it clear only the hooks it added."""
+    import pyvene.models.intervenable_base as pv_base
+
+    ours = {id(m): (set(m._forward_hooks), set(m._forward_pre_hooks)) for m in model.modules()}
+
+    def remove_theirs(module: torch.nn.Module) -> None:
+        for m in module.modules():
+            post, pre = ours.get(id(m), (set(), set()))
+            for hooks, keep in ((m._forward_hooks, post), (m._forward_pre_hooks, pre)):
+                for key in [k for k in hooks if k not in keep]:
+                    hooks.pop(key)
+
+    pv_base.remove_forward_hooks = remove_theirs
+
+
 def pyvene_hits(model, batch, site: Site, pairs: das.Pairs, basis: torch.Tensor | None) -> torch.Tensor:
     """``[P, m]``: pyvene's intervened prediction is the counterfactual label."""
     import pyvene as pv
 
-    model.config = model.cfg  # pyvene reads model.config (stanfordnlp/pyvene issue #83)
+    model.config = model.cfg  # pyvene reads model.config (stanfordnlp/pyvene issue #83) and model.device
+    model.device = next(model.parameters()).device
+    keep_model_hooks(model)
     dim = site.dim(model)
     if basis is None:
         intervention = pv.VanillaIntervention(embed_dim=dim)
@@ -47,7 +68,7 @@ def pyvene_hits(model, batch, site: Site, pairs: das.Pairs, basis: torch.Tensor 
         for start in range(0, len(pairs), 64):
             part = pairs.part(slice(start, start + 64))
             base_pos = site.positions(layout, part.cells, part.base_case).tolist()
-            src_pos = site.positions(layout, part.cells, part.source_case).tolist()
+            src_pos = site.positions(layout, part.source_cells, part.source_case).tolist()
             _, logits = pvm({"input": batch.tokens[part.base]}, [{"input": batch.tokens[part.source]}],
                             {"sources->base": ([src_pos], [base_pos])})
             read = layout.targets[0].start + part.cells
@@ -76,7 +97,11 @@ def main() -> None:
     where = pairs.mask & pairs.changed
     print(f"weights {weights_hash(ckpt['path'])}, {args.variable} at {site.name}, {int(where.sum())} changed pair "
           f"cells, CPU {cpu_description()}")
-    for label, basis in (("full vector", None), (f"rank-{args.rank} subspace (ours, fitted)", fitted.basis)):
+    tries = [("full vector", None), (f"rank-{args.rank} subspace (ours, fitted)", fitted.basis)]
+    if pairs.cells.shape[1] > 1:  # pyvene's rotated space takes a pair's units as one flattened vector
+        print(f"rank-{args.rank} subspace: not compared at a site of {pairs.cells.shape[1]} cells per pair")
+        tries = tries[:1]
+    for label, basis in tries:
         ours, theirs = das.iia(data.test, site, pairs, basis), pyvene_hits(model, data.test, site, pairs, basis)
         print(f"{label}: IIA ours {float(ours[where].float().mean()):.4f}, pyvene "
               f"{float(theirs[where].float().mean()):.4f}; same verdict on {int((ours == theirs)[where].sum())} of "

@@ -55,11 +55,17 @@ class Context:
     command: str
 
     def caption(self, **where: object) -> str:
-        """Provenance for a figure: run, step, seed, rule set, and e.g. layer/head."""
-        parts = [f"run {self.ckpt.get('run_id')}", f"step {self.ckpt['step']}", f"seed {self.seed}",
+        """Provenance for a figure: run, step, training and boards seeds, rule set, and e.g. layer/head."""
+        parts = [f"run {self.ckpt.get('run_id')}", f"step {self.ckpt['step']}", f"train seed {self.train_seed}",
+                 f"boards seed {self.seed}",
                  f"rule {self.rule}" if self.rule else "held-out random rules"]
         parts += [f"{k} {v}" for k, v in where.items()]
         return " · ".join(parts)
+
+    @property
+    def train_seed(self) -> int | None:
+        """The seed the checkpoint was trained with (``seed`` is the analysis's own, for its boards)."""
+        return self.ckpt.get("config", {}).get("seed")
 
     def examples(self, n: int, seed_offset: int = 0, rule: str | None = None) -> Examples:
         """``n`` boards at the training densities under ``rule`` (default ``--rule``) or, when
@@ -79,7 +85,7 @@ class Context:
         summary = {
             "exploration": name, "checkpoint": self.ckpt["path"], "weights_sha256": weights_hash(self.ckpt["path"]),
             "cpu": cpu_description(), "step": self.ckpt["step"],
-            "run_id": self.ckpt.get("run_id"), "seed": self.seed, "rule": self.rule or "held-out mix",
+            "run_id": self.ckpt.get("run_id"), "train_seed": self.train_seed, "boards_seed": self.seed, "rule": self.rule or "held-out mix",
             "board": f"{self.layout.height}x{self.layout.width}", "command": self.command,
             "files": [p.name for p in files], **numbers,
         }

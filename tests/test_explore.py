@@ -35,7 +35,8 @@ def _run(tool, tiny_run, tmp_path, *flags):
     out = tmp_path / tool.NAME
     numbers = tool.main(["--ckpt", tiny_run["checkpoint"], "--out", str(out), *flags])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["checkpoint"] == tiny_run["checkpoint"] and summary["train_seed"] == 0 and summary["boards_seed"] == 0
+    assert summary["checkpoint"] == tiny_run["checkpoint"]
+    assert summary["train_seed"] == 0 and summary["boards_seed"] == 0
     assert summary["files"] and all((out / f).is_file() for f in summary["files"])
     assert all(f.endswith((".png", ".gif", ".mp4")) for f in summary["files"])
     assert "command" in summary and summary["step"] == 60

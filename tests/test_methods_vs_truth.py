@@ -10,7 +10,7 @@ import torch
 from interfere.ca.rules import BIT_NAMES
 from interfere.data.stream import random_boards
 from interfere.explore import circuit
-from interfere.explore.account import kinds, routes
+from interfere.explore.account import kinds, roles, routes
 from interfere.explore.account.truth import node_aurocs, route_key, score
 from interfere.explore.analysis import jsonable
 from interfere.explore.common import examples_of
@@ -31,12 +31,13 @@ def covering(model, seed: int = 92):
     return examples_of(model, torch.cat([rules, ~rules]), torch.cat([boards, boards]))
 
 
-def the_map(model, ex) -> dict:
-    """The lookup map with each case's kind (routes, then kinds: as the circuit analysis runs them)."""
-    return classified(routes.flip_map(model, ex))
+def the_map(model, ex) -> dict[str, routes.Route]:
+    """The lookup map with each case's kind, as the circuit analysis runs it."""
+    return kinds.lookup_map(model, ex, TH["circuit"])[2]
 
 
-def classified(flips: routes.Flips, th: dict = TH["circuit"]) -> dict:
+def classified(flips: routes.Flips, th: dict = TH["circuit"]) -> dict[str, routes.Route]:
+    """The map of flips already computed (``covered_flips``), under thresholds ``th``."""
     summary = routes.summarise(flips)
     return kinds.classify(flips, summary, routes.routes(summary, 2, th), 2, th)
 
@@ -64,7 +65,7 @@ def test_the_lookup_map_recovers_every_case_of_every_variant(variant, heads):
     found = classified(covered_flips(variant, heads))
     truth = ground_truth(variant, heads)["routes"]
     assert {c: route_key(found[c]) for c in BIT_NAMES} == {c: route_key(truth[c]) for c in BIT_NAMES}
-    assert all(found[c]["follow"] == 1.0 for c in BIT_NAMES)
+    assert all(found[c].follow == 1.0 for c in BIT_NAMES)
 
 
 @pytest.mark.parametrize("variant", ["backup", "shared"])
@@ -84,8 +85,8 @@ def test_without_selectivity_the_map_would_name_the_raw_rule_reader():
     too, but moves as much at every cell of the state; a map that skipped selectivity would name it."""
     summary = routes.summarise(covered_flips("board"))
     careless = routes.routes(summary, 2, {**TH["circuit"], "lookup_selectivity": float("-inf")})
-    assert {careless[c]["lookup"] for c in BIT_NAMES} == {"L0H2@board"}
-    assert max(summary[c]["slots"]["L0H2@board"]["selectivity"] for c in BIT_NAMES) < 0.05
+    assert {careless[c].lookup for c in BIT_NAMES} == {"L0H2@board"}
+    assert max(summary[c].slots["L0H2@board"].selectivity for c in BIT_NAMES) < 0.05
 
 
 def test_the_account_on_the_split_variant_is_the_one_built():
@@ -141,9 +142,9 @@ def test_a_case_no_set_carries_is_unlocated_while_a_late_lookup_stays_the_read_o
     cell of the state (the read-out reads the rule itself)."""
     monkeypatch.setattr(kinds, "MAX_SET", 1)
     found = classified(covered_flips("shared"))
-    assert [(found[c]["kind"], found[c]["lookup"]) for c in ("B7", "B8")] == [("unlocated", None)] * 2
+    assert [(found[c].kind, found[c].lookup) for c in ("B7", "B8")] == [("unlocated", None)] * 2
     late_map = classified(covered_flips("late"))
-    assert {(r["kind"], r["lookup"]) for r in late_map.values()} == {("single", "MLP1@targets")}
+    assert {(r.kind, r.lookup) for r in late_map.values()} == {("single", "MLP1@targets")}
 
 
 @pytest.mark.parametrize("carry, selectivity, lookup", [(0.51, 0.26, "L1H2@targets"), (0.49, 0.9, None),
@@ -152,21 +153,22 @@ def test_the_route_cut_offs_count_on_their_own_side(carry, selectivity, lookup):
     """route_carry (0.5) and lookup_selectivity (0.25) decide at their cut-offs exactly: just above (or at) is a
     lookup, just below is not."""
     th = {**TH["circuit"], "route_carry": 0.5, "lookup_selectivity": 0.25}
-    slots = {"L1H2@targets": {"carry": carry, "necessary": 1.0, "selectivity": selectivity},
-             "MLP1@targets": {"carry": 1.0, "necessary": 1.0, "selectivity": 0.0}}
-    case = {"cells": 10, "boundary": {1: {"rule": 1.0, "separators": 0.0, "board": 0.0, "targets": 0.0}},
-            "follow": 1.0, "slots": slots}
-    assert routes.route(case, 2, th)["lookup"] == lookup
+    slots = {"L1H2@targets": routes.SlotEffect(carry, 1.0, selectivity),
+             "MLP1@targets": routes.SlotEffect(1.0, 1.0, 0.0)}
+    case = routes.CaseFlips(cells=10, follow=1.0, readout_input_selectivity=0.0, leak=0.0, slots=slots,
+                            boundary={1: {"rule": 1.0, "separators": 0.0, "board": 0.0, "targets": 0.0}})
+    assert routes.route(case, 2, th).lookup == lookup
 
 
 def test_a_map_whose_halves_differ_says_so_on_the_card_and_is_not_supported():
     from interfere.explore.account.card import card_lines, card_verdict
 
     halves = {"differ": ["S3"], "first": {"S3": ["board", "MLP0@board"]}, "second": {"S3": ["targets", None]}}
-    account = {k: {"acc": 1.0, "coverage": 1.0, "left_computed": []} for k in ("all_at_once", "board_roles",
-                                                                               "second_draw")}
-    route = {"kind": "single", "enters": "board", "layer": 1, "lookup": "MLP0@board", "lookups": ["MLP0@board"],
-             "lookup_share": 1.0, "relays": [], "readout": [["MLP1@targets", 1.0]], "readout_necessary": 1.0}
+    whole = roles.AccountTest(acc=1.0, coverage=1.0, left_computed=[])
+    account = roles.Account(all_at_once=whole, board_roles=whole, second_draw=whole)
+    route = routes.Route(enters="board", layer=1, lookup="MLP0@board", lookup_share=1.0, relays=[],
+                         readout=[("MLP1@targets", 1.0)], readout_necessary=1.0, boundary={}, follow=1.0, cells=10,
+                         lookups=["MLP0@board"])
     neurons = {"size": 2, "carry": 1.0, "component": "MLP1", "groups": [], "d_mlp": 96, "carry_hooked": 1.0,
                "leak": 0.0, "random_carry": 0.0, "all_carry": 1.0}
     routes_ = {c: route for c in BIT_NAMES}

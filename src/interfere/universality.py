@@ -37,6 +37,7 @@ from interfere.evaluate import heldout_metrics
 from interfere.explore import circuit
 from interfere.explore.account.routes import UNMEASURED
 from interfere.explore.account.slots import Slot
+from interfere.explore.analysis import jsonable
 from interfere.explore.common import Context, staged_dir
 from interfere.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, weights_hash
 from interfere.viz.style import ACCENT, ACCENT_2, BIRTH_COLOR, CONTROL_COLOR, caption, save
@@ -247,8 +248,9 @@ def analyse_seed(ckpt: dict, samples: int, th: dict) -> dict:
     result = circuit.measure(model, ex, params)
     return {"run_id": ckpt.get("run_id"), "checkpoint": ckpt["path"], "weights_sha256": weights_hash(ckpt["path"]),
             "heldout_acc": heldout_metrics(model, data, 1024, seed=0)["cell_acc"],
-            "seconds": round(time.time() - t0, 1), "roles": {k: r["uses"] for k, r in result.roles.items()},
-            "routes": result.routes, "circuit": result.circuit, "account": result.account, "verdict": result.verdict,
+            "seconds": round(time.time() - t0, 1), "roles": {k: r.uses for k, r in result.roles.items()},
+            "routes": jsonable(result.routes), "circuit": result.circuit, "account": jsonable(result.account),
+            "verdict": result.verdict,
             "idealised": result.idealised.get("all_case_conditional", float("nan")),
             "algorithm": result.algorithm, "card": result.card}
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from interfere.ca.rules import BIT_NAMES, N_RULE_BITS
+from interfere.ca.rules import N_RULE_BITS
 from interfere.data.stream import random_boards
 from interfere.explore.account import card, idealised, kinds, neurons, roles, routes
 from interfere.explore.account.figures import importance_figure, map_figure, probes_figure
@@ -88,11 +88,11 @@ class Result:
     circuit_acc: float
     circuit_search: str
     unread: list[str]  # slots nothing downstream can read: left out by construction
-    map: dict  # case -> follow, boundary carries, every slot's carry / necessary / selectivity
-    routes: dict  # case -> enters, layer, lookup, relays, readout
+    map: dict[str, routes.CaseFlips]  # case -> its flips: follow, boundary carries, every slot's effect
+    routes: dict[str, routes.Route]  # case -> its route: kind, enters, layer, lookups, relays, read-out
     map_halves: dict  # the routes on each half of the boards, and the cases where they differ
     roles: dict  # "L0H0@board" -> uses, acc, coverage, tried, draws, stable, control, mean_given
-    account: dict  # all_at_once / board_roles / second_draw: {"acc", "coverage", "left_computed"}
+    account: roles.Account  # every role at once, the board roles alone, the second donor draw
     idealised: dict
     readout: dict  # the read-out's neurons
     probes: dict
@@ -150,18 +150,15 @@ def measure(model: LifeTransformer, ex: Examples, params: Params) -> Result:
     screen, confirm = ex.head(max(16, len(ex) // 8)), ex.head(max(32, len(ex) // 2))
     single = importance(model, ex, means)
     circuit, circuit_acc, search = minimal_circuit(model, ex, means, th["sufficient_acc"], screen, single)
-    flips = routes.flip_map(model, ex.head(min(len(ex), params.map_boards)), slots)
-    summary = routes.summarise(flips)
-    route_map = kinds.classify(flips, summary, routes.routes(summary, model.cfg.n_layers, th), model.cfg.n_layers, th)
+    flips, summary, route_map = kinds.lookup_map(model, ex.head(min(len(ex), params.map_boards)), th, slots)
     found = roles.find_roles(model, swaps, control, slots, confirm, screen, th,
                              roles.redundant_partners(route_map, summary))
-    account = {"all_at_once": roles.account_test(model, swaps[0], ex, found, GROUPS),
-               "board_roles": roles.account_test(model, swaps[0], ex, found, ("board",)),
-               "second_draw": roles.account_test(model, swaps[1], ex, found, GROUPS)}
+    account = roles.Account(all_at_once=roles.account_test(model, swaps[0], ex, found, GROUPS),
+                            board_roles=roles.account_test(model, swaps[0], ex, found, ("board",)),
+                            second_draw=roles.account_test(model, swaps[1], ex, found, GROUPS))
     picked = torch.randint(0, len(ex), (params.reference_boards,), generator=torch.Generator().manual_seed(params.seed))
     reference = fresh_boards(model, ex.rules[picked], params, seed + DRAWS.reference_boards)  # templates' constants
-    lookups = {k: [BIT_NAMES.index(c) for c in v] for k, v in card.lookups_by_slot(route_map).items()}
-    ideal = idealised.idealise(model, ex, reference, slots, lookups, th["answer_tv"])
+    ideal = idealised.idealise(model, ex, reference, slots, routes.lookups_by_slot(route_map), th["answer_tv"])
     readout = neurons.readout_set(model, ex.head(min(len(ex), params.lookup_boards)), params.seed, th)
     probes = variable_probes(model, ex, params.seed)
     twin = random_twin(model, params.seed)

@@ -85,7 +85,8 @@ class Context:
         summary = {
             "exploration": name, "checkpoint": self.ckpt["path"], "weights_sha256": weights_hash(self.ckpt["path"]),
             "cpu": cpu_description(), "step": self.ckpt["step"],
-            "run_id": self.ckpt.get("run_id"), "train_seed": self.train_seed, "boards_seed": self.seed, "rule": self.rule or "held-out mix",
+            "run_id": self.ckpt.get("run_id"), "train_seed": self.train_seed, "boards_seed": self.seed,
+            "rule": self.rule or "held-out mix",
             "board": f"{self.layout.height}x{self.layout.width}", "command": self.command,
             "files": [p.name for p in files], **numbers,
         }

@@ -44,7 +44,7 @@ class Engine:
     thresholds: dict | None = None  # the circuit section's route thresholds (the lookup map); None: no routes
     abstraction: dict | None = None  # variable -> case -> {site, rank}: a causal abstraction of this model, or None
     means: dict[tuple[int, int], dict[Component, torch.Tensor]] = field(default_factory=dict)
-    lookup_map: dict[str, dict] | None = None
+    lookup_map: dict[str, routes.Route] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -80,7 +80,7 @@ class Engine:
             self.means[(height, width)] = {c: o.mean(0) for c, o in outputs.items()}
         return self.means[(height, width)]
 
-    def routes(self) -> dict[str, dict]:
+    def routes(self) -> dict[str, routes.Route]:
         """The lookup map's route of every case (:mod:`interfere.explore.account.routes`), computed once, at the
         model's own board size, on ``MAP_BOARDS`` boards of held-out rules."""
         if self.thresholds is None:
@@ -91,10 +91,7 @@ class Engine:
             rules = rules[torch.randint(0, len(rules), (MAP_BOARDS,), generator=g)]
             with self.lock, self.model.sized(*self.model.built_size) as model:
                 boards = random_boards(MAP_BOARDS, *model.built_size, *self.density, g)
-                flips = routes.flip_map(model, examples_of(model, rules, boards))
-            summary, n_layers = routes.summarise(flips), self.model.cfg.n_layers
-            self.lookup_map = kinds.classify(flips, summary, routes.routes(summary, n_layers, self.thresholds),
-                                             n_layers, self.thresholds)
+                self.lookup_map = kinds.lookup_map(model, examples_of(model, rules, boards), self.thresholds)[2]
         return self.lookup_map
 
     def route(self, board: torch.Tensor, row: int, col: int) -> dict:
@@ -105,7 +102,7 @@ class Engine:
         variables = None if self.abstraction is None else {v: by_case.get(case)
                                                            for v, by_case in self.abstraction.items()}
         return {"case": case, "alive": bool(alive), "count": count, "variables": variables,
-                **{k: found[k] for k in ("kind", "enters", "layer", "lookup", "lookups", "relays", "readout")}}
+                **{k: getattr(found, k) for k in ("kind", "enters", "layer", "lookup", "lookups", "relays", "readout")}}
 
     def _tokens(self, bits: torch.Tensor, board: torch.Tensor) -> torch.Tensor:
         return self.model.encode_prompt(bits[None], board[None])

@@ -3,10 +3,13 @@ it) and the verdict, from the stages' results alone (no model, no forward)."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 from interfere.ca.rules import BIT_NAMES, N_COUNTS
 from interfere.explore.account.interchange import ANSWER_FIXING
-from interfere.explore.account.roles import COMPUTED, UNEXPLAINED
-from interfere.explore.account.routes import UNMEASURED
+from interfere.explore.account.roles import COMPUTED, UNEXPLAINED, Account, Role
+from interfere.explore.account.routes import UNMEASURED, Route
 
 
 def case_span(cases: list[str]) -> str:
@@ -21,88 +24,90 @@ def case_span(cases: list[str]) -> str:
     return ", ".join(BIT_NAMES[r[0]] if len(r) == 1 else f"{BIT_NAMES[r[0]]}-{BIT_NAMES[r[-1]]}" for r in runs)
 
 
-def route_groups(routes: dict[str, dict]) -> list[dict]:
-    """Cases that take the same route (where the bit enters, the lookup, the relays), in case order."""
-    groups: dict[tuple, dict] = {}
+@dataclass
+class RouteGroup:
+    """Cases that take the same route: ``route`` is the first case's (the shares differ from case to case)."""
+
+    route: Route
+    cases: list[str]
+
+    @property
+    def relays(self) -> list[str]:
+        return [name for name, _ in self.route.relays]
+
+
+def route_groups(routes: dict[str, Route]) -> list[RouteGroup]:
+    """Cases that take the same route (kind, where the bit enters, the lookups, the relays), in case order."""
+    groups: dict[tuple, RouteGroup] = {}
     for case, r in routes.items():
-        kind, lookups = r.get("kind", "single"), tuple(r.get("lookups", [r["lookup"]] if r["lookup"] else []))
-        key = (kind, r["enters"], r["layer"], r["lookup"], lookups, tuple(name for name, _ in r["relays"]))
-        groups.setdefault(key, {"kind": kind, "enters": r["enters"], "layer": r["layer"], "lookup": r["lookup"],
-                                "lookups": list(lookups), "relays": list(key[5]), "cases": []})["cases"].append(case)
+        key = (r.kind, r.enters, r.layer, r.lookup, tuple(r.lookups), tuple(name for name, _ in r.relays))
+        groups.setdefault(key, RouteGroup(r, [])).cases.append(case)
     return list(groups.values())
 
 
-def lookups_by_slot(routes: dict[str, dict]) -> dict[str, list[str]]:
-    """Slot name -> the cases the map says it looks up."""
-    out: dict[str, list[str]] = {}
-    for case, r in routes.items():
-        if r["lookup"]:
-            out.setdefault(r["lookup"], []).append(case)
-    return out
-
-
-def algorithm_block(roles: dict, unread: list[str], routes: dict, idealised: dict, neurons: dict,
-                    account: dict) -> dict:
+def algorithm_block(roles: dict[str, Role], unread: list[str], routes: dict[str, Route], idealised: dict,
+                    neurons: dict, account: Account) -> dict:
     """The machine-readable account: every readable slot's role with its answer-carrying control, the slots left
     out by construction, the lookup map's routes, the idealised heads, the read-out's neurons, the account's test."""
     components = []
     for r in roles.values():
-        entry = {"component": r["component"], "positions": r["group"], "uses": r["uses"]}
-        if r.get("control"):
-            entry["control"] = r["control"]["acc"]
-            entry["relays_answer"] = r["control"]["passes"]
-        if "stable" in r:
-            entry["stable"] = r["stable"]
+        entry = {"component": r.component, "positions": r.group, "uses": r.uses}
+        if r.control:
+            entry["control"] = r.control.acc
+            entry["relays_answer"] = r.control.passes
+        if r.stable is not None:
+            entry["stable"] = r.stable
         components.append(entry)
     heads = idealised.get("heads", {})
     return {
         "components": components, "unread": unread,
-        "routes": {case: {k: r[k] for k in ("kind", "enters", "layer", "lookup", "lookups", "relays", "readout")
-                          if k in r} for case, r in routes.items()},
+        "routes": {case: {k: getattr(r, k) for k in ("kind", "enters", "layer", "lookup", "lookups", "relays",
+                                                     "readout")} for case, r in routes.items()},
         "idealised": {"all_heads": idealised.get("all_named"),
                       "all_heads_case_conditional": idealised.get("all_case_conditional"),
                       **{name: {"template": h["template"], "acc": h["acc"]} for name, h in heads.items()}},
         "readout_neurons": {k: neurons[k] for k in ("component", "neurons", "carry", "leak", "random_carry")},
-        "interchange": {k: {"acc": v["acc"], "coverage": v["coverage"]} for k, v in account.items()},
+        "interchange": {f.name: {"acc": getattr(account, f.name).acc, "coverage": getattr(account, f.name).coverage}
+                        for f in dataclasses.fields(account)},
     }
 
 
-def map_lines(routes: dict[str, dict]) -> list[str]:
+def map_lines(routes: dict[str, Route]) -> list[str]:
     """The lookup map, a line per group of cases that take the same route."""
     lines = []
     for g in route_groups(routes):
-        shares = [routes[c] for c in g["cases"]]
-        if g["enters"] == UNMEASURED:
-            lines.append(f"{case_span(g['cases'])}: unmeasured (no cell of the case on the map's boards)")
+        r0, shares = g.route, [routes[c] for c in g.cases]
+        if r0.enters == UNMEASURED:
+            lines.append(f"{case_span(g.cases)}: unmeasured (no cell of the case on the map's boards)")
             continue
-        where = (f"enters the {g['enters']} by layer {g['layer']}" if g["enters"] != "rule"
-                 else f"stays in the rule tokens up to layer {g['layer']}")
-        line = f"{case_span(g['cases'])}: the flip of the governing bit {where}; " + _looked_up(g, shares)
-        if g["relays"]:
+        where = (f"enters the {r0.enters} by layer {r0.layer}" if r0.enters != "rule"
+                 else f"stays in the rule tokens up to layer {r0.layer}")
+        line = f"{case_span(g.cases)}: the flip of the governing bit {where}; " + _looked_up(r0, shares)
+        if g.relays:
             line += "; relayed by " + ", ".join(
-                f"{name} ({_span(dict(r['relays'])[name] for r in shares)})" for name in g["relays"])
-        readout = [r["readout"][0][1] for r in shares if r["readout"]]
+                f"{name} ({_span(dict(r.relays)[name] for r in shares)})" for name in g.relays)
+        readout = [r.readout[0][1] for r in shares if r.readout]
         if readout:
-            line += (f"; the last MLP, {shares[0]['readout'][0][0]}, carries {_span(readout)} of the flips and is "
-                     f"needed for {_span(r['readout_necessary'] for r in shares)}")
+            line += (f"; the last MLP, {r0.readout[0][0]}, carries {_span(readout)} of the flips and is "
+                     f"needed for {_span(r.readout_necessary for r in shares)}")
         lines.append(line)
     return lines
 
 
-def _looked_up(g: dict, shares: list[dict]) -> str:
+def _looked_up(r: Route, shares: list[Route]) -> str:
     """How the group's cases are looked up, by kind (:mod:`~interfere.explore.account.kinds`)."""
-    if g["kind"] == "redundant":
-        return (f"computed twice, by {' and by '.join(g['lookups'])}, either alone enough (restoring one leaves the "
+    if r.kind == "redundant":
+        return (f"computed twice, by {' and by '.join(r.lookups)}, either alone enough (restoring one leaves the "
                 "flip; restoring both removes it)")
-    if g["kind"] == "shared":
-        return (f"looked up by {', '.join(g['lookups'])} together: no one of them carries the flips alone, sets of "
+    if r.kind == "shared":
+        return (f"looked up by {', '.join(r.lookups)} together: no one of them carries the flips alone, sets of "
                 "them do")
-    if g["kind"] == "unlocated":
+    if r.kind == "unlocated":
         return ("not located: nothing before the read-out carries it alone or in a set, though the read-out's input "
                 "moves")
-    if not g["lookup"]:
+    if not r.lookup:
         return "no single slot carries it selectively (not located)"
-    return f"looked up by {g['lookup']} (carries {_span(r['lookup_share'] for r in shares)} of the flips)"
+    return f"looked up by {r.lookup} (carries {_span(x.lookup_share for x in shares)} of the flips)"
 
 
 def _span(values) -> str:
@@ -113,81 +118,80 @@ def _span(values) -> str:
     return f"{100 * lo:.0f}%" if round(100 * lo) == round(100 * hi) else f"{100 * lo:.0f}-{100 * hi:.0f}%"
 
 
-def _made_where(slot: str, routes: dict[str, dict]) -> str:
+def _made_where(slot: str, routes: dict[str, Route]) -> str:
     """Where the answer a slot relays is made, from the map: the lookups of the cases the slot carries."""
-    own = [c for c, r in routes.items() if r["lookup"] == slot]
-    relayed: dict[str, list[str]] = {}
+    own = [c for c, r in routes.items() if r.lookup == slot]
+    relayed: dict[str | None, list[str]] = {}
     for case, r in routes.items():
-        if slot in (name for name, _ in r["relays"]):
-            relayed.setdefault(r["lookup"], []).append(case)
+        if slot in (name for name, _ in r.relays):
+            relayed.setdefault(r.lookup, []).append(case)
     parts = [f"{case_span(cases)} from {lookup}" for lookup, cases in relayed.items()]
     if own:
         parts.append(f"it looks up {case_span(own)} itself")
     return f" ({'; '.join(parts)})" if parts else " (the map finds it carrying no case's flip alone)"
 
 
-def role_line(r: dict, routes: dict[str, dict]) -> str:
+def role_line(r: Role, routes: dict[str, Route]) -> str:
     """One role with its numbers: interchange, the next-coarser candidate, the second draw, the answer control."""
-    if r["uses"] == UNEXPLAINED:
-        best = max(r["tried"].items(), key=lambda kv: kv[1][0])
-        return (f"{r['component']} at {r['group']}: no input variables explain it (best: {best[0]}, "
+    if r.uses == UNEXPLAINED:
+        best = max(r.tried.items(), key=lambda kv: kv[1][0])
+        return (f"{r.component} at {r.group}: no input variables explain it (best: {best[0]}, "
                 f"{100 * best[1][0]:.2f}% kept, coverage {100 * best[1][1]:.0f}%)")
-    if r["uses"] == "none":
-        return f"{r['component']} at {r['group']}: none (mean-ablated: {100 * r['acc']:.2f}% kept)" + _partners_note(r)
-    order = list(r["tried"])
-    coarser = order[order.index(r["uses"]) - 1] if order.index(r["uses"]) > 0 else None
-    line = (f"{r['component']} at {r['group']}: uses {r['uses']} (interchange {100 * r['acc']:.2f}% kept, "
-            f"{100 * r['coverage']:.1f}% of cells with a donor")
+    if r.uses == "none":
+        return f"{r.component} at {r.group}: none (mean-ablated: {100 * r.acc:.2f}% kept)" + _partners_note(r)
+    order = list(r.tried)
+    coarser = order[order.index(r.uses) - 1] if order.index(r.uses) > 0 else None
+    line = (f"{r.component} at {r.group}: uses {r.uses} (interchange {100 * r.acc:.2f}% kept, "
+            f"{100 * r.coverage:.1f}% of cells with a donor")
     if coarser:
-        line += f"; {coarser} keeps {100 * r['tried'][coarser][0]:.2f}%"
-    if not r.get("stable", True):
-        line += f"; the second donor draw finds {r['draws'][1]}"
+        line += f"; {coarser} keeps {100 * r.tried[coarser][0]:.2f}%"
+    if r.stable is False:
+        line += f"; the second donor draw finds {r.draws[1]}"
     line += ")"
-    control = r.get("control")
+    control = r.control
     if control:
-        line += (f"; answer-carrying control ({control['variables'].replace('next', 'next state')}, another rule) "
-                 f"keeps {100 * control['acc']:.2f}%")
-        if control["passes"]:
-            line += ": it relays the answer" + _made_where(f"{r['component']}@{r['group']}", routes)
-    if r["uses"] in ANSWER_FIXING and r["group"] == "targets" and not (control and control["passes"]):
+        line += (f"; answer-carrying control ({control.variables.replace('next', 'next state')}, another rule) "
+                 f"keeps {100 * control.acc:.2f}%")
+        if control.passes:
+            line += ": it relays the answer" + _made_where(r.slot, routes)
+    if r.uses in ANSWER_FIXING and r.group == "targets" and not (control and control.passes):
         line += "; the role fixes the answer at a target"
     return line + _partners_note(r)
 
 
-def _partners_note(r: dict) -> str:
+def _partners_note(r: Role) -> str:
     """A slot tested with its redundant partners removed (:func:`.roles.redundant_partners`)."""
-    partners = r.get("partners")
-    if not partners:
+    if not r.partners:
         return ""
-    return "; tested with " + ", ".join(f"{p} removed at {case_span(c)}" for p, c in partners.items()) + \
+    return "; tested with " + ", ".join(f"{p} removed at {case_span(c)}" for p, c in r.partners.items()) + \
         " (they compute those cases too: alone, neither is needed)"
 
 
-def card_verdict(account: dict, routes: dict, neurons: dict, th: dict, halves: dict | None = None
+def card_verdict(account: Account, routes: dict[str, Route], neurons: dict, th: dict, halves: dict | None = None
                  ) -> tuple[str, str]:
     """``supported`` when every role at once and the board roles alone keep ``account_acc`` (with coverage), nothing
     is unexplained, the map locates the lookups of every case (one slot, two redundant ones or a shared set) and the
     map's two halves of the boards agree; ``not supported`` below ``refute_acc``."""
-    a, b = account["all_at_once"], account["board_roles"]
-    holds = lambda t: t["acc"] >= th["account_acc"] and t["coverage"] >= th["min_coverage"]  # noqa: E731
-    located = [c for c, r in routes.items() if r.get("lookups", [r["lookup"]] if r["lookup"] else [])]
+    a, b = account.all_at_once, account.board_roles
+    holds = lambda t: t.acc >= th["account_acc"] and t.coverage >= th["min_coverage"]  # noqa: E731
+    located = [c for c, r in routes.items() if r.lookups]
     differ = (halves or {}).get("differ", [])
-    unmeasured = [c for c, r in routes.items() if r["enters"] == UNMEASURED]
-    why = (f"all roles at once keep {100 * a['acc']:.2f}% ({100 * a['coverage']:.1f}% coverage), board roles alone "
-           f"{100 * b['acc']:.2f}%; the map locates the lookup of {len(located)} of {len(routes)} cases"
+    unmeasured = [c for c, r in routes.items() if r.enters == UNMEASURED]
+    why = (f"all roles at once keep {100 * a.acc:.2f}% ({100 * a.coverage:.1f}% coverage), board roles alone "
+           f"{100 * b.acc:.2f}%; the map locates the lookup of {len(located)} of {len(routes)} cases"
            + (f" ({len(unmeasured)} unmeasured)" if unmeasured else "") + "; "
            f"the read-out's {neurons['size']} neurons carry {100 * neurons['carry']:.1f}%"
-           + (f"; left computed: {', '.join(a['left_computed'])}" if a["left_computed"] else "")
+           + (f"; left computed: {', '.join(a.left_computed)}" if a.left_computed else "")
            + (f"; the map's two halves of the boards differ at {case_span(differ)}" if differ else ""))
-    if a["acc"] < th["refute_acc"]:
+    if a.acc < th["refute_acc"]:
         return "not supported", why
-    if holds(a) and holds(b) and not a["left_computed"] and len(located) == len(routes) and not differ:
+    if holds(a) and holds(b) and not a.left_computed and len(located) == len(routes) and not differ:
         return "supported", why
     return "inconclusive", why
 
 
-def card_lines(roles: dict, unread: list[str], routes: dict, account: dict, ideal: dict, readout: dict,
-               decodable: dict, clean: float, halves: dict | None = None) -> list[str]:
+def card_lines(roles: dict[str, Role], unread: list[str], routes: dict[str, Route], account: Account, ideal: dict,
+               readout: dict, decodable: dict, clean: float, halves: dict | None = None) -> list[str]:
     """Plain lines rendered from the account, each with the number that tests it."""
     lines = map_lines(routes)
     differ = (halves or {}).get("differ", [])
@@ -196,19 +200,18 @@ def card_lines(roles: dict, unread: list[str], routes: dict, account: dict, idea
                      + "; ".join(f"{c} {'/'.join(map(str, halves['first'][c]))} vs "
                                  f"{'/'.join(map(str, halves['second'][c]))}" for c in differ)
                      + ". Those routes are not settled; the verdict cannot be supported.")
-    quiet = [f"{r['component']}@{r['group']}" for r in roles.values() if r["uses"] == "none" and r["acc"] >= 0.9995]
-    lines += [role_line(r, routes) for r in roles.values()
-              if r["uses"] != COMPUTED and f"{r['component']}@{r['group']}" not in quiet]
+    quiet = [r.slot for r in roles.values() if r.uses == "none" and r.acc >= 0.9995]
+    lines += [role_line(r, routes) for r in roles.values() if r.uses != COMPUTED and r.slot not in quiet]
     if quiet:
         lines.append(f"Not needed (mean-ablated, >= 99.95% kept): {', '.join(quiet)}.")
     if unread:
         lines.append(f"Left out by construction (no path reaches a target, whatever the weights): {', '.join(unread)}.")
-    a, b, second = account["all_at_once"], account["board_roles"], account["second_draw"]
-    lines.append(f"All roles at once, only {readout['component']} at the targets computed: {100 * a['acc']:.2f}% "
-                 f"held-out cell accuracy (clean {100 * clean:.2f}%), {100 * a['coverage']:.2f}% donor coverage; "
-                 f"with the second donor draw {100 * second['acc']:.2f}% ({100 * second['coverage']:.2f}%).")
-    lines.append(f"Board-position roles alone (targets computed): {100 * b['acc']:.2f}%, "
-                 f"{100 * b['coverage']:.2f}% coverage.")
+    a, b, second = account.all_at_once, account.board_roles, account.second_draw
+    lines.append(f"All roles at once, only {readout['component']} at the targets computed: {100 * a.acc:.2f}% "
+                 f"held-out cell accuracy (clean {100 * clean:.2f}%), {100 * a.coverage:.2f}% donor coverage; "
+                 f"with the second donor draw {100 * second.acc:.2f}% ({100 * second.coverage:.2f}%).")
+    lines.append(f"Board-position roles alone (targets computed): {100 * b.acc:.2f}%, "
+                 f"{100 * b.coverage:.2f}% coverage.")
     lines += idealised_lines(ideal)
     groups = "; ".join(f"{len(g['neurons'])} {g['state']} with {g['counts']} neighbours (follow "
                        + ", ".join(g["reads"]) + ")" for g in readout["groups"][:6])

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from interfere.ca.rules import BIT_NAMES, N_COUNTS, N_RULE_BITS
-from interfere.explore.account.routes import UNMEASURED, carry_table
+from interfere.explore.account.routes import UNMEASURED, CaseFlips, Route, carry_table
 from interfere.explore.components import Component
 from interfere.viz.style import ACCENT, ACCENT_2, CONTROL_COLOR, INK, SEQ_CMAP, WRONG_COLOR, caption, save
 
@@ -20,7 +20,12 @@ ENTER_LABEL = {"board": "board", "targets": "targets", "rule": "rule token", "se
                UNMEASURED: "no cell on these boards"}
 
 
-def map_figure(summary: dict, routes: dict, out: Path, provenance: str) -> Path:
+def enter_label(enters: str) -> str:
+    """Where a flip enters, in words (a redundant case's two routes joined by ``+``)."""
+    return " + ".join(ENTER_LABEL[e] for e in enters.split("+"))
+
+
+def map_figure(summary: dict[str, CaseFlips], routes: dict[str, Route], out: Path, provenance: str) -> Path:
     """Cases x slots: the share of each case's rule-bit flips that each slot carries when patched alone, the lookup
     outlined, where the flip enters on the left."""
     cases, slots, grid = carry_table(summary)
@@ -31,13 +36,13 @@ def map_figure(summary: dict, routes: dict, out: Path, provenance: str) -> Path:
             if grid[i, j] >= 0.05:
                 ax.text(j, i, f"{100 * grid[i, j]:.0f}", ha="center", va="center", fontsize=6,
                         color="white" if grid[i, j] < 0.6 else INK)
-        lookup = routes[case]["lookup"]
+        lookup = routes[case].lookup
         if lookup in slots:
             j = slots.index(lookup)
             ax.add_patch(Rectangle((j - 0.48, i - 0.46), 0.96, 0.92, fill=False, edgecolor=ACCENT_2, lw=2))
     ax.axhline(N_COUNTS - 0.5, color="white", lw=1.5)
     ax.set_xticks(range(len(slots)), slots, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(cases)), [f"{c}  ({ENTER_LABEL[routes[c]['enters']]})" for c in cases], fontsize=7)
+    ax.set_yticks(range(len(cases)), [f"{c}  ({enter_label(routes[c].enters)})" for c in cases], fontsize=7)
     ax.set_title("The lookup map: share of each case's rule-bit flips a slot carries when patched alone\n"
                  "outlined: the lookup (first selective slot that carries it); in brackets: where the flip enters")
     fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01).set_label("flips carried (sufficiency)")
@@ -60,7 +65,7 @@ def importance_figure(r: Any, out: Path, provenance: Callable[..., str]) -> Path
             dark = grid[l, j] < 0.8
             ax.text(j, l - 0.12, f"{100 * grid[l, j]:.1f}%", ha="center", va="center", fontsize=8,
                     color="white" if dark else INK)
-            ax.text(j, l + 0.22, r.roles[f"{name}@targets"]["uses"], ha="center", va="center", fontsize=6.5,
+            ax.text(j, l + 0.22, r.roles[f"{name}@targets"].uses, ha="center", va="center", fontsize=6.5,
                     color="white" if dark else INK)
             if name in r.circuit:
                 ax.add_patch(Rectangle((j - 0.48, l - 0.48), 0.96, 0.96, fill=False, edgecolor=ACCENT_2, lw=2.2))

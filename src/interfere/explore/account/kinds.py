@@ -23,42 +23,65 @@ that turn it off, so an unbalanced share would be set by how many of the sampled
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 from interfere.ca.rules import BIT_NAMES
-from interfere.explore.account.routes import UNMEASURED, Flips, order_key, step_of
+from interfere.explore.account.routes import (
+    UNMEASURED,
+    CaseFlips,
+    Flips,
+    Route,
+    SlotEffect,
+    flip_map,
+    order_key,
+    routes,
+    step_of,
+    summarise,
+)
 from interfere.explore.account.slots import Slot
+from interfere.explore.analysis import Examples
+from interfere.model.life_model import LifeTransformer
 
 NEEDED = 0.75  # restoring a slot (or a set) returns at least this share of the moved cells: it is needed
 ALONE = 0.9  # with its partner removed, a redundant route carries at least this share of the flips
 MAX_SET = 3  # shared sets are searched up to this size
 
 
-def classify(flips: Flips, summary: dict[str, dict], routes: dict[str, dict], n_layers: int, th: dict
-             ) -> dict[str, dict]:
+def lookup_map(model: LifeTransformer, ex: Examples, th: dict, slots: list[Slot] | None = None
+               ) -> tuple[Flips, dict[str, CaseFlips], dict[str, Route]]:
+    """The whole lookup map of ``ex``: the flips, their summary per case, and every case's route with its kind."""
+    flips = flip_map(model, ex, slots)
+    summary = summarise(flips)
+    n_layers = model.cfg.n_layers
+    return flips, summary, classify(flips, summary, routes(summary, n_layers, th), n_layers, th)
+
+
+def classify(flips: Flips, summary: dict[str, CaseFlips], routes: dict[str, Route], n_layers: int, th: dict
+             ) -> dict[str, Route]:
     """Every case's route with ``kind`` and ``lookups`` (module docstring); other fields as the map gave them, the
     ``lookup`` the first of ``lookups`` (None for a shared or unlocated case)."""
     return {case: _classified(case, flips, summary[case], r, n_layers, th) for case, r in routes.items()}
 
 
-def _classified(case: str, flips: Flips, found: dict, r: dict, n_layers: int, th: dict) -> dict:
-    if r["enters"] == UNMEASURED:
-        return {**r, "kind": UNMEASURED, "lookups": []}
+def _classified(case: str, flips: Flips, found: CaseFlips, r: Route, n_layers: int, th: dict) -> Route:
+    if r.enters == UNMEASURED:
+        return dataclasses.replace(r, kind=UNMEASURED, lookups=[])
     bit, readout = BIT_NAMES.index(case), f"MLP{n_layers - 1}@targets"
-    slots, governed = found["slots"], (flips.case == bit)
+    slots, governed = found.slots, (flips.case == bit)
     test = _Tests(flips, bit, governed, th)
-    selective = [n for n in sorted(slots, key=order_key) if n != readout and _selective(slots[n], th)]
+    selective = [n for n in sorted(slots, key=order_key) if n != readout and slots[n].selective(th)]
     carriers = [n for n in selective if test.balanced(flips.carry[n][bit]) >= th["route_carry"]]
     needed = test.balanced(flips.necessary[carriers[0]][bit], moved=True) if carriers else float("nan")
     if carriers and not needed < NEEDED:  # NaN (no moved cell) counts as needed
         return _route(r, "single", [carriers[0]], slots, readout, th)
-    pair = test.redundant_pair(sorted(selective, key=lambda n: -slots[n]["carry"])[:CANDIDATES])
+    pair = test.redundant_pair(sorted(selective, key=lambda n: -slots[n].carry)[:CANDIDATES])
     if pair:
         relays = [n for n in sorted(slots, key=order_key) if step_of(n) > step_of(pair[0]) and n not in pair
-                  and n != readout and _selective(slots[n], th) and test.alone(n, pair[1])]
-        return {**_route(r, "redundant", list(pair), slots, readout, th),
-                "relays": [[n, round(slots[n]["carry"], 4)] for n in relays], "enters": test.entries(pair)}
-    moves = found["readout_input_selectivity"]
+                  and n != readout and slots[n].selective(th) and test.alone(n, pair[1])]
+        return dataclasses.replace(_route(r, "redundant", list(pair), slots, readout, th),
+                                   relays=[(n, round(slots[n].carry, 4)) for n in relays], enters=test.entries(pair))
+    moves = found.readout_input_selectivity
     if carriers or moves == moves and moves >= th["lookup_selectivity"]:  # the answer is made before the read-out
         sets = test.carrying_sets(selective)
         if sets:
@@ -67,7 +90,7 @@ def _classified(case: str, flips: Flips, found: dict, r: dict, n_layers: int, th
         if carriers:
             return _route(r, "single", [carriers[0]], slots, readout, th)  # not needed alone, nothing else found
         return _route(r, "unlocated", [], slots, readout, th, lookup=False)
-    if readout in slots and slots[readout]["carry"] >= th["route_carry"] and _selective(slots[readout], th):
+    if readout in slots and slots[readout].carry >= th["route_carry"] and slots[readout].selective(th):
         return _route(r, "single", [readout], slots, readout, th)
     return _route(r, "unlocated", [], slots, readout, th, lookup=False)
 
@@ -143,19 +166,14 @@ class _Tests:
         return []
 
 
-def _selective(slot: dict, th: dict) -> bool:
-    value = slot.get("selectivity", 0.0)
-    return value == value and value >= th["lookup_selectivity"]
-
-
-def _route(r: dict, kind: str, lookups: list[str], slots: dict, readout: str, th: dict, lookup: bool = True
-           ) -> dict:
+def _route(r: Route, kind: str, lookups: list[str], slots: dict[str, SlotEffect], readout: str, th: dict,
+           lookup: bool = True) -> Route:
     """The map's route with its kind: the lookup is the first of ``lookups`` (none for shared and unlocated cases),
     the relays the slots after the first lookup that carry the case, neither lookups nor the read-out."""
     first = lookups[0] if lookups and lookup else None
     after = min((step_of(n) for n in lookups), default=None)
     relays = [n for n in sorted(slots, key=order_key) if after is not None and step_of(n) > after
-              and slots[n]["carry"] >= th["route_carry"] and n not in lookups and n != readout]
-    return {**r, "kind": kind, "lookup": first, "lookups": lookups,
-            "lookup_share": slots[first]["carry"] if first else None,
-            "relays": [[n, round(slots[n]["carry"], 4)] for n in relays]}
+              and slots[n].carry >= th["route_carry"] and n not in lookups and n != readout]
+    return dataclasses.replace(r, kind=kind, lookup=first, lookups=lookups,
+                               lookup_share=slots[first].carry if first else None,
+                               relays=[(n, round(slots[n].carry, 4)) for n in relays])

@@ -9,6 +9,8 @@ downstream reads are not searched at all (:func:`interfere.explore.account.slots
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from interfere.ca.rules import BIT_NAMES
@@ -20,13 +22,66 @@ from interfere.explore.account.interchange import (
     coverage,
 )
 from interfere.explore.account.kinds import NEEDED
-from interfere.explore.account.routes import step_of
+from interfere.explore.account.routes import CaseFlips, Route, step_of
 from interfere.explore.account.slots import Replacement, Slot
 from interfere.explore.analysis import Examples
 from interfere.explore.components import Component, accuracy
 from interfere.model.life_model import LifeTransformer
 
 COMPUTED, UNEXPLAINED = "computed", "unexplained"
+
+
+@dataclass
+class Control:
+    """A role's answer-carrying control: the slot replaced by a donor that shares ``variables`` (the answer among
+    them) under another rule; passing says the slot relays the answer."""
+
+    variables: str
+    acc: float
+    coverage: float
+    passes: bool
+
+
+@dataclass
+class Role:
+    """A slot's role: the coarsest input variables (``uses``) that keep its accuracy by interchange, with the
+    accuracy and donor coverage (``tried``: every candidate up to it, screened or confirmed), what each donor draw
+    found, the answer-carrying control, the redundant partners removed while testing it, and the accuracy with the
+    output replaced by its mean given the role's variables."""
+
+    component: str
+    group: str
+    uses: str
+    acc: float | None = None
+    coverage: float | None = None
+    tried: dict[str, list[float]] = field(default_factory=dict)
+    draws: list[str] = field(default_factory=list)
+    stable: bool | None = None  # None: the read-out, not searched
+    control: Control | None = None
+    partners: dict[str, list[str]] = field(default_factory=dict)  # partner slot -> the cases it was removed at
+    mean_given: float | None = None
+
+    @property
+    def slot(self) -> str:
+        return f"{self.component}@{self.group}"
+
+
+@dataclass
+class AccountTest:
+    """Every role of some groups replaced at once: held-out accuracy, donor coverage, the slots left computed."""
+
+    acc: float
+    coverage: float
+    left_computed: list[str]
+
+
+@dataclass
+class Account:
+    """The account's tests: every role at once, the board roles alone, every role with the second donor draw."""
+
+    all_at_once: AccountTest
+    board_roles: AccountTest
+    second_draw: AccountTest
 
 
 def is_readout(model: LifeTransformer, slot: Slot) -> bool:
@@ -51,17 +106,18 @@ def try_role(model: LifeTransformer, swap: Interchange, slot: Slot, role: str, e
     return accuracy(model, ex, swap.hooks(rep)), cover
 
 
-def redundant_partners(routes: dict[str, dict], summary: dict[str, dict]) -> dict[str, Partners]:
+def redundant_partners(routes: dict[str, Route], summary: dict[str, CaseFlips]) -> dict[str, Partners]:
     """Slot name -> its partners: for every case the map calls redundant or shared, each of its lookups and relays
     that the case does not need alone (restoring it alone leaves the flip: ``NEEDED``) gets the case's other lookups
     (a relay not those before it: they feed it)."""
     out: dict[str, dict[str, list[int]]] = {}
     for case, r in routes.items():
-        lookups = r.get("lookups", [])
-        if r.get("kind") not in ("redundant", "shared"):
+        if r.kind not in ("redundant", "shared"):
             continue
-        for name in lookups + [n for n, _ in r["relays"]]:
-            if not summary[case]["slots"].get(name, {}).get("necessary", 1.0) < NEEDED:
+        lookups = r.lookups
+        for name in lookups + [n for n, _ in r.relays]:
+            effect = summary[case].slots.get(name)
+            if effect is None or not effect.necessary < NEEDED:
                 continue  # needed alone (or never asked): tested as it is
             for other in (o for o in lookups if o != name and (name in lookups or step_of(o) >= step_of(name))):
                 out.setdefault(name, {}).setdefault(other, []).append(BIT_NAMES.index(case))
@@ -69,7 +125,7 @@ def redundant_partners(routes: dict[str, dict], summary: dict[str, dict]) -> dic
 
 
 def coarsest_role(model: LifeTransformer, swap: Interchange, slot: Slot, ex: Examples, screen: Examples,
-                  th: dict, partners: Partners | None = None) -> dict:
+                  th: dict, partners: Partners | None = None) -> Role:
     """The first candidate (coarsest first) that keeps ``role_acc`` with ``min_coverage``, screened then confirmed."""
     holds = lambda acc, cov: acc >= th["role_acc"] and cov >= th["min_coverage"]  # noqa: E731
     tried: dict[str, list[float]] = {}
@@ -78,55 +134,52 @@ def coarsest_role(model: LifeTransformer, swap: Interchange, slot: Slot, ex: Exa
         if holds(*tried[role]):
             tried[role] = list(try_role(model, swap, slot, role, ex, partners))
             if holds(*tried[role]):
-                return {"uses": role, "acc": tried[role][0], "coverage": tried[role][1], "tried": tried}
-    return {"uses": UNEXPLAINED, "tried": tried}
+                return Role(slot.component.name, slot.group, role, tried[role][0], tried[role][1], tried)
+    return Role(slot.component.name, slot.group, UNEXPLAINED, tried=tried)
 
 
 def answer_control(model: LifeTransformer, control: Interchange, slot: Slot, role: str, ex: Examples,
-                   th: dict, partners: Partners | None = None) -> dict | None:
+                   th: dict, partners: Partners | None = None) -> Control | None:
     """The slot replaced by a donor that shares the answer (and the role's variables other than the rule) under
     another rule: whether it passes says the slot relays the answer (never counted as the test)."""
     variables = control_of(role) if slot.group != "physics" else None
     if variables is None or role in (COMPUTED, UNEXPLAINED):
         return None
     acc, cov = try_role(model, control, slot, variables, ex, partners)
-    return {"variables": variables, "acc": acc, "coverage": cov,
-            "passes": acc >= th["role_acc"] and cov >= th["min_coverage"]}
+    return Control(variables, acc, cov, acc >= th["role_acc"] and cov >= th["min_coverage"])
 
 
 def find_roles(model: LifeTransformer, swaps: list[Interchange], control: Interchange, slots: list[Slot],
                ex: Examples, screen: Examples, th: dict, partners: dict[str, Partners] | None = None
-               ) -> dict[str, dict]:
+               ) -> dict[str, Role]:
     """Every slot's role with each donor draw, its stability and its answer-carrying control; a slot with redundant
     partners (:func:`redundant_partners`) tested with them removed at the cases they share."""
     roles = {}
     for slot in slots:
-        entry = {"component": slot.component.name, "group": slot.group}
         if is_readout(model, slot):
-            roles[slot.name] = {**entry, "uses": COMPUTED}
+            roles[slot.name] = Role(slot.component.name, slot.group, COMPUTED)
             continue
         mine = (partners or {}).get(slot.name)
         draws = [coarsest_role(model, swap, slot, ex, screen, th, mine) for swap in swaps]
-        first = draws[0]
-        roles[slot.name] = {**entry, **first, "draws": [d["uses"] for d in draws],
-                            "stable": len({d["uses"] for d in draws}) == 1,
-                            "control": answer_control(model, control, slot, first["uses"], ex, th, mine)}
-        if mine:
-            roles[slot.name]["partners"] = {p.name: [BIT_NAMES[c] for c in cases] for p, cases in mine}
-        if first["uses"] not in ("none", UNEXPLAINED):
-            mean = swaps[0].conditional_mean(slot.component, slot.group, first["uses"], ex)
-            roles[slot.name]["mean_given"] = accuracy(model, ex, swaps[0].hooks({(slot.component, slot.group): mean}))
+        role = draws[0]
+        role.draws, role.stable = [d.uses for d in draws], len({d.uses for d in draws}) == 1
+        role.control = answer_control(model, control, slot, role.uses, ex, th, mine)
+        role.partners = {p.name: [BIT_NAMES[c] for c in cases] for p, cases in mine or []}
+        if role.uses not in ("none", UNEXPLAINED):
+            mean = swaps[0].conditional_mean(slot.component, slot.group, role.uses, ex)
+            role.mean_given = accuracy(model, ex, swaps[0].hooks({(slot.component, slot.group): mean}))
+        roles[slot.name] = role
     return roles
 
 
-def account_test(model: LifeTransformer, swap: Interchange, ex: Examples, roles: dict,
-                 groups: tuple[str, ...]) -> dict:
+def account_test(model: LifeTransformer, swap: Interchange, ex: Examples, roles: dict[str, Role],
+                 groups: tuple[str, ...]) -> AccountTest:
     """Accuracy and donor coverage with every role of these groups replaced at once (unexplained and the read-out
     computed)."""
     reps: dict[tuple[Component, str], Replacement] = {}
     for r in roles.values():
-        if r["group"] in groups and r["uses"] not in (COMPUTED, UNEXPLAINED):
-            c = next(c for c in swap.outputs if c.name == r["component"])
-            reps[(c, r["group"])] = swap.replacement(c, r["group"], r["uses"], ex)
-    unexplained = [k for k, r in roles.items() if r["group"] in groups and r["uses"] == UNEXPLAINED]
-    return {"acc": accuracy(model, ex, swap.hooks(reps)), "coverage": coverage(reps), "left_computed": unexplained}
+        if r.group in groups and r.uses not in (COMPUTED, UNEXPLAINED):
+            c = next(c for c in swap.outputs if c.name == r.component)
+            reps[(c, r.group)] = swap.replacement(c, r.group, r.uses, ex)
+    unexplained = [k for k, r in roles.items() if r.group in groups and r.uses == UNEXPLAINED]
+    return AccountTest(accuracy(model, ex, swap.hooks(reps)), coverage(reps), unexplained)

@@ -23,7 +23,7 @@ run into the clean one, and the reverse, says where the flip is carried, using i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -201,25 +201,51 @@ def selectivity(change: torch.Tensor, case: torch.Tensor, bit: int) -> float:
     return 1 - float(other.mean()) / float(gov.mean()) if len(other) else 1.0
 
 
-def summarise(flips: Flips, boards: torch.Tensor | slice = slice(None)) -> dict[str, dict]:
-    """Per case: its cells, how the model follows and leaks the flip, the boundary carries and every slot's
-    sufficiency (``carry``), necessity (asked only where the flip moved the prediction) and selectivity, over the
-    chosen boards."""
+@dataclass
+class SlotEffect:
+    """One slot on one case's flips: sufficiency (``carry``), necessity (asked only where the flip moved the
+    prediction) and, for a slot at the board or the targets, selectivity (module docstring)."""
+
+    carry: float
+    necessary: float
+    selectivity: float | None = None  # None: a slot at the rule tokens or separators, where no cell is compared
+
+    def selective(self, th: dict) -> bool:
+        """Selective enough to be a lookup (NaN, no change at the governed cells, is not)."""
+        s = self.selectivity
+        return s is not None and s == s and s >= th["lookup_selectivity"]
+
+
+@dataclass
+class CaseFlips:
+    """One case's flips summarised over a set of boards: its cells, how the model follows and leaks the flip, the
+    read-out input's selectivity, the residual groups' carries per boundary and every slot's effect."""
+
+    cells: int
+    follow: float
+    readout_input_selectivity: float
+    leak: float
+    boundary: dict[int, dict[str, float]]  # boundary -> residual group -> carry
+    slots: dict[str, SlotEffect]
+
+
+def summarise(flips: Flips, boards: torch.Tensor | slice = slice(None)) -> dict[str, CaseFlips]:
+    """Per case, its flips over the chosen boards (:class:`CaseFlips`)."""
     case = flips.case[boards]
     out = {}
     for b, name in enumerate(BIT_NAMES):
         governed = case == b
         moved = governed & flips.moved[b][boards]
-        slots = {s: {"carry": _share(flips.carry[s][b][boards], governed),
-                     "necessary": _share(flips.necessary[s][b][boards], moved)} for s in flips.carry}
+        slots = {s: SlotEffect(_share(flips.carry[s][b][boards], governed),
+                               _share(flips.necessary[s][b][boards], moved)) for s in flips.carry}
         for s, change in flips.change.items():
-            slots[s]["selectivity"] = selectivity(change[b][boards], case, b)
-        out[name] = {"cells": int(governed.sum()), "follow": _share(flips.moved[b][boards], governed),
-                     "readout_input_selectivity": selectivity(flips.readout_input[b][boards], case, b),
-                     "leak": float(flips.moved[b][boards][~governed].float().mean()),
-                     "boundary": {L: {g: _share(m[b][boards], governed) for g, m in groups.items()}
-                                  for L, groups in flips.boundary.items()},
-                     "slots": slots}
+            slots[s].selectivity = selectivity(change[b][boards], case, b)
+        out[name] = CaseFlips(cells=int(governed.sum()), follow=_share(flips.moved[b][boards], governed),
+                              readout_input_selectivity=selectivity(flips.readout_input[b][boards], case, b),
+                              leak=float(flips.moved[b][boards][~governed].float().mean()),
+                              boundary={L: {g: _share(m[b][boards], governed) for g, m in groups.items()}
+                                        for L, groups in flips.boundary.items()},
+                              slots=slots)
     return out
 
 
@@ -239,13 +265,36 @@ def step_of(name: str) -> tuple[int, bool]:
     return Slot.from_name(name).component.step
 
 
-def route(case: dict, n_layers: int, th: dict) -> dict:
-    """One case's route from its flips (module docstring): enters, layer, lookup, relays, read-out, with shares; a
-    case without cells on these boards is ``unmeasured`` (no claim)."""
-    if case["cells"] == 0:
-        return {"enters": UNMEASURED, "layer": None, "lookup": None, "lookup_share": None, "relays": [], "readout": [],
-                "readout_necessary": None, "boundary": case["boundary"], "follow": case["follow"], "cells": 0}
-    carries = {L: {g: v for g, v in groups.items() if v >= th["route_carry"]} for L, groups in case["boundary"].items()}
+@dataclass
+class Route:
+    """One case's route (module docstring): where the flip enters and by which layer, its lookup with the share of
+    flips it carries, the relays and the read-out with theirs; :mod:`~interfere.explore.account.kinds` adds the
+    ``kind`` and every component that looks it up (``lookups``). A case without cells on the boards is
+    ``unmeasured`` (no claim). Its fields are the map's JSON schema, and a hand-made model's ground truth's."""
+
+    enters: str
+    layer: int | None
+    lookup: str | None
+    lookup_share: float | None
+    relays: list[tuple[str, float]]  # (slot, carry)
+    readout: list[tuple[str, float]]  # [(the last MLP at the targets, its carry)], or none
+    readout_necessary: float | None
+    boundary: dict[int, dict[str, float]]
+    follow: float
+    cells: int
+    kind: str = "single"
+    lookups: list[str] = field(default_factory=list)
+
+    def where(self) -> tuple[str, str | None]:
+        """Where the flip enters and the lookup: what the split-half check compares."""
+        return self.enters, self.lookup
+
+
+def route(case: CaseFlips, n_layers: int, th: dict) -> Route:
+    """One case's route from its flips (module docstring), with a ``single`` lookup where it has one."""
+    if case.cells == 0:
+        return Route(UNMEASURED, None, None, None, [], [], None, case.boundary, case.follow, 0, kind=UNMEASURED)
+    carries = {L: {g: v for g, v in groups.items() if v >= th["route_carry"]} for L, groups in case.boundary.items()}
     enters, layer = "rule", n_layers - 1
     for L in sorted(carries):
         found = [g for g in sorted(carries[L], key=lambda g: -carries[L][g]) if g != "rule"]
@@ -254,22 +303,30 @@ def route(case: dict, n_layers: int, th: dict) -> dict:
             break
         if "rule" in carries[L]:
             layer = L
-    slots = case["slots"]
-    carrying = sorted((n for n, e in slots.items() if e["carry"] >= th["route_carry"]), key=order_key)
+    slots = case.slots
+    carrying = sorted((n for n, e in slots.items() if e.carry >= th["route_carry"]), key=order_key)
     readout = f"MLP{n_layers - 1}@targets"  # the last MLP at the targets: it may also be the lookup
-    lookup = next((n for n in carrying if slots[n].get("selectivity", 0) >= th["lookup_selectivity"]), None)
+    lookup = next((n for n in carrying if slots[n].selective(th)), None)
     relays = [n for n in carrying if lookup and step_of(n) > step_of(lookup) and n != readout]
-    return {"enters": enters, "layer": layer, "lookup": lookup,
-            "lookup_share": slots[lookup]["carry"] if lookup else None,
-            "relays": [[n, round(slots[n]["carry"], 4)] for n in relays],
-            "readout": [[readout, round(slots[readout]["carry"], 4)]] if readout in slots else [],
-            "readout_necessary": slots[readout]["necessary"] if readout in slots else None,
-            "boundary": case["boundary"], "follow": case["follow"], "cells": case["cells"]}
+    return Route(enters, layer, lookup, slots[lookup].carry if lookup else None,
+                 [(n, round(slots[n].carry, 4)) for n in relays],
+                 [(readout, round(slots[readout].carry, 4))] if readout in slots else [],
+                 slots[readout].necessary if readout in slots else None, case.boundary, case.follow, case.cells,
+                 lookups=[lookup] if lookup else [])
 
 
-def routes(summary: dict[str, dict], n_layers: int, th: dict) -> dict[str, dict]:
+def routes(summary: dict[str, CaseFlips], n_layers: int, th: dict) -> dict[str, Route]:
     """Every case's route from a :func:`summarise` of the flips."""
     return {case: route(summary[case], n_layers, th) for case in BIT_NAMES}
+
+
+def lookups_by_slot(routes: dict[str, Route]) -> dict[str, list[int]]:
+    """Slot name -> the cases (bit indices) the map says it looks up."""
+    out: dict[str, list[int]] = {}
+    for case, r in routes.items():
+        if r.lookup:
+            out.setdefault(r.lookup, []).append(BIT_NAMES.index(case))
+    return out
 
 
 def halves_agree(flips: Flips, n_layers: int, th: dict) -> dict:
@@ -278,14 +335,13 @@ def halves_agree(flips: Flips, n_layers: int, th: dict) -> dict:
     not compared)."""
     n = len(flips.case)
     first, second = (routes(summarise(flips, slice(a, b)), n_layers, th) for a, b in ((0, n // 2), (n // 2, n)))
-    key = lambda r: (r["enters"], r["lookup"])  # noqa: E731
-    differ = [c for c in BIT_NAMES if UNMEASURED not in (first[c]["enters"], second[c]["enters"])
-              and key(first[c]) != key(second[c])]
-    return {"boards": [n // 2, n - n // 2], "differ": differ, "first": {c: list(key(r)) for c, r in first.items()},
-            "second": {c: list(key(r)) for c, r in second.items()}}
+    differ = [c for c in BIT_NAMES if UNMEASURED not in (first[c].enters, second[c].enters)
+              and first[c].where() != second[c].where()]
+    return {"boards": [n // 2, n - n // 2], "differ": differ, "first": {c: list(r.where()) for c, r in first.items()},
+            "second": {c: list(r.where()) for c, r in second.items()}}
 
 
-def carry_table(summary: dict[str, dict]) -> tuple[list[str], list[str], np.ndarray]:
+def carry_table(summary: dict[str, CaseFlips]) -> tuple[list[str], list[str], np.ndarray]:
     """(cases, slots in order of computation, ``[case, slot]`` sufficiency): the map's figure."""
-    slots = sorted(next(iter(summary.values()))["slots"], key=order_key)
-    return list(BIT_NAMES), slots, np.array([[summary[c]["slots"][s]["carry"] for s in slots] for c in BIT_NAMES])
+    slots = sorted(next(iter(summary.values())).slots, key=order_key)
+    return list(BIT_NAMES), slots, np.array([[summary[c].slots[s].carry for s in slots] for c in BIT_NAMES])

@@ -3,10 +3,15 @@ on both sides, so every disagreement is named (a case's route, a slot's role) ra
 
 from __future__ import annotations
 
+import dataclasses
 
-def route_key(route: dict) -> tuple:
+from interfere.explore.account.routes import Route
+
+
+def route_key(route: Route | dict) -> tuple:
     """What a route claims: its kind, where the flip enters, the lookup, every component that looks it up and the
-    relays (shares aside)."""
+    relays (shares aside), of a found :class:`Route` or of one as JSON (a ground truth's, or a saved map's)."""
+    route = dataclasses.asdict(route) if isinstance(route, Route) else route
     relays = [r[0] if isinstance(r, list | tuple) else r for r in route["relays"]]
     lookups = route.get("lookups", [route["lookup"]] if route["lookup"] else [])
     return route.get("kind", "single"), route["enters"], route["lookup"], tuple(sorted(lookups)), tuple(relays)
@@ -69,10 +74,13 @@ def node_aurocs(truth: dict, found: dict) -> dict[str, dict]:
     built_route, claimed_route = route_nodes(truth["routes"]), route_nodes(found["routes"])
     th = found["thresholds"]
 
+    def selective(effect: dict) -> bool:  # a slot at the rule tokens or separators (no selectivity) counts
+        s = effect.get("selectivity")
+        return s is None or s == s and s >= th["lookup_selectivity"]
+
     def map_score(n: str) -> float:
-        return max((c["slots"][n]["carry"] for c in found["map"].values() if c["cells"] and
-                    c["slots"][n].get("selectivity", 1.0) == c["slots"][n].get("selectivity", 1.0) and
-                    c["slots"][n].get("selectivity", 1.0) >= th["lookup_selectivity"]), default=0.0)
+        return max((c["slots"][n]["carry"] for c in found["map"].values() if c["cells"] and selective(c["slots"][n])),
+                   default=0.0)
 
     built_role = {f"{c['component']}@{c['positions']}" for c in truth["components"]
                   if c["uses"] not in ("none", *FORCED)} if "components" in truth else set(truth["nodes"])

@@ -177,3 +177,16 @@ def test_a_map_whose_halves_differ_says_so_on_the_card_and_is_not_supported():
     assert verdict == "inconclusive" and "halves of the boards differ at S3" in why
     lines = card_lines({}, [], routes_, account, {}, neurons, {}, 1.0, halves)
     assert any("differs at S3: S3 board/MLP0@board vs targets/None" in line for line in lines)
+
+
+def test_the_map_figure_names_both_entries_of_a_redundant_case(tmp_path):
+    """A case computed by two routes enters by both (``board+rule``): the figure labels it with both (it raised
+    KeyError on the joined name before)."""
+    from interfere.explore.account.figures import enter_label, map_figure
+
+    flips = covered_flips("backup")
+    found = classified(flips)
+    joined = {r.enters for r in found.values() if "+" in r.enters}
+    assert joined == {"board+rule"}
+    assert enter_label("board+rule") == "board + rule token"
+    assert map_figure(routes.summarise(flips), found, tmp_path, "test").is_file()

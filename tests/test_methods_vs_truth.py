@@ -162,20 +162,24 @@ def test_the_route_cut_offs_count_on_their_own_side(carry, selectivity, lookup):
 
 def test_a_map_whose_halves_differ_says_so_on_the_card_and_is_not_supported():
     from interfere.explore.account.card import card_lines, card_verdict
+    from interfere.explore.account.idealised import Idealised
+    from interfere.explore.account.neurons import Readout
 
-    halves = {"differ": ["S3"], "first": {"S3": ["board", "MLP0@board"]}, "second": {"S3": ["targets", None]}}
+    halves = routes.Halves(boards=[8, 8], differ=["S3"], first={"S3": ["board", "MLP0@board"]},
+                           second={"S3": ["targets", None]})
     whole = roles.AccountTest(acc=1.0, coverage=1.0, left_computed=[])
     account = roles.Account(all_at_once=whole, board_roles=whole, second_draw=whole)
     route = routes.Route(enters="board", layer=1, lookup="MLP0@board", lookup_share=1.0, relays=[],
                          readout=[("MLP1@targets", 1.0)], readout_necessary=1.0, boundary={}, follow=1.0, cells=10,
                          lookups=["MLP0@board"])
-    neurons = {"size": 2, "carry": 1.0, "component": "MLP1", "groups": [], "d_mlp": 96, "carry_hooked": 1.0,
-               "leak": 0.0, "random_carry": 0.0, "all_carry": 1.0}
+    neurons = Readout(component="MLP1", found=True, neurons=[0, 1], size=2, d_mlp=96, carry=1.0, leak=0.0,
+                      carry_hooked=1.0, random_carry=0.0, random_leak=0.0, all_carry=1.0, all_leak=0.0, groups=[],
+                      boards=8)
     routes_ = {c: route for c in BIT_NAMES}
     assert card_verdict(account, routes_, neurons, TH["circuit"])[0] == "supported"
     verdict, why = card_verdict(account, routes_, neurons, TH["circuit"], halves)
     assert verdict == "inconclusive" and "halves of the boards differ at S3" in why
-    lines = card_lines({}, [], routes_, account, {}, neurons, {}, 1.0, halves)
+    lines = card_lines({}, [], routes_, account, Idealised(), neurons, {}, 1.0, halves)
     assert any("differs at S3: S3 board/MLP0@board vs targets/None" in line for line in lines)
 
 

@@ -236,6 +236,10 @@ def write_outputs(results: dict[str, dict], args: argparse.Namespace, out: Path,
     return summary
 
 
+def nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
 def analyse_seed(ckpt: dict, samples: int, th: dict) -> dict:
     model = model_from_checkpoint(ckpt, resolve_device("cpu"))
     data = DataConfig(**ckpt["config"]["data"])
@@ -251,7 +255,7 @@ def analyse_seed(ckpt: dict, samples: int, th: dict) -> dict:
             "seconds": round(time.time() - t0, 1), "roles": {k: r.uses for k, r in result.roles.items()},
             "routes": jsonable(result.routes), "circuit": result.circuit, "account": jsonable(result.account),
             "verdict": result.verdict,
-            "idealised": result.idealised.get("all_case_conditional", float("nan")),
+            "idealised": nan_if_none(result.idealised.all_case_conditional),
             "algorithm": result.algorithm, "card": result.card}
 
 

@@ -90,11 +90,11 @@ class Result:
     unread: list[str]  # slots nothing downstream can read: left out by construction
     map: dict[str, routes.CaseFlips]  # case -> its flips: follow, boundary carries, every slot's effect
     routes: dict[str, routes.Route]  # case -> its route: kind, enters, layer, lookups, relays, read-out
-    map_halves: dict  # the routes on each half of the boards, and the cases where they differ
-    roles: dict  # "L0H0@board" -> uses, acc, coverage, tried, draws, stable, control, mean_given
+    map_halves: routes.Halves  # the routes on each half of the boards, and the cases where they differ
+    roles: dict[str, roles.Role]  # slot ("L0H0@board") -> its role
     account: roles.Account  # every role at once, the board roles alone, the second donor draw
-    idealised: dict
-    readout: dict  # the read-out's neurons
+    idealised: idealised.Idealised
+    readout: neurons.Readout  # the read-out's neurons
     probes: dict
     probes_random_init: dict
     first_decodable: dict

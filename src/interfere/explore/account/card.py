@@ -7,9 +7,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from interfere.ca.rules import BIT_NAMES, N_COUNTS
+from interfere.explore.account.idealised import Idealised
 from interfere.explore.account.interchange import ANSWER_FIXING
+from interfere.explore.account.neurons import Readout
 from interfere.explore.account.roles import COMPUTED, UNEXPLAINED, Account, Role
-from interfere.explore.account.routes import UNMEASURED, Route
+from interfere.explore.account.routes import UNMEASURED, Halves, Route
 
 
 def case_span(cases: list[str]) -> str:
@@ -45,8 +47,8 @@ def route_groups(routes: dict[str, Route]) -> list[RouteGroup]:
     return list(groups.values())
 
 
-def algorithm_block(roles: dict[str, Role], unread: list[str], routes: dict[str, Route], idealised: dict,
-                    neurons: dict, account: Account) -> dict:
+def algorithm_block(roles: dict[str, Role], unread: list[str], routes: dict[str, Route], idealised: Idealised,
+                    neurons: Readout, account: Account) -> dict:
     """The machine-readable account: every readable slot's role with its answer-carrying control, the slots left
     out by construction, the lookup map's routes, the idealised heads, the read-out's neurons, the account's test."""
     components = []
@@ -58,15 +60,14 @@ def algorithm_block(roles: dict[str, Role], unread: list[str], routes: dict[str,
         if r.stable is not None:
             entry["stable"] = r.stable
         components.append(entry)
-    heads = idealised.get("heads", {})
     return {
         "components": components, "unread": unread,
         "routes": {case: {k: getattr(r, k) for k in ("kind", "enters", "layer", "lookup", "lookups", "relays",
                                                      "readout")} for case, r in routes.items()},
-        "idealised": {"all_heads": idealised.get("all_named"),
-                      "all_heads_case_conditional": idealised.get("all_case_conditional"),
-                      **{name: {"template": h["template"], "acc": h["acc"]} for name, h in heads.items()}},
-        "readout_neurons": {k: neurons[k] for k in ("component", "neurons", "carry", "leak", "random_carry")},
+        "idealised": {"all_heads": idealised.all_named,
+                      "all_heads_case_conditional": idealised.all_case_conditional,
+                      **{name: {"template": h.template, "acc": h.acc} for name, h in idealised.heads.items()}},
+        "readout_neurons": {k: getattr(neurons, k) for k in ("component", "neurons", "carry", "leak", "random_carry")},
         "interchange": {f.name: {"acc": getattr(account, f.name).acc, "coverage": getattr(account, f.name).coverage}
                         for f in dataclasses.fields(account)},
     }
@@ -167,7 +168,7 @@ def _partners_note(r: Role) -> str:
         " (they compute those cases too: alone, neither is needed)"
 
 
-def card_verdict(account: Account, routes: dict[str, Route], neurons: dict, th: dict, halves: dict | None = None
+def card_verdict(account: Account, routes: dict[str, Route], neurons: Readout, th: dict, halves: Halves | None = None
                  ) -> tuple[str, str]:
     """``supported`` when every role at once and the board roles alone keep ``account_acc`` (with coverage), nothing
     is unexplained, the map locates the lookups of every case (one slot, two redundant ones or a shared set) and the
@@ -175,12 +176,12 @@ def card_verdict(account: Account, routes: dict[str, Route], neurons: dict, th: 
     a, b = account.all_at_once, account.board_roles
     holds = lambda t: t.acc >= th["account_acc"] and t.coverage >= th["min_coverage"]  # noqa: E731
     located = [c for c, r in routes.items() if r.lookups]
-    differ = (halves or {}).get("differ", [])
+    differ = halves.differ if halves else []
     unmeasured = [c for c, r in routes.items() if r.enters == UNMEASURED]
     why = (f"all roles at once keep {100 * a.acc:.2f}% ({100 * a.coverage:.1f}% coverage), board roles alone "
            f"{100 * b.acc:.2f}%; the map locates the lookup of {len(located)} of {len(routes)} cases"
            + (f" ({len(unmeasured)} unmeasured)" if unmeasured else "") + "; "
-           f"the read-out's {neurons['size']} neurons carry {100 * neurons['carry']:.1f}%"
+           f"the read-out's {neurons.size} neurons carry {100 * neurons.carry:.1f}%"
            + (f"; left computed: {', '.join(a.left_computed)}" if a.left_computed else "")
            + (f"; the map's two halves of the boards differ at {case_span(differ)}" if differ else ""))
     if a.acc < th["refute_acc"]:
@@ -190,15 +191,15 @@ def card_verdict(account: Account, routes: dict[str, Route], neurons: dict, th: 
     return "inconclusive", why
 
 
-def card_lines(roles: dict[str, Role], unread: list[str], routes: dict[str, Route], account: Account, ideal: dict,
-               readout: dict, decodable: dict, clean: float, halves: dict | None = None) -> list[str]:
+def card_lines(roles: dict[str, Role], unread: list[str], routes: dict[str, Route], account: Account,
+               ideal: Idealised, readout: Readout, decodable: dict, clean: float, halves: Halves | None = None
+               ) -> list[str]:
     """Plain lines rendered from the account, each with the number that tests it."""
     lines = map_lines(routes)
-    differ = (halves or {}).get("differ", [])
-    if differ:
-        lines.append(f"The map on each half of its boards (two draws) differs at {case_span(differ)}: "
-                     + "; ".join(f"{c} {'/'.join(map(str, halves['first'][c]))} vs "
-                                 f"{'/'.join(map(str, halves['second'][c]))}" for c in differ)
+    if halves and halves.differ:
+        lines.append(f"The map on each half of its boards (two draws) differs at {case_span(halves.differ)}: "
+                     + "; ".join(f"{c} {'/'.join(map(str, halves.first[c]))} vs "
+                                 f"{'/'.join(map(str, halves.second[c]))}" for c in halves.differ)
                      + ". Those routes are not settled; the verdict cannot be supported.")
     quiet = [r.slot for r in roles.values() if r.uses == "none" and r.acc >= 0.9995]
     lines += [role_line(r, routes) for r in roles.values() if r.uses != COMPUTED and r.slot not in quiet]
@@ -207,37 +208,36 @@ def card_lines(roles: dict[str, Role], unread: list[str], routes: dict[str, Rout
     if unread:
         lines.append(f"Left out by construction (no path reaches a target, whatever the weights): {', '.join(unread)}.")
     a, b, second = account.all_at_once, account.board_roles, account.second_draw
-    lines.append(f"All roles at once, only {readout['component']} at the targets computed: {100 * a.acc:.2f}% "
+    lines.append(f"All roles at once, only {readout.component} at the targets computed: {100 * a.acc:.2f}% "
                  f"held-out cell accuracy (clean {100 * clean:.2f}%), {100 * a.coverage:.2f}% donor coverage; "
                  f"with the second donor draw {100 * second.acc:.2f}% ({100 * second.coverage:.2f}%).")
     lines.append(f"Board-position roles alone (targets computed): {100 * b.acc:.2f}%, "
                  f"{100 * b.coverage:.2f}% coverage.")
     lines += idealised_lines(ideal)
-    groups = "; ".join(f"{len(g['neurons'])} {g['state']} with {g['counts']} neighbours (follow "
-                       + ", ".join(g["reads"]) + ")" for g in readout["groups"][:6])
-    lines.append(f"The read-out: {readout['size']} of {readout['d_mlp']} {readout['component']} neurons carry "
-                 f"{100 * readout['carry']:.1f}% of governing-bit flips (through the hooked model "
-                 f"{100 * readout['carry_hooked']:.1f}%) and leak {100 * readout['leak']:.2f}% of non-governing ones; "
-                 f"random sets of that size carry {100 * readout['random_carry']:.1f}%, all neurons "
-                 f"{100 * readout['all_carry']:.1f}%" + (f". By response: {groups}." if groups else "."))
+    groups = "; ".join(f"{len(g.neurons)} {g.state} with {g.counts} neighbours (follow " + ", ".join(g.reads) + ")"
+                       for g in readout.groups[:6])
+    lines.append(f"The read-out: {readout.size} of {readout.d_mlp} {readout.component} neurons carry "
+                 f"{100 * readout.carry:.1f}% of governing-bit flips (through the hooked model "
+                 f"{100 * readout.carry_hooked:.1f}%) and leak {100 * readout.leak:.2f}% of non-governing ones; "
+                 f"random sets of that size carry {100 * readout.random_carry:.1f}%, all neurons "
+                 f"{100 * readout.all_carry:.1f}%" + (f". By response: {groups}." if groups else "."))
     where = "; ".join(f"{k} from {v}" if v else f"{k} never" for k, v in decodable.items())
     lines.append(f"Linearly decodable at the targets: {where}.")
     return lines
 
 
-def idealised_lines(ideal: dict) -> list[str]:
+def idealised_lines(ideal: Idealised) -> list[str]:
     """Each idealised head (its template, alone) and every head at once."""
-    heads = ideal.get("heads", {})
     lines = []
-    for name, h in heads.items():
-        gated = f" for {case_span([BIT_NAMES[j] for j in h['gated_cases']])}" if h["gated_cases"] else ""
-        lines.append(f"{name} idealised as '{h['template']}'{gated} (inputs only): {100 * h['acc']:.2f}% kept; "
-                     f"case-conditional: {100 * h['case_conditional_acc']:.2f}%.")
-    if heads:
-        follows = "; ".join(f"{k} at {case_span(v)}" for k, v in ideal["answer_following"].items())
-        lines.append(f"Every head idealised at once: {100 * ideal['all_named']:.2f}% (named templates), "
-                     f"{100 * ideal['all_case_conditional']:.2f}% (case-conditional)"
+    for name, h in ideal.heads.items():
+        gated = f" for {case_span([BIT_NAMES[j] for j in h.gated_cases])}" if h.gated_cases else ""
+        lines.append(f"{name} idealised as '{h.template}'{gated} (inputs only): {100 * h.acc:.2f}% kept; "
+                     f"case-conditional: {100 * h.case_conditional_acc:.2f}%.")
+    if ideal.heads:
+        follows = "; ".join(f"{k} at {case_span(v)}" for k, v in ideal.answer_following.items())
+        lines.append(f"Every head idealised at once: {100 * ideal.all_named:.2f}% (named templates), "
+                     f"{100 * ideal.all_case_conditional:.2f}% (case-conditional)"
                      + (f"; attention that follows the answer (no template without it matches): {follows}; with those "
-                        f"queries left computed {100 * ideal['all_case_conditional_but_answer_following']:.2f}%"
+                        f"queries left computed {100 * ideal.all_case_conditional_but_answer_following:.2f}%"
                         if follows else "") + ".")
     return lines

@@ -24,6 +24,7 @@ handed the answer; the card names it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -172,8 +173,35 @@ def allowed_keys(model: LifeTransformer, layer: int, head: int, group: str) -> t
     return mask[positions(layout, group)].cpu().float()
 
 
+@dataclass
+class IdealHead:
+    """One head idealised alone: its nearest template (by mean total variation from its own rows), the cases whose
+    governing token it is gated to, the accuracy kept with it and with case-conditional rows, and how far its
+    attention follows the answer per case."""
+
+    template: str
+    distance: float
+    gated_cases: list[int]
+    acc: float
+    case_conditional_distance: float
+    case_conditional_acc: float
+    answer_dependence: dict[str, float]
+
+
+@dataclass
+class Idealised:
+    """Every head idealised alone and all at once (named templates, case-conditional ones, and those with the
+    answer-following queries left computed); ``None`` where the model has no head at the board or targets."""
+
+    heads: dict[str, IdealHead] = field(default_factory=dict)
+    all_named: float | None = None
+    all_case_conditional: float | None = None
+    answer_following: dict[str, list[str]] = field(default_factory=dict)  # head -> cases its attention follows
+    all_case_conditional_but_answer_following: float | None = None
+
+
 def idealise(model: LifeTransformer, ex: Examples, reference: Examples, slots: list[Slot],
-             lookups: dict[str, list[int]], answer_tv: float) -> dict:
+             lookups: dict[str, list[int]], answer_tv: float) -> Idealised:
     """Every head slot at the board or the targets idealised alone and all at once (module docstring): the constants
     and the choice of named template from ``reference``, the accuracy kept on ``ex``. ``lookups``: slot name -> the
     cases the map says it looks up. All at once is also measured with the queries whose case's attention follows the
@@ -181,7 +209,7 @@ def idealise(model: LifeTransformer, ex: Examples, reference: Examples, slots: l
     slots = [s for s in slots if s.component.head is not None and s.group in ("board", "targets")]
     measured = head_rows(model, reference, slots)
     ref_case, case = query_cases(reference), query_cases(ex)
-    chosen, out = {}, {"heads": {}}
+    chosen, out = {}, Idealised()
     named_rows, conditional_rows = {}, {}
     for s in slots:
         allowed = allowed_keys(model, s.component.layer, s.component.head, s.group)
@@ -196,19 +224,19 @@ def idealise(model: LifeTransformer, ex: Examples, reference: Examples, slots: l
         kinds = key_kinds(model, ex, s.group)
         named_rows[s] = template_rows(chosen[s], weights, kinds, case, allowed, gated)
         conditional_rows[s] = template_rows("case-conditional", weights, kinds, case, allowed)
-        out["heads"][s.name] = {
-            "template": chosen[s], "distance": distance[chosen[s]], "gated_cases": gated or [],
-            "acc": accuracy(model, ex, pattern_hooks(model, {s: named_rows[s]})),
-            "case_conditional_distance": distance["case-conditional"],
-            "case_conditional_acc": accuracy(model, ex, pattern_hooks(model, {s: conditional_rows[s]})),
-            "answer_dependence": answer_dependence(measured[s], ref_case, reference.next_boards.flatten(1))}
+        out.heads[s.name] = IdealHead(
+            template=chosen[s], distance=distance[chosen[s]], gated_cases=gated or [],
+            acc=accuracy(model, ex, pattern_hooks(model, {s: named_rows[s]})),
+            case_conditional_distance=distance["case-conditional"],
+            case_conditional_acc=accuracy(model, ex, pattern_hooks(model, {s: conditional_rows[s]})),
+            answer_dependence=answer_dependence(measured[s], ref_case, reference.next_boards.flatten(1)))
     if slots:
-        out["all_named"] = accuracy(model, ex, pattern_hooks(model, named_rows))
-        out["all_case_conditional"] = accuracy(model, ex, pattern_hooks(model, conditional_rows))
-        follows = {s: [BIT_NAMES.index(c) for c, tv in out["heads"][s.name]["answer_dependence"].items()
+        out.all_named = accuracy(model, ex, pattern_hooks(model, named_rows))
+        out.all_case_conditional = accuracy(model, ex, pattern_hooks(model, conditional_rows))
+        follows = {s: [BIT_NAMES.index(c) for c, tv in out.heads[s.name].answer_dependence.items()
                        if tv >= answer_tv] for s in slots}
-        out["answer_following"] = {s.name: [BIT_NAMES[j] for j in js] for s, js in follows.items() if js}
-        out["all_case_conditional_but_answer_following"] = accuracy(model, ex, pattern_hooks(model, {
+        out.answer_following = {s.name: [BIT_NAMES[j] for j in js] for s, js in follows.items() if js}
+        out.all_case_conditional_but_answer_following = accuracy(model, ex, pattern_hooks(model, {
             s: _leave_computed(conditional_rows[s], case, follows[s]) for s in slots}))
     return out
 

@@ -21,7 +21,7 @@ band) where its clean activation is highest and the rule bit its activation foll
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -150,16 +150,48 @@ def neuron_names(flips: Flips, rules: torch.Tensor, neurons: list[int]) -> list[
     return out
 
 
-def group_names(named: list[dict]) -> list[dict]:
+@dataclass
+class NeuronGroup:
+    """Read-out neurons that respond to one (state, count band), with what they read (rule bit or the answer) and
+    how many read it."""
+
+    state: str
+    counts: str
+    neurons: list[int] = field(default_factory=list)
+    reads: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Readout:
+    """The smallest ranked set of the last MLP's neurons that carries the governing bit (module docstring), its
+    carry and leak, through the hooked model too, against random sets of its size and all neurons, by response."""
+
+    component: str
+    found: bool  # False: no set within the thresholds; every neuron is listed
+    neurons: list[int]
+    size: int
+    d_mlp: int
+    carry: float
+    leak: float
+    carry_hooked: float
+    random_carry: float
+    random_leak: float
+    all_carry: float
+    all_leak: float
+    groups: list[NeuronGroup]
+    boards: int
+
+
+def group_names(named: list[dict]) -> list[NeuronGroup]:
     """Neurons grouped by (state, count band), with the rule bits they read."""
-    groups: dict[tuple, dict] = {}
+    groups: dict[tuple, NeuronGroup] = {}
     for n in named:
         counts = n["counts"]
         band = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-        g = groups.setdefault((n["state"], band), {"state": n["state"], "counts": band, "neurons": [], "reads": {}})
-        g["neurons"].append(n["neuron"])
-        g["reads"][n["reads"]] = g["reads"].get(n["reads"], 0) + 1
-    return sorted(groups.values(), key=lambda g: -len(g["neurons"]))
+        g = groups.setdefault((n["state"], band), NeuronGroup(n["state"], band))
+        g.neurons.append(n["neuron"])
+        g.reads[n["reads"]] = g.reads.get(n["reads"], 0) + 1
+    return sorted(groups.values(), key=lambda g: -len(g.neurons))
 
 
 def random_control(model: LifeTransformer, flips: Flips, k: int, seed: int) -> tuple[float, float]:
@@ -183,7 +215,7 @@ def patched_hook(flips: Flips, neurons: torch.Tensor, layout_targets: slice, lay
     return for_part
 
 
-def readout_set(model: LifeTransformer, ex: Examples, seed: int, th: dict) -> dict:
+def readout_set(model: LifeTransformer, ex: Examples, seed: int, th: dict) -> Readout:
     """The smallest ranked set of the last MLP's neurons that carries the governing bit (module docstring)."""
     flips = collect(model, ex, seed)
     ranked, k = smallest_set(model, flips, th["lookup_carry"], th["lookup_leak"])
@@ -195,10 +227,10 @@ def readout_set(model: LifeTransformer, ex: Examples, seed: int, th: dict) -> di
     random_carry, random_leak = random_control(model, flips, size, seed)
     hooked = float((hooked_predictions(model, ex, flips, neurons) == 1 - flips.truth).float().mean())
     named = neuron_names(flips, ex.rules, neurons.tolist())
-    return {"component": f"MLP{model.cfg.n_layers - 1}", "found": k is not None, "neurons": neurons.tolist(),
-            "size": size, "d_mlp": d_mlp, "carry": carry, "leak": leak, "carry_hooked": hooked,
-            "random_carry": random_carry, "random_leak": random_leak, "all_carry": all_carry, "all_leak": all_leak,
-            "groups": group_names(named), "boards": len(ex)}
+    return Readout(component=f"MLP{model.cfg.n_layers - 1}", found=k is not None, neurons=neurons.tolist(),
+                   size=size, d_mlp=d_mlp, carry=carry, leak=leak, carry_hooked=hooked, random_carry=random_carry,
+                   random_leak=random_leak, all_carry=all_carry, all_leak=all_leak, groups=group_names(named),
+                   boards=len(ex))
 
 
 def hooked_predictions(model: LifeTransformer, ex: Examples, flips: Flips, neurons: torch.Tensor) -> torch.Tensor:

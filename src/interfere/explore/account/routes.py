@@ -329,16 +329,26 @@ def lookups_by_slot(routes: dict[str, Route]) -> dict[str, list[int]]:
     return out
 
 
-def halves_agree(flips: Flips, n_layers: int, th: dict) -> dict:
-    """The routes on the first and on the second half of the boards (two independent draws): per case, whether
-    both give the same entry and lookup, and the list of cases where they differ (cases unmeasured on a half are
-    not compared)."""
+@dataclass
+class Halves:
+    """The map on each half of its boards (two independent draws): how many boards each, the cases whose entry or
+    lookup differ, and each half's (entry, lookup) per case."""
+
+    boards: list[int]
+    differ: list[str]
+    first: dict[str, list]
+    second: dict[str, list]
+
+
+def halves_agree(flips: Flips, n_layers: int, th: dict) -> Halves:
+    """The routes on the first and on the second half of the boards: per case, whether both give the same entry and
+    lookup (cases unmeasured on a half are not compared)."""
     n = len(flips.case)
     first, second = (routes(summarise(flips, slice(a, b)), n_layers, th) for a, b in ((0, n // 2), (n // 2, n)))
     differ = [c for c in BIT_NAMES if UNMEASURED not in (first[c].enters, second[c].enters)
               and first[c].where() != second[c].where()]
-    return {"boards": [n // 2, n - n // 2], "differ": differ, "first": {c: list(r.where()) for c, r in first.items()},
-            "second": {c: list(r.where()) for c, r in second.items()}}
+    return Halves([n // 2, n - n // 2], differ, {c: list(r.where()) for c, r in first.items()},
+                  {c: list(r.where()) for c, r in second.items()})
 
 
 def carry_table(summary: dict[str, CaseFlips]) -> tuple[list[str], list[str], np.ndarray]:

@@ -404,7 +404,7 @@ def test_the_map_figure_draws_a_case_without_cells(tmp_path):
     model = build("split")
     boards = torch.zeros(2, 8, 8, dtype=torch.long)  # all dead: every cell is B0, the other 17 cases have no cell
     summary = routes.summarise(routes.flip_map(model, examples_of(model, torch.ones(2, 18, dtype=torch.bool), boards)))
-    found = routes.routes(summary, 2, load_thresholds()["circuit"])
+    found = routes.routes_of(summary, 2, load_thresholds()["circuit"])
     assert found["S3"].enters == routes.UNMEASURED and found["B0"].enters == "board"
     assert map_figure(summary, found, tmp_path, "test").is_file()
 

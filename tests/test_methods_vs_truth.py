@@ -39,7 +39,7 @@ def the_map(model, ex) -> dict[str, routes.Route]:
 def classified(flips: routes.Flips, th: dict = TH["circuit"]) -> dict[str, routes.Route]:
     """The map of flips already computed (``covered_flips``), under thresholds ``th``."""
     summary = routes.summarise(flips)
-    return kinds.classify(flips, summary, routes.routes(summary, 2, th), 2, th)
+    return kinds.classify(flips, summary, routes.routes_of(summary, 2, th), 2, th)
 
 
 def covered_flips(variant: str, heads: Heads = DEFAULT) -> routes.Flips:
@@ -84,7 +84,7 @@ def test_without_selectivity_the_map_would_name_the_raw_rule_reader():
     """What makes the lookup the lookup: the layer-0 head that brings every rule bit to the board carries each flip
     too, but moves as much at every cell of the state; a map that skipped selectivity would name it."""
     summary = routes.summarise(covered_flips("board"))
-    careless = routes.routes(summary, 2, {**TH["circuit"], "lookup_selectivity": float("-inf")})
+    careless = routes.routes_of(summary, 2, {**TH["circuit"], "lookup_selectivity": float("-inf")})
     assert {careless[c].lookup for c in BIT_NAMES} == {"L0H2@board"}
     assert max(summary[c].slots["L0H2@board"].selectivity for c in BIT_NAMES) < 0.05
 
@@ -157,7 +157,7 @@ def test_the_route_cut_offs_count_on_their_own_side(carry, selectivity, lookup):
              "MLP1@targets": routes.SlotEffect(1.0, 1.0, 0.0)}
     case = routes.CaseFlips(cells=10, follow=1.0, readout_input_selectivity=0.0, leak=0.0, slots=slots,
                             boundary={1: {"rule": 1.0, "separators": 0.0, "board": 0.0, "targets": 0.0}})
-    assert routes.route(case, 2, th).lookup == lookup
+    assert routes.route_of(case, 2, th).lookup == lookup
 
 
 def test_a_map_whose_halves_differ_says_so_on_the_card_and_is_not_supported():

@@ -35,7 +35,7 @@ from interfere.explore.account.routes import (
     SlotEffect,
     flip_map,
     order_key,
-    routes,
+    routes_of,
     step_of,
     summarise,
 )
@@ -54,7 +54,7 @@ def lookup_map(model: LifeTransformer, ex: Examples, th: dict, slots: list[Slot]
     flips = flip_map(model, ex, slots)
     summary = summarise(flips)
     n_layers = model.cfg.n_layers
-    return flips, summary, classify(flips, summary, routes(summary, n_layers, th), n_layers, th)
+    return flips, summary, classify(flips, summary, routes_of(summary, n_layers, th), n_layers, th)
 
 
 def classify(flips: Flips, summary: dict[str, CaseFlips], routes: dict[str, Route], n_layers: int, th: dict

@@ -290,7 +290,7 @@ class Route:
         return self.enters, self.lookup
 
 
-def route(case: CaseFlips, n_layers: int, th: dict) -> Route:
+def route_of(case: CaseFlips, n_layers: int, th: dict) -> Route:
     """One case's route from its flips (module docstring), with a ``single`` lookup where it has one."""
     if case.cells == 0:
         return Route(UNMEASURED, None, None, None, [], [], None, case.boundary, case.follow, 0, kind=UNMEASURED)
@@ -315,9 +315,9 @@ def route(case: CaseFlips, n_layers: int, th: dict) -> Route:
                  lookups=[lookup] if lookup else [])
 
 
-def routes(summary: dict[str, CaseFlips], n_layers: int, th: dict) -> dict[str, Route]:
+def routes_of(summary: dict[str, CaseFlips], n_layers: int, th: dict) -> dict[str, Route]:
     """Every case's route from a :func:`summarise` of the flips."""
-    return {case: route(summary[case], n_layers, th) for case in BIT_NAMES}
+    return {case: route_of(summary[case], n_layers, th) for case in BIT_NAMES}
 
 
 def lookups_by_slot(routes: dict[str, Route]) -> dict[str, list[int]]:
@@ -344,7 +344,7 @@ def halves_agree(flips: Flips, n_layers: int, th: dict) -> Halves:
     """The routes on the first and on the second half of the boards: per case, whether both give the same entry and
     lookup (cases unmeasured on a half are not compared)."""
     n = len(flips.case)
-    first, second = (routes(summarise(flips, slice(a, b)), n_layers, th) for a, b in ((0, n // 2), (n // 2, n)))
+    first, second = (routes_of(summarise(flips, slice(a, b)), n_layers, th) for a, b in ((0, n // 2), (n // 2, n)))
     differ = [c for c in BIT_NAMES if UNMEASURED not in (first[c].enters, second[c].enters)
               and first[c].where() != second[c].where()]
     return Halves([n // 2, n - n // 2], differ, {c: list(r.where()) for c, r in first.items()},

@@ -12,7 +12,9 @@ from interfere.explore.alignment.causal import Cells, HighLevel
 from interfere.explore.alignment.search import Budget, case_group, failed_control
 from interfere.explore.alignment.sites import Site, all_sites
 from interfere.explore.alignment.truth import score
+from interfere.explore.analysis import jsonable
 from interfere.model.handmade import Heads, build, ground_truth
+from interfere.report.page import Page, abstraction_section
 from interfere.thresholds import load_thresholds
 
 TH = load_thresholds()
@@ -103,11 +105,11 @@ def test_a_claim_fails_each_control_on_its_own():
     assert "control causal model" in failed_control({**ok, "iia_control": 0.6}, th)
 
 
-def search(variant: str, heads: Heads, variables: tuple[str, ...], sites: tuple[str, ...]) -> dict:
+def search(variant: str, heads: Heads, variables: tuple[str, ...], sites: tuple[str, ...]) -> abstraction.Result:
     model = build(variant, heads)
     params = abstraction.Params(thresholds=TH, samples=128, train_rules=32, variables=variables, sites=sites,
                                 budget=SMALL, aligned_heads=False, random_init=False)
-    return abstraction.measure(model, None, params).variables
+    return abstraction.measure(model, None, params)
 
 
 @pytest.mark.parametrize("variant, heads, variables, sites", [
@@ -116,19 +118,27 @@ def search(variant: str, heads: Heads, variables: tuple[str, ...], sites: tuple[
     ("split", Heads(), ("bit",), ("resid_mid.0@board", "resid_pre.1@board", "mlp_out.0@targets", "L1H2@targets",
                                   "L1H3@targets")),
 ])
-def test_the_search_finds_where_each_variable_was_built_and_nowhere_else(variant, heads, variables, sites):
+def test_the_search_finds_where_each_variable_was_built_and_nowhere_else(variant, heads, variables, sites, tmp_path):
     """Found, not given: the closed-form start and the fits see only the model and the high-level model. On `board`
     (heads moved off their defaults) count sits in the count head at the board, not after MLP0 there, the bit after
     MLP0 and in the copy head, not in MLP0 at the targets; on `split` the bit sits at three sites for three case
     groups. Ranking the sites by IIA separates holding from not holding (AUROC 1), every built site is claimed with
-    its cases, no other, and every claim's control model stays at its base rate."""
-    found = search(variant, heads, variables, sites)
+    its cases, no other, and every claim's control model stays at its base rate. Intervened at once, the bit's
+    sites are one causal model (joint IIA); random subspaces of the same ranks there are not."""
+    result = search(variant, heads, variables, sites)
+    found = result.variables
     truth = ground_truth(variant, heads)["variables"]
     for variable, got in score(truth, found).items():
         assert got["auroc"] == 1.0, (variable, got)
         assert got["missed"] == [] and got["false"] == [] and got["cases_wrong"] == [], (variable, got)
     claims = [e for e in found[variables[-1]]["sites"] if e["failed"] is None]
     assert claims and all(e["iia_control"] <= e["control_base_rate"] + 0.05 for e in claims)
+    joint = result.joint
+    assert joint["cases"] == list(BIT_NAMES), joint  # on split: three sites, one per route
+    assert joint["iia"] >= 0.99 and joint["iia_random_subspaces"] < 0.5, joint
+    page = Page(tmp_path, embed=False)  # the report's section says it, with the number
+    abstraction_section(page, {"abstraction": jsonable(result)}, [])
+    assert f"{100 * joint['iia']:.2f}% of {joint['pairs']} changed pair cells" in page.text()
 
 
 def test_the_command_refuses_unknown_variables_and_sites(tmp_path, capsys):

@@ -116,7 +116,9 @@ def reference_abstraction(name: str) -> tuple[str, list[str]]:
                                 excluded=abstraction.validation_codes(data))
     result = abstraction.measure(model, None, params)
     heads = (f"every head idealised at once with the aligned bit {100 * result.all_heads_aligned:.2f}% of held-out "
-             f"cells, input-only case-conditional templates {100 * result.heads['all_heads_case_conditional']:.2f}%")
+             f"cells, input-only case-conditional templates {100 * result.heads['all_heads_case_conditional']:.2f}%; "
+             f"the bit at its sites at once: joint IIA {100 * result.joint['iia']:.2f}% (random subspaces "
+             f"{100 * result.joint['iia_random_subspaces']:.1f}%)")
     return f"ref:{name}, weights {weights_hash(reference_path(name))}; {heads}", abstraction_rows(result.variables)
 
 

@@ -33,6 +33,7 @@ from interfere.explore.alignment import figures
 from interfere.explore.alignment.causal import VARIABLES, HighLevel
 from interfere.explore.alignment.das import Batch
 from interfere.explore.alignment.heads import all_heads_aligned
+from interfere.explore.alignment.joint import joint_iia
 from interfere.explore.alignment.search import Budget, Data, search_site
 from interfere.explore.alignment.sites import Site, all_sites
 from interfere.explore.analysis import Examples, Want
@@ -67,6 +68,7 @@ class Params:
 @dataclass
 class Result:
     variables: dict  # variable -> {"located", "by_case", "sites": [entries]}
+    joint: dict | None  # the bit at every site that holds it for some cases, intervened at once (alignment.joint)
     all_heads_aligned: float | None  # held-out accuracy, every head idealised with the aligned bit (heads.py)
     heads: dict  # the same with input-only case-conditional templates, and the answer-following heads
     sites: list[str]
@@ -133,17 +135,23 @@ def measure(model: LifeTransformer, ex: Examples | None, params: Params) -> Resu
     data = data_of(model, params)
     plan = [(v, s) for v in params.variables for s in sites_for(model, v, params.sites, params.heads)]
     entries: dict[str, list[dict]] = {v: [] for v in params.variables}
+    bases: dict[str, dict[str, torch.Tensor]] = {v: {} for v in params.variables}  # the claims' subspaces
     for variable, site in tqdm(plan, desc="abstraction", unit="site", leave=False):
-        entries[variable].append(search_site(data, variable, site, th))
+        entry = search_site(data, variable, site, th)
+        basis = entry.pop("basis", None)
+        if entry.get("failed") is None and basis is not None:
+            bases[variable][site.name] = basis
+        entries[variable].append(entry)
     out = {}
     for variable, found in entries.items():
         first, by_case = located(found)
         out[variable] = {"located": first, "by_case": by_case, "sites": found}
+    joint = joint_iia(data, out["bit"]["by_case"], bases["bit"]) if "bit" in out else None
     ideal = {"all_heads_aligned": None}
     if params.aligned_heads:
         ideal = all_heads_aligned(model, data.test.ex, data.train.ex, out.get("bit", {}).get("sites", []),
                                   params.thresholds["circuit"]["answer_tv"])
-    return Result(variables=out, all_heads_aligned=ideal.pop("all_heads_aligned"), heads=ideal,
+    return Result(variables=out, joint=joint, all_heads_aligned=ideal.pop("all_heads_aligned"), heads=ideal,
                   sites=sorted({s.name for _, s in plan}, key=lambda n: Site.from_name(n)),
                   thresholds=th, seconds=round(time.perf_counter() - t0, 1))
 
@@ -195,6 +203,10 @@ def main(argv: list[str] | None = None) -> dict:
             sites.setdefault(f"{at['site']} (rank {at['rank']})", []).append(case)
         where = "; ".join(f"{case_span(c)} at {s}" for s, c in sites.items()) or "no site passes IIA and both controls"
         print(f"{variable}: {where}")
+    joint = numbers.get("joint") or {}
+    if joint.get("iia") is not None:
+        print(f"the bit at {', '.join(joint['sites'])} at once: joint IIA {joint['iia']:.4f} "
+              f"(random subspaces {joint['iia_random_subspaces']:.4f}, base rate {joint['base_rate']:.4f})")
     return numbers
 
 

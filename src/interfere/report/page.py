@@ -222,6 +222,12 @@ def abstraction_section(page: Page, summary: dict, figures: list[Path]) -> None:
         rows += [[variable, case_span(cases), site] for site, cases in by_site.items()]
         rows += [] if by_site else [[variable, "-", "no site passes"]]
     page.table(["variable", "cases", "earliest site that holds it"], rows)
+    joint = found.get("joint") or {}
+    if joint.get("iia") is not None:
+        page.para(f"The bit intervened at once at every site that holds it ({', '.join(joint['sites'])}): "
+                  f"{100 * joint['iia']:.2f}% of {joint['pairs']} changed pair cells take the source's bit (base "
+                  f"rate {100 * joint['base_rate']:.1f}%; random subspaces of the same ranks "
+                  f"{100 * joint['iia_random_subspaces']:.1f}%).")
     if found.get("all_heads_aligned") is not None:
         heads = found["heads"]
         page.para(f"Every head idealised at once with case-conditional templates: "

@@ -216,7 +216,8 @@ def claim(data: Data, variable: str, site: Site, group: list[str], th: dict) -> 
         rank, got = (wider.basis.shape[1], wider) if wider.iia > got.iia else (rank, got)
     pairs = got.pairs  # the full vector on the very pairs the subspace was measured on
     full = measured(data.test, site, pairs, None)
-    out = {"cases": group, "rank": rank, "iia": got.iia, "per_case": got.per_case, "iia_full": full.iia,
+    out = {"cases": group, "rank": rank, "basis": got.basis, "iia": got.iia, "per_case": got.per_case,
+           "iia_full": full.iia,
            "iia_same_rule": None, "iia_full_same_rule": None,
            "base_rate": base_rate(pairs.label[pairs.mask & pairs.changed])}
     if got.iia < th["claim_iia"]:

@@ -7,7 +7,9 @@
 3. :mod:`~interfere.explore.alignment.das`: pairs, interchange interventions on a linear subspace, their accuracy and
    distributed alignment search;
 4. :mod:`~interfere.explore.alignment.search`: for each variable and site, the case group, the smallest rank and the
-   controls (full vector, control model, random init).
+   controls (full vector, control model, random init);
+5. :mod:`~interfere.explore.alignment.joint`: the bit at every site that holds it, intervened at once;
+6. :mod:`~interfere.explore.alignment.heads`: every head idealised with the aligned bit.
 
 :mod:`interfere.explore.abstraction` runs them into the map of summary.json.
 """

@@ -6,7 +6,7 @@ import os
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from interfere.explorer.app import create_app
@@ -29,6 +29,7 @@ def window_ckpt(tiny_window_run):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=FILES, size=st.one_of(st.none(), st.sampled_from(["-3", "0", "2", "8", "16x8", "99999", "x", "1e9"])))
+@example(text=b"x = 3, y = 3, rule = B3/S23\nbo$2bo$3o!", size="8")  # a glider: the success branch runs every time
 def test_run_never_tracebacks_and_writes_nothing(window_ckpt, tmp_path_factory, capsys, text, size):
     folder = tmp_path_factory.mktemp("fuzz")
     pattern = folder / "p.rle"

@@ -198,6 +198,14 @@ def test_predict_and_rollout_shapes():
     assert roll.shape == (4, 4, 5, 6) and torch.equal(roll[:, 0], batch.boards[:, 0])
     for k in range(3):  # each generation is the model's one-step prediction from the one before (autoregressive)
         assert torch.equal(roll[:, k + 1], inference.predict(model, batch.rules, roll[:, k]))
+    # an untrained model may predict the same board from any input: an exact one shows the feedback
+    from interfere.ca.patterns import place
+    from interfere.ca.rules import get_rule
+    from interfere.ca.simulate import rollout as simulated
+    from interfere.model.handmade import build
+
+    glider, conway = place("glider", 8, 8, 1, 1), get_rule("B3/S23")
+    assert torch.equal(inference.rollout(build("split"), conway, glider[None], 4)[0], simulated(glider, conway, 4))
 
 
 def test_bad_model_config():

@@ -92,8 +92,8 @@ def test_the_case_group_drops_the_cases_whose_cells_do_not_follow():
 
 
 def test_a_claim_fails_each_control_on_its_own():
-    ok = {"iia": 1.0, "iia_full": 1.0, "iia_same_rule": 1.0, "iia_full_same_rule": 1.0, "iia_control": 0.52,
-          "control_base_rate": 0.5}
+    ok = {"iia": 1.0, "iia_second_draw": 0.995, "iia_full": 1.0, "iia_same_rule": 1.0, "iia_full_same_rule": 1.0,
+          "iia_control": 0.52, "control_base_rate": 0.5}
     th = TH["abstraction"]
     assert failed_control(ok, th) is None
     assert failed_control({**ok, "iia_full": 0.9}, th) is None  # the full vector also carries the rule: same-rule pairs
@@ -103,6 +103,7 @@ def test_a_claim_fails_each_control_on_its_own():
                                                       "iia_full_same_rule": nan}, th)
     assert failed_control({**ok, "iia_same_rule": None, "iia_full_same_rule": None}, th) is None
     assert "control causal model" in failed_control({**ok, "iia_control": 0.6}, th)
+    assert "second draw" in failed_control({**ok, "iia_second_draw": 0.989}, th)  # held on its pairs by luck
 
 
 def search(variant: str, heads: Heads, variables: tuple[str, ...], sites: tuple[str, ...]) -> abstraction.Result:

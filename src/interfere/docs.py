@@ -87,8 +87,8 @@ def handmade_maps() -> tuple[str, list[str]]:
 def abstraction_rows(variables: dict) -> list[str]:
     """Each aligned claim of a causal abstraction's ``variables``: the cases held at their earliest site, with the
     controls beside the subspace's IIA (held-out changed pairs)."""
-    rows = ["| variable | cases | earliest site (rank) | IIA | full vector | control model (its base rate) | "
-            "random init | base rate |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| variable | cases | earliest site (rank) | IIA (a second draw) | full vector | control model (its base "
+            "rate) | random init | base rate |", "|---|---|---|---|---|---|---|---|"]
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     for variable, v in variables.items():
         by_site: dict[str, list[str]] = {}
@@ -99,7 +99,8 @@ def abstraction_rows(variables: dict) -> list[str]:
             full = pct(e["iia_full"])
             if e.get("iia_same_rule") is not None:  # the full vector also carries the source's rule: pairs sharing it
                 full += f" (same rule: {pct(e['iia_full_same_rule'])}, subspace {pct(e['iia_same_rule'])})"
-            rows.append(f"| {variable} | {case_span(cases)} | {site} ({e['rank']}) | {pct(e['iia'])} | {full} | "
+            iia = f"{pct(e['iia'])} ({pct(e.get('iia_second_draw'))})"
+            rows.append(f"| {variable} | {case_span(cases)} | {site} ({e['rank']}) | {iia} | {full} | "
                         f"{pct(e.get('iia_control'))} ({pct(e.get('control_base_rate'))}) | "
                         f"{pct(e.get('iia_random'))} | {pct(e['base_rate'])} |")
         if not by_site:

@@ -12,7 +12,9 @@ For a variable and a site (:mod:`~interfere.explore.alignment.sites`):
 3. **Rank.** A fit of rank 16 on the group (32 where 16 falls short: an 18-case one-hot needs 17 dimensions), then the
    smallest rank in :data:`RANKS` whose leading directions within it reach ``claim_iia`` on the group's held-out
    changed pairs.
-4. **Controls**, on the same pairs and rank: the full-vector interchange (a subspace may not beat it by more than
+4. **Controls**: the claimed subspace on a second draw of held-out pairs (it must hold there too: claims at the
+   threshold came and went with the draw, e.g. the demo model's bit at the board at 0.989-1.000); on the same pairs and
+   rank, the full-vector interchange (a subspace may not beat it by more than
    ``full_margin``, on the pairs or, where the full vector also carries another rule, on pairs that share the rule:
    the illusion of Makelov et al. 2024, arXiv 2311.17030); the *control* causal model (the same search on labels
    that are a random bit of (rule, case), :class:`~interfere.explore.alignment.causal.HighLevel`, must stay within
@@ -222,6 +224,8 @@ def claim(data: Data, variable: str, site: Site, group: list[str], th: dict) -> 
            "base_rate": base_rate(pairs.label[pairs.mask & pairs.changed])}
     if got.iia < th["claim_iia"]:
         return {**out, "failed": f"IIA {got.iia:.3f} < {th['claim_iia']} at ranks up to {rank}"}
+    again = pairs_of(data, data.test, variable, site, data.real, "test", cases)  # a claim at the threshold by luck
+    out["iia_second_draw"] = measured(data.test, site, again, got.basis).iia
     if got.iia > full.iia + th["full_margin"]:  # the full vector also carries another rule? pairs that share it
         same = pairs_of(data, data.test, variable, site, data.real, "test", cases, same_rule=True)
         out.update(iia_same_rule=measured(data.test, site, same, got.basis).iia,
@@ -240,6 +244,8 @@ def failed_control(entry: dict, th: dict) -> str | None:
     """Which control a claim fails (None: it holds)."""
     margin, same, full_same = th["full_margin"], entry["iia_same_rule"], entry["iia_full_same_rule"]
     same_measured = same is not None and same == same  # None: not needed; NaN: no pair of one rule changed
+    if entry.get("iia_second_draw", 1.0) < th["claim_iia"]:
+        return f"IIA {entry['iia_second_draw']:.3f} < {th['claim_iia']} on a second draw of held-out pairs"
     if entry["iia"] > entry["iia_full"] + margin and (not same_measured or same > full_same + margin):
         return "the subspace beats the full vector (a dormant pathway?)"
     if entry["iia_control"] > entry["control_base_rate"] + th["control_margin"]:

@@ -116,10 +116,11 @@ def reference_abstraction(name: str) -> tuple[str, list[str]]:
                                 heldout=(data.n_heldout, data.heldout_seed),
                                 excluded=abstraction.validation_codes(data))
     result = abstraction.measure(model, None, params)
+    joint = result.joint or {}
     heads = (f"every head idealised at once with the aligned bit {100 * result.all_heads_aligned:.2f}% of held-out "
              f"cells, input-only case-conditional templates {100 * result.heads['all_heads_case_conditional']:.2f}%; "
-             f"the bit at its sites at once: joint IIA {100 * result.joint['iia']:.2f}% (random subspaces "
-             f"{100 * result.joint['iia_random_subspaces']:.1f}%)")
+             + (f"the bit at its sites at once: joint IIA {100 * joint['iia']:.2f}% (random subspaces "
+                f"{100 * joint['iia_random_subspaces']:.1f}%)" if joint.get("iia") is not None else "no bit claimed"))
     return f"ref:{name}, weights {weights_hash(reference_path(name))}; {heads}", abstraction_rows(result.variables)
 
 

@@ -28,7 +28,7 @@ from interfere.explore.account import kinds, routes
 from interfere.explore.account.card import case_span
 from interfere.explore.account.truth import route_key
 from interfere.explore.common import examples_of
-from interfere.model.checkpoint import load_checkpoint, weights_hash
+from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint, weights_hash
 from interfere.model.handmade import VARIANTS, build, ground_truth
 from interfere.model.pretrained import load_reference
 from interfere.model.reference import reference_path
@@ -110,12 +110,9 @@ def abstraction_rows(variables: dict) -> list[str]:
 
 def reference_abstraction(name: str) -> tuple[str, list[str]]:
     """A reference model's causal abstraction as ``python -m interfere.abstraction --ckpt ref:NAME`` measures it."""
-    model = load_reference(name)
-    data = DataConfig(**load_checkpoint(ckpt=f"ref:{name}")["config"]["data"])
-    params = abstraction.Params(thresholds=load_thresholds(), density=(data.density_min, data.density_max),
-                                heldout=(data.n_heldout, data.heldout_seed),
-                                excluded=abstraction.validation_codes(data))
-    result = abstraction.measure(model, None, params)
+    ckpt = load_checkpoint(ckpt=f"ref:{name}")
+    params = abstraction.params_for(DataConfig(**ckpt["config"]["data"]), load_thresholds())
+    result = abstraction.measure(model_from_checkpoint(ckpt), None, params)
     joint = result.joint or {}
     heads = (f"every head idealised at once with the aligned bit {100 * result.all_heads_aligned:.2f}% of held-out "
              f"cells, input-only case-conditional templates {100 * result.heads['all_heads_case_conditional']:.2f}%; "

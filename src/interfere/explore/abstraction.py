@@ -184,10 +184,14 @@ def params_from_args(args: argparse.Namespace, ctx: Context, thresholds: dict) -
         if bad:
             raise UserError(f"site(s) {', '.join(bad)} are not readable sites of this model: e.g. "
                             f"{', '.join(sorted(known)[:4])} (python -m interfere.abstraction --help)")
-    return Params(thresholds=thresholds, samples=args.samples, variables=variables, sites=sites,
-                  density=(ctx.data.density_min, ctx.data.density_max),
-                  heldout=(ctx.data.n_heldout, ctx.data.heldout_seed), excluded=validation_codes(ctx.data),
-                  seed=ctx.seed)
+    return params_for(ctx.data, thresholds, ctx.seed, samples=args.samples, variables=variables, sites=sites)
+
+
+def params_for(data: DataConfig, thresholds: dict, seed: int = 0, **given: object) -> Params:
+    """The params for a model trained on ``data``: its board densities, its held-out test rules, its validation rules
+    kept out of the fits; ``given`` sets the rest."""
+    return Params(thresholds=thresholds, density=(data.density_min, data.density_max),
+                  heldout=(data.n_heldout, data.heldout_seed), excluded=validation_codes(data), seed=seed, **given)
 
 
 def validation_codes(data: DataConfig) -> tuple[int, ...]:

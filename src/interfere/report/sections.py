@@ -278,9 +278,7 @@ def where_variables_live(model: LifeTransformer, th: dict, ctx: Context, timer: 
               "python -m interfere.abstraction on a GPU or at a smaller --size", flush=True)
         return None, []
     print("report: where the variables live (causal abstraction) ...", flush=True)
-    params = abstraction.Params(thresholds=th, density=(ctx.data.density_min, ctx.data.density_max),
-                                heldout=(ctx.data.n_heldout, ctx.data.heldout_seed), seed=ctx.seed,
-                                excluded=abstraction.validation_codes(ctx.data))
+    params = abstraction.params_for(ctx.data, th, ctx.seed)
     with timer.section("abstraction"):
         result = abstraction.measure(model, None, params)
     with timer.section("figures"):

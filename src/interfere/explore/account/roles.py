@@ -63,7 +63,7 @@ class Role:
 
     @property
     def slot(self) -> str:
-        return f"{self.component}@{self.group}"
+        return Slot(Component.from_name(self.component), self.group).name
 
 
 @dataclass

@@ -25,28 +25,28 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) train.py --config-name exp/cpu_demo
-	$(PY) -m interfere.report
+	$(PY) -m interfere report
 
 # The reference demo model's report: the weights the docs describe, on any CPU, no training.
 reference: $(STAMP)
-	$(PY) -m interfere.report --ckpt ref:demo
+	$(PY) -m interfere report --ckpt ref:demo
 
-# Every table in the docs that a command writes (python -m interfere.docs; --check compares).
+# Every table in the docs that a command writes (python -m interfere docs; --check compares).
 docs: $(STAMP)
-	$(PY) -m interfere.docs
+	$(PY) -m interfere docs
 
 # Eight layers on two cores (issue 35): train seed 0 of exp/cpu_deep, write its report, and H4 by layer against its
 # controls (random init; the late half never trained).
 deep: $(STAMP)
 	$(PY) train.py --config-name exp/cpu_deep
-	$(PY) -m interfere.report --no-controls
-	$(PY) -m interfere.depth
+	$(PY) -m interfere report --no-controls
+	$(PY) -m interfere depth
 
 report: $(STAMP)
-	$(PY) -m interfere.report $(if $(RUN_ID),--run-id $(RUN_ID))
+	$(PY) -m interfere report $(if $(RUN_ID),--run-id $(RUN_ID))
 
 explore: $(STAMP)
-	$(PY) -m interfere.explorer $(if $(RUN_ID),--run-id $(RUN_ID))
+	$(PY) -m interfere explore $(if $(RUN_ID),--run-id $(RUN_ID))
 
 # Negative controls for the report: a random-init checkpoint (train.steps=0) and a rule-blind model
 # (the demo recipe on Conway's Life only), each reported alone, then the demo run (or RUN_ID) with both.
@@ -55,9 +55,9 @@ controls: $(STAMP)
 		train.steps=0 train.run_id=control_random_init train.final_eval=false
 	test -f checkpoints/control_rule_blind/latest.pt || $(PY) train.py --config-name exp/cpu_demo \
 		'data.rules=[B3/S23]' train.run_id=control_rule_blind
-	$(PY) -m interfere.report --run-id control_random_init --no-controls
-	$(PY) -m interfere.report --run-id control_rule_blind --no-controls
-	$(PY) -m interfere.report $(if $(RUN_ID),--run-id $(RUN_ID))
+	$(PY) -m interfere report --run-id control_random_init --no-controls
+	$(PY) -m interfere report --run-id control_rule_blind --no-controls
+	$(PY) -m interfere report $(if $(RUN_ID),--run-id $(RUN_ID))
 
 bench: $(STAMP)
 	$(PY) bench/simulate.py

@@ -34,5 +34,5 @@ run "$PY" -c "import json, sys; log = [json.loads(l) for l in open('runs/$RUN/lo
 loss = [r['loss'] for r in log if 'loss' in r]; print('loss', loss[0], '->', loss[-1]); \
 sys.exit(0 if loss[-1] < 0.9 * loss[0] else 'the loss did not fall')"
 run "$PY" -m torch.distributed.run --standalone --nproc_per_node=1 train.py --config-name exp/life32 $TRAIN_DDP
-run "$PY" -m interfere.report --run-id "$RUN" --seeds 1 --no-controls --out "$OUT/report"
+run "$PY" -m interfere report --run-id "$RUN" --seeds 1 --no-controls --out "$OUT/report"
 echo "gpu_check: done; results in $OUT"

@@ -5,10 +5,10 @@
 
 Two paths, each timed ``--repeats`` times (medians printed, with the range):
 
-* ``interfere.run``: the model's autoregressive rollout next to the simulator (``compare_rollouts``) of
+* ``python -m interfere run``: the model's autoregressive rollout next to the simulator (``compare_rollouts``) of
   a glider on an empty board, ``--gens`` generations;
 * the explorer's play: ``POST /api/run`` over HTTP to the explorer's app served by uvicorn in this
-  process's main thread, as ``python -m interfere.explorer`` serves it (JSON in and out), in requests of
+  process's main thread, as ``python -m interfere explore`` serves it (JSON in and out), in requests of
   ``MAX_GENS_PER_REQUEST`` generations, as the page fetches them.
 
 Speed does not depend on the weights: without a checkpoint a randomly initialised ``exp/cpu_any`` model
@@ -130,7 +130,7 @@ def main() -> None:
         print(f"  {size}x{size} {path:<18} {statistics.median(speeds):6.1f} generations/s "
               f"(range {min(speeds):.1f}-{max(speeds):.1f})")
 
-    for size in args.sizes:  # in the main thread, as interfere.run runs
+    for size in args.sizes:  # in the main thread, as python -m interfere run runs
         record(size, "interfere.run", [time_run(model, size, args.gens) for _ in range(args.repeats)])
 
     def play(port: int) -> None:

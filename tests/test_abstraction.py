@@ -144,7 +144,7 @@ def test_the_search_finds_where_each_variable_was_built_and_nowhere_else(variant
 
 def test_the_command_refuses_unknown_variables_and_sites(tmp_path, capsys):
     ckpt = tmp_path / "handmade_attention" / "latest.pt"
-    from interfere import handmade as handmade_cli
+    from interfere.commands import handmade as handmade_cli
     handmade_cli.main(["--variant", "attention", "--out", str(ckpt)])
     for flags, message in ((["--variables", "count,colour"], "unknown variable(s) colour"),
                            (["--sites", "resid_pre.1@board,nowhere"], "nowhere are not readable sites")):

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from interfere.ca.rules import get_rule
+from interfere.commands.evaluate import main as eval_main
 from interfere.config import compose, sections
 from interfere.data.layout import SequenceLayout, window_shifts
-from interfere.evaluate_cli import main as eval_main
 from interfere.explore import attn_maps
 from interfere.model import window
 from interfere.model.life_model import LifeTransformer, ModelConfig

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from interfere import universality
 from interfere.ca.rules import BIT_NAMES
+from interfere.commands import universality
 from interfere.config import compose, layout_of, sections
 from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig, random_boards

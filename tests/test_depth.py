@@ -4,7 +4,7 @@ its random initialisation and from itself with its late layers never trained."""
 import pytest
 import torch
 
-from interfere import depth
+from interfere.commands import depth
 from interfere.data.stream import random_boards
 from interfere.explore import registry
 from interfere.model.handmade import build
@@ -41,7 +41,7 @@ def test_h4_separates_a_model_that_gathers_then_classifies_from_its_controls():
 def test_a_model_of_another_board_size_too_few_boards_or_a_model_twice_are_one_line_errors(tiny_run, tmp_path, capsys):
     """The tiny run plays 5x5 boards, the hand-made model 8x8: the same boards cannot feed both; a model given as its
     own --compare would overwrite its own row."""
-    from interfere.handmade import checkpoint
+    from interfere.commands.handmade import checkpoint
     from interfere.model.checkpoint import atomic_save
     from interfere.model.handmade import Heads
 

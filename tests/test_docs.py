@@ -2,7 +2,7 @@
 the quick tables of the committed docs are what their commands write (on any CPU: the reference weights are the
 same everywhere)."""
 
-from interfere import docs
+from interfere.commands import docs
 
 
 def test_a_marked_table_is_rewritten_and_a_stale_one_is_caught(tmp_path, monkeypatch):
@@ -12,7 +12,7 @@ def test_a_marked_table_is_rewritten_and_a_stale_one_is_caught(tmp_path, monkeyp
     monkeypatch.setattr(docs, "ROOT", tmp_path)
     monkeypatch.setattr(docs, "TABLES", {"toy": (lambda: ("a toy", ["| a | c |"]), True)})
     assert docs.run(["toy"], check=True) == ["docs/findings.md: table toy differs from what `python -m "
-                                              "interfere.docs --only toy` writes"]
+                                              "interfere docs --only toy` writes"]
     assert "| a | b |" in page.read_text()  # a check writes nothing
     docs.run(["toy"], check=False)
     text = page.read_text()

@@ -302,7 +302,7 @@ def test_a_clicked_cell_shows_where_its_variables_live_from_an_abstraction_of_th
     other weights or a file that is not one, and a clicked cell's route carries its case's sites."""
     import json
 
-    from interfere import handmade as handmade_cli
+    from interfere.commands import handmade as handmade_cli
     from interfere.explorer.__main__ import read_abstraction
     from interfere.model.checkpoint import load_checkpoint, weights_hash
 

@@ -1,5 +1,5 @@
 """Fuzzing what a user can type (issue 36): random bytes, huge and negative sizes, bad rules and overrunning bodies
-fed to `python -m interfere.run` and to the explorer's RLE upload. Every one either works or ends in one line (exit
+fed to `python -m interfere run` and to the explorer's RLE upload. Every one either works or ends in one line (exit
 2 / HTTP 400), never a traceback, and the command writes nothing."""
 
 import os
@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from interfere.commands.run import main as run_main
 from interfere.explorer.app import create_app
 from interfere.explorer.engine import Engine
 from interfere.model.checkpoint import load_checkpoint, model_from_checkpoint
-from interfere.run import main as run_main
 
 HEADERS = st.builds(lambda x, y, rule: f"x = {x}, y = {y}" + (f", rule = {rule}" if rule else ""),
                     st.integers(-5, 10**7), st.integers(-5, 10**7),

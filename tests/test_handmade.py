@@ -4,10 +4,10 @@
 import pytest
 import torch
 
-from interfere import handmade as handmade_cli
 from interfere.ca.patterns import place
 from interfere.ca.rules import NAMED_RULES, get_rule
 from interfere.ca.simulate import rollout, step
+from interfere.commands import handmade as handmade_cli
 from interfere.data.stream import random_boards
 from interfere.model.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
 from interfere.model.handmade import VARIANTS, build, ground_truth

@@ -91,3 +91,33 @@ def test_only_user_errors_become_one_line(capsys):
     for bug in (ValueError("a library bug"), KeyError("k"), FileNotFoundError("internal")):
         with pytest.raises(type(bug)), exit_on_user_error():
             raise bug
+
+
+def test_library_code_never_imports_a_command():
+    """Commands sit on top: nothing under src/ but a command (and the dispatcher) imports interfere.commands.*."""
+    importers = {m for m, targets in import_graph().items() for t in targets
+                 if t == "interfere.commands" or t.startswith("interfere.commands.")}
+    assert importers and all(m.startswith("interfere.commands") or m == "interfere.__main__" for m in importers), \
+        importers
+
+
+def test_python_m_interfere_lists_every_command_and_runs_one(capsys, monkeypatch):
+    """``python -m interfere`` lists each command of COMMANDS, whose modules all have ``main``; a name runs that
+    command with its flags and the command line it records; an unknown name is one line and exit code 2."""
+    import importlib
+
+    from interfere.__main__ import main
+    from interfere.cli import command_line
+    from interfere.commands import COMMANDS
+
+    main([])
+    listed = capsys.readouterr().out
+    assert all(f"  {name} " in listed for name in COMMANDS)
+    assert all(callable(importlib.import_module(module).main) for module, _ in COMMANDS.values())
+    monkeypatch.setattr(sys, "argv", sys.argv[:])  # the dispatcher sets argv[0]; restore it after
+    main(["reference", "--list"])
+    assert "ref:demo " in capsys.readouterr().out
+    assert command_line().endswith(" -m interfere reference --list")
+    with pytest.raises(SystemExit) as exit_:
+        main(["nope"])
+    assert exit_.value.code == 2 and capsys.readouterr().err.count("\n") == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from interfere import evaluate_cli
+from interfere.commands import evaluate as evaluate_cli
 from interfere.config import compose, sections
 from interfere.explore import attn_maps
 from interfere.model.checkpoint import CheckpointError, default_file_mode, load_checkpoint, read_checkpoint

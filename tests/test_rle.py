@@ -12,8 +12,8 @@ from interfere.ca.patterns import PATTERNS, centred, fitting_size, library_names
 from interfere.ca.rle import Pattern, RLEError, parse_rle, parse_rle_rule, read_rle, to_rle, write_rle
 from interfere.ca.rules import parse_rule
 from interfere.ca.simulate import rollout
-from interfere.evaluate_cli import main as eval_main
-from interfere.run import main as run_main
+from interfere.commands.evaluate import main as eval_main
+from interfere.commands.run import main as run_main
 
 GLIDER = torch.tensor([[0, 1, 0], [0, 0, 1], [1, 1, 1]])
 

@@ -40,7 +40,7 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", default=None, help="read checkpoints/<RUN_ID>/latest.pt")
     parser.add_argument("--ckpt", default=None,
                         help="explicit checkpoint path, or ref:NAME for a reference model (ref:demo; "
-                             "python -m interfere.reference --list)")
+                             "python -m interfere reference --list)")
     parser.add_argument("--ckpt-dir", default="checkpoints", help="where run folders live")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0, help="data seed for examples")
@@ -110,4 +110,9 @@ def load_model_from_args(args: argparse.Namespace) -> tuple[LifeTransformer, dic
 
 
 def command_line() -> str:
+    """The command that is running, as a user would type it again (``python -m interfere`` sets ``argv[0]`` to
+    ``python -m interfere COMMAND``)."""
+    head, *rest = sys.argv
+    if head.startswith("python -m "):
+        return " ".join([Path(sys.executable).name + head.removeprefix("python"), *map(shlex.quote, rest)])
     return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])

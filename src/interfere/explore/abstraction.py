@@ -2,7 +2,7 @@
 interchange interventions on learned linear subspaces (distributed alignment search), each claim next to the
 full-vector interchange, a control causal model and the randomly initialised model.
 
-    python -m interfere.abstraction [--run-id ID | --ckpt PATH] [--samples 256] [--variables count,bit]
+    python -m interfere abstraction [--run-id ID | --ckpt PATH] [--samples 256] [--variables count,bit]
                                     [--sites resid_pre.1@targets,...]
 
 The stages are in :mod:`interfere.explore.alignment`. Pairs are drawn on training rules for the fits and on the
@@ -183,7 +183,7 @@ def params_from_args(args: argparse.Namespace, ctx: Context, thresholds: dict) -
         bad = [s for s in sites if s not in known]
         if bad:
             raise UserError(f"site(s) {', '.join(bad)} are not readable sites of this model: e.g. "
-                            f"{', '.join(sorted(known)[:4])} (python -m interfere.abstraction --help)")
+                            f"{', '.join(sorted(known)[:4])} (python -m interfere abstraction --help)")
     return params_for(ctx.data, thresholds, ctx.seed, samples=args.samples, variables=variables, sites=sites)
 
 

@@ -1,1 +1,1 @@
-"""A live explorer in the browser: ``python -m interfere.explorer [--run-id ID | --ckpt PATH] [--port 8765]``."""
+"""A live explorer in the browser: ``python -m interfere explore [--run-id ID | --ckpt PATH] [--port 8765]``."""

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8765)
     add_thresholds_arg(p)  # the lookup map's, for a clicked cell's route
     p.add_argument("--abstraction", default=None, metavar="SUMMARY",
-                   help="a summary.json of python -m interfere.abstraction on this checkpoint: a clicked cell also "
+                   help="a summary.json of python -m interfere abstraction on this checkpoint: a clicked cell also "
                         "shows where its variables live")
     args = p.parse_args(argv)
     with exit_on_user_error():
@@ -58,11 +58,11 @@ def read_abstraction(path: str | None, ckpt: dict) -> dict | None:
         summary = json.loads(Path(path).read_text())
         variables, sha = summary["variables"], summary["weights_sha256"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"--abstraction {path}: not a summary.json of python -m interfere.abstraction ({err})"
+        raise UserError(f"--abstraction {path}: not a summary.json of python -m interfere abstraction ({err})"
                         ) from None
     if sha != weights_hash(ckpt["path"]):
         raise UserError(f"--abstraction {path} was made on other weights ({sha}) than this checkpoint's "
-                        f"({weights_hash(ckpt['path'])}): run python -m interfere.abstraction on it")
+                        f"({weights_hash(ckpt['path'])}): run python -m interfere abstraction on it")
     return {v: d["by_case"] for v, d in variables.items()}
 
 

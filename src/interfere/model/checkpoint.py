@@ -26,7 +26,7 @@ from interfere.model.life_model import LifeTransformer, ModelConfig
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
 CONTROL_PREFIX = "control_"  # control runs (random init, rule-blind): never picked by the discovery rule
-HANDMADE_PREFIX = "handmade_"  # models written by hand (interfere.handmade): named to be analysed, never discovered
+HANDMADE_PREFIX = "handmade_"  # hand-made models (python -m interfere handmade): named to be analysed, never discovered
 NOT_DISCOVERED = (CONTROL_PREFIX, HANDMADE_PREFIX)
 TEMP_SUFFIX = ".tmp"  # a file being written: ``.<name>.<random>.tmp`` next to its destination
 REQUIRED_KEYS = ("format_version", "config", "vocab", "model", "step")

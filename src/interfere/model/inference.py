@@ -1,7 +1,7 @@
 """Running a model on many sequences: target logits in memory-bounded chunks, predictions and
 autoregressive rollouts (the model's own predictions fed back), at any board size the model runs.
 
-Evaluation, rollouts, the explorer and ``interfere.run`` use these: the fast path, never a ``T x T``
+Evaluation, rollouts, the explorer and ``python -m interfere run`` use these: the fast path, never a ``T x T``
 tensor; analyses that need activations use the hooked forward (:mod:`interfere.explore.batched`).
 """
 

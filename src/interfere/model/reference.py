@@ -7,8 +7,8 @@ state) under ``src/interfere/weights/``, listed in ``manifest.json`` with the fi
 (``--ckpt ref:demo``); in Python, :func:`interfere.model.pretrained.load_reference`. The command below lists them and
 writes a new one from a run's checkpoint:
 
-    python -m interfere.reference --list
-    python -m interfere.reference --write demo --ckpt checkpoints/cpu_demo_seed0/latest.pt
+    python -m interfere reference --list
+    python -m interfere reference --write demo --ckpt checkpoints/cpu_demo_seed0/latest.pt
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def reference_path(name: str) -> Path:
     known = manifest()
     if name not in known:
         raise UserError(f"unknown reference model {name!r}: choose one of {', '.join(sorted(known)) or '(none)'} "
-                        "(python -m interfere.reference --list)")
+                        "(python -m interfere reference --list)")
     path = WEIGHTS_DIR / known[name]["file"]
     if not path.is_file():
         raise UserError(f"reference model {name!r} is listed but {path} is missing: restore it from git")

@@ -157,7 +157,7 @@ LAYER_HEADER = ["layer", "locality (8-neighbour share)", "own cell", "off the bo
 
 def layer_rows(by_layer: dict) -> list[list[str]]:
     """H4's table layer by layer (``LAYER_HEADER``): locality, probes, logit lens, and what removing the layer costs;
-    the report's and ``python -m interfere.depth``'s."""
+    the report's and ``python -m interfere depth``'s."""
     formats = [("locality", "{:.3f}"), ("own", "{:.3f}"), ("off_board", "{:.3f}"), ("next_auc", "{:.3f}"),
                ("count_r2", "{:.2f}"), *((k, "{:.2%}") for k in ("lens_acc", "attention_removed", "mlp_removed",
                                                                   "from_layer_removed"))]

@@ -1,6 +1,6 @@
 """The hypothesis report: one command, four measured verdicts (H1-H4), one self-contained page.
 
-    python -m interfere.report [--run-id ID | --ckpt PATH] [--seeds 2] [--controls RUN_ID ... | --no-controls]
+    python -m interfere report [--run-id ID | --ckpt PATH] [--seeds 2] [--controls RUN_ID ... | --no-controls]
                                                                           (or: make report; make controls)
 
 Per data seed it draws one batch of examples, asks every analysis what activations it reads, runs the
@@ -70,7 +70,7 @@ from interfere.report.verdicts import HYPOTHESES, all_verdicts, layer_profile
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m interfere.report",
+    parser = argparse.ArgumentParser(prog="python -m interfere report",
                                      description="Write the H1-H4 hypothesis report for a checkpoint.")
     add_checkpoint_args(parser)
     parser.add_argument("--seeds", type=int, default=2, help="data seeds to run every analysis on")
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-controls", action="store_true", help="no control columns")
     parser.add_argument("--abstraction", action="store_true",
                         help="also where the algorithm's variables live, by distributed alignment search (minutes: "
-                             "about 10 for the two-layer demo model on 2 cores; python -m interfere.abstraction alone)")
+                             "about 10 for the two-layer demo model on 2 cores; python -m interfere abstraction alone)")
     parser.add_argument("--one-process", action="store_true",
                         help="every section in this process (default on a CPU: two processes, half the threads each)")
     args = parser.parse_args(argv)

@@ -275,7 +275,7 @@ def where_variables_live(model: LifeTransformer, th: dict, ctx: Context, timer: 
     """The causal abstraction (``--abstraction``), or None where the CPU cannot run it in reasonable time."""
     if too_big_for_cpu(model):
         print(f"report: causal abstraction skipped: {ctx.layout.height}x{ctx.layout.width} boards on a CPU; run "
-              "python -m interfere.abstraction on a GPU or at a smaller --size", flush=True)
+              "python -m interfere abstraction on a GPU or at a smaller --size", flush=True)
         return None, []
     print("report: where the variables live (causal abstraction) ...", flush=True)
     params = abstraction.params_for(ctx.data, th, ctx.seed)
@@ -292,7 +292,7 @@ def model_card(args: argparse.Namespace, model: LifeTransformer, ckpt: dict, dat
     reproduce = "\n".join([
         f"# checkpoint {ckpt['path']} (run {ckpt.get('run_id')}, step {ckpt['step']}), git {git_commit()}",
         f"python train.py --config-name exp/{cfg.get('exp_name')} seed={cfg.get('seed', 0)}",
-        f"python -m interfere.report --ckpt {ckpt['path']} --seeds {args.seeds} --seed {args.seed}"
+        f"python -m interfere report --ckpt {ckpt['path']} --seeds {args.seeds} --seed {args.seed}"
         + (f" --size {data.height}x{data.width}" if (data.height, data.width) != model.built_size else ""),
         f"# this report: {command_line()}",
     ])

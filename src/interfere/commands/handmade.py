@@ -1,14 +1,14 @@
 """Write a hand-made model (:mod:`interfere.model.handmade`) as a checkpoint that every command reads.
 
-    python -m interfere.handmade --list
-    python -m interfere.handmade --variant attention [--out checkpoints/handmade_attention/latest.pt]
+    python -m interfere handmade --list
+    python -m interfere handmade --variant attention [--out checkpoints/handmade_attention/latest.pt]
                                  [--heads lookup=3,copy=1]
 
 The checkpoint is a run like any other (``config``, weights, ``step`` 0) plus its ``ground_truth``: what each component
 computes and the route of each case, the schema of the account's ``algorithm`` block. Discovery without ``--ckpt`` or
 ``--run-id`` never picks it (run ids ``handmade_*``, like the controls): name it to analyse it, e.g.
 
-    python -m interfere.report --ckpt checkpoints/handmade_attention/latest.pt
+    python -m interfere report --ckpt checkpoints/handmade_attention/latest.pt
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """H4 at any depth, across models: each layer's locality, probes, logit lens and necessity, the H4 verdict, for a
 trained model and its controls side by side (issue 35).
 
-    python -m interfere.depth --ckpt checkpoints/cpu_deep_seed0/latest.pt [--compare checkpoints/<demo>/latest.pt]
+    python -m interfere depth --ckpt checkpoints/cpu_deep_seed0/latest.pt [--compare checkpoints/<demo>/latest.pt]
                               [--samples 128] [--out DIR]
 
 Controls, built from the checkpoint itself (never trained): a random initialisation of the same shape, and the

@@ -1,6 +1,6 @@
 """Run a pattern through the model next to the simulator, on a torus of any size.
 
-    python -m interfere.run PATTERN.rle [--rule R] [--size N|HxW] [--gens G] [--gif OUT]
+    python -m interfere run PATTERN.rle [--rule R] [--size N|HxW] [--gens G] [--gif OUT]
                                         [--run-id ID | --ckpt PATH]
 
 ``PATTERN`` is an RLE file (Golly, LifeWiki) or the name of a pattern in the package's library

@@ -1,4 +1,4 @@
-"""``python -m interfere.reference``: list the reference models, or write one from a run's checkpoint
+"""``python -m interfere reference``: list the reference models, or write one from a run's checkpoint
 (:mod:`interfere.model.reference`)."""
 
 from __future__ import annotations

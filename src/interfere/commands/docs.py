@@ -1,4 +1,4 @@
-"""Tables in the docs written by commands, not by hand: ``python -m interfere.docs`` regenerates every marked table,
+"""Tables in the docs written by commands, not by hand: ``python -m interfere docs`` regenerates every marked table,
 ``--check`` compares instead and fails on any difference (CI runs the quick ones: ``--quick``).
 
 A table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in a Markdown file under ``docs/`` or in
@@ -34,7 +34,7 @@ from interfere.model.pretrained import load_reference
 from interfere.model.reference import reference_path
 from interfere.thresholds import load_thresholds
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FILES = ("README.md", "docs/experiments.md", "docs/findings.md")
 _BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
 MAP_BOARDS = 16  # the report's circuit map reads 32; 16 keep the CI check of this table quick
@@ -109,7 +109,7 @@ def abstraction_rows(variables: dict) -> list[str]:
 
 
 def reference_abstraction(name: str) -> tuple[str, list[str]]:
-    """A reference model's causal abstraction as ``python -m interfere.abstraction --ckpt ref:NAME`` measures it."""
+    """A reference model's causal abstraction as ``python -m interfere abstraction --ckpt ref:NAME`` measures it."""
     ckpt = load_checkpoint(ckpt=f"ref:{name}")
     params = abstraction.params_for(DataConfig(**ckpt["config"]["data"]), load_thresholds())
     result = abstraction.measure(model_from_checkpoint(ckpt), None, params)
@@ -132,7 +132,7 @@ TABLES: dict[str, tuple[Callable[[], tuple[str, list[str]]], bool]] = {  # name 
 def render(name: str) -> str:
     t0 = time.perf_counter()
     what, rows = TABLES[name][0]()
-    header = (f"_{what}; `python -m interfere.docs --only {name}` ({time.perf_counter() - t0:.0f} s on "
+    header = (f"_{what}; `python -m interfere docs --only {name}` ({time.perf_counter() - t0:.0f} s on "
               f"{cpu_description()})._")
     return header + "\n\n" + "\n".join(rows) + "\n"
 
@@ -157,7 +157,7 @@ def run(names: list[str], check: bool) -> list[str]:
             if name not in rendered:
                 return m.group(0)
             if rows_of(m.group("body")) != rows_of(rendered[name]):
-                problems.append(f"{rel}: table {name} differs from what `python -m interfere.docs --only {name}` "
+                problems.append(f"{rel}: table {name} differs from what `python -m interfere docs --only {name}` "
                                 "writes")
             return m.group(1) + rendered[name] + m.group(4)
         new = _BLOCK.sub(replace, text)

@@ -1,8 +1,8 @@
 """Universality: do independently trained seeds learn the same algorithm?
 
-    python -m interfere.universality --seeds 0 1 2 3 4 [--config-name exp/cpu_demo] [--samples 256]
+    python -m interfere universality --seeds 0 1 2 3 4 [--config-name exp/cpu_demo] [--samples 256]
                                      [--min-acc 0.999]
-    python -m interfere.universality --ckpts A/latest.pt B/latest.pt ...   # compare checkpoints as they are
+    python -m interfere universality --ckpts A/latest.pt B/latest.pt ...   # compare checkpoints as they are
 
 Trains the config once per seed (run ids ``universality_<exp>_seed<S>``; an existing run is reused,
 so an interrupted study resumes where it stopped; ``--ckpts`` compares given checkpoints instead), runs

@@ -66,14 +66,26 @@ def test_physics_bits_end_to_end(tiny_run, tmp_path):
     assert set(numbers["rule_path"]) == {"clean_acc", "ablated_acc", "rule_blind_best", "rule_use"}
 
 
-@pytest.mark.parametrize("tool,flags", [
-    (embed_scatter, ["--layer", "1", "--color", "next", "--samples", "8"]),
-    (attn_contrib_vector, ["--layer", "0", "--head", "0", "--query", "0,4", "--samples", "4"]),
-    (rule_vectors, ["--source", "resid0", "--samples", "8"]),
-    (rule_vectors, []),
+def _unit_diagonal(cosine) -> bool:
+    return np.allclose(np.diag(np.array(cosine)), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("tool,flags,expected", [
+    (embed_scatter, ["--layer", "1", "--color", "next", "--samples", "8"],
+     lambda n: (n["layer"], n["hook"], n["color"], n["points"], len(n["xy"])) == (1, "blocks.0.hook_resid_post",
+                                                                                  "next", 8 * 25, 8 * 25)),
+    (attn_contrib_vector, ["--layer", "0", "--head", "0", "--query", "0,4", "--samples", "4"],
+     lambda n: (n["layer"], n["head"], n["query"], n["samples"], np.array(n["mean_board_field"]).shape)
+     == (0, 0, [0, 4], 4, (5, 5))),
+    (rule_vectors, ["--source", "resid0", "--samples", "8"],
+     lambda n: n["source"] == "resid0" and np.array(n["cosine"]).shape == (18, 18) and _unit_diagonal(n["cosine"])),
+    (rule_vectors, [], lambda n: n["source"] == "embed" and _unit_diagonal(n["cosine"])),
 ])
-def test_other_tools_end_to_end(tool, flags, tiny_run, tmp_path):
-    _run(tool, tiny_run, tmp_path, *flags)
+def test_other_tools_end_to_end(tool, flags, expected, tiny_run, tmp_path):
+    """Each flag reaches the numbers (the layer, head, query, source and board count asked for), which are what
+    the analysis measures (a cosine table has a unit diagonal)."""
+    numbers, _ = _run(tool, tiny_run, tmp_path, *flags)
+    assert expected(numbers), {k: v for k, v in numbers.items() if not isinstance(v, list)}
 
 
 @pytest.mark.parametrize("flags,message", [

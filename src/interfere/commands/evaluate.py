@@ -106,3 +106,7 @@ def _main_sizes(model: LifeTransformer, ckpt: dict, data: DataConfig, args: obje
         files = save_rollout_animation(model, args.gif or "B3/S23", "glider", out.parent / f"rollout_glider_{biggest}",
                                        steps=ROLLOUT_CAP)
     print("rollout animation: " + ", ".join(str(f) for f in files))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ from interfere.data.layout import SequenceLayout
 from interfere.data.stream import DataConfig, random_boards
 from interfere.explore import batched, circuit
 from interfere.explore.account import neurons
-from interfere.explore.account.idealised import Weights, key_kinds, query_cases, template_rows
+from interfere.explore.account.idealised import Weights, key_kinds, measured_weights, query_cases, template_rows
 from interfere.explore.account.interchange import CELL_ROLES, Interchange, control_of, draw_donors, role_key
 from interfere.explore.account.slots import unread_slots
 from interfere.explore.analysis import whole
@@ -210,6 +210,22 @@ def test_templates_are_the_written_patterns():
     unseen = Weights(table, table.mean(0), torch.arange(18) != int(case[0, 0]))  # a case the reference never saw
     left = template_rows("case-conditional", unseen, kinds, case, allowed)
     assert torch.isnan(left[case == case[0, 0]]).all() and not torch.isnan(left[case != case[0, 0]]).any()
+
+
+def test_a_measured_template_weighs_a_kind_over_the_keys_a_query_can_see():
+    """A head that puts 0.9 on the query's own target position and 0.1 on its own board cell gets that template back.
+    A target query sees one of the 25 target positions, all of one kind: averaged over hidden keys too, the own
+    target's weight was measured at 0.9/25 and the template gave the board cell most of the attention."""
+    layout = SequenceLayout(5, 5)
+    ex = _examples(layout, 3, 7)
+    kinds, case = key_kinds(type("M", (), {"layout": layout})(), ex, "targets"), query_cases(ex)
+    allowed = layout.attention_mask()[layout.targets[0]].float()
+    cells = torch.arange(25)
+    rows = torch.zeros(3, 25, layout.seq_len)
+    rows[:, cells, layout.targets[0].start + cells] = 0.9
+    rows[:, cells, layout.board.start + cells] = 0.1
+    template = template_rows("case-conditional", measured_weights(rows, kinds, case, allowed), kinds, case, allowed)
+    assert torch.allclose(template, rows, atol=1e-6)
 
 
 def test_the_answer_carrying_control_shares_the_answer_never_the_role():

@@ -90,23 +90,31 @@ class Weights(NamedTuple):
     seen: torch.Tensor  # [18] bool: the case had queries on the reference boards
 
 
-def measured_weights(rows: torch.Tensor, kinds: torch.Tensor, case: torch.Tensor) -> Weights:
+def measured_weights(rows: torch.Tensor, kinds: torch.Tensor, case: torch.Tensor, allowed: torch.Tensor) -> Weights:
     """:func:`conditional_weights`, the same pooled over the cases, and which cases were seen."""
     index = kinds.flatten()
     total = torch.zeros(N_KINDS).index_add_(0, index, rows.flatten().float())
-    count = torch.zeros(N_KINDS).index_add_(0, index, torch.ones_like(index, dtype=torch.float))
+    count = torch.zeros(N_KINDS).index_add_(0, index, visible(allowed, rows))
     seen = torch.bincount(case.flatten(), minlength=N_RULE_BITS) > 0
-    return Weights(conditional_weights(rows, kinds, case), total / count.clamp_min(1), seen)
+    return Weights(conditional_weights(rows, kinds, case, allowed), total / count.clamp_min(1), seen)
 
 
-def conditional_weights(rows: torch.Tensor, kinds: torch.Tensor, case: torch.Tensor) -> torch.Tensor:
-    """``[18, N_KINDS]``: mean attention per key of each kind, given the query's case; the governing token's two
-    values pooled (module docstring)."""
+def visible(allowed: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``allowed`` ``[cells, T]`` for every row of ``rows`` ``[N, cells, T]``, flat: a mean weight per kind of key
+    counts only the keys a query may attend to. (Counting every key diluted a kind that is mostly hidden: the
+    targets' own position is one of H*W target positions, the others masked, so a head that puts 98% there was
+    measured at 98%/64 and its template moved the weight to the board.)"""
+    return allowed.to(torch.float).expand_as(rows).flatten()
+
+
+def conditional_weights(rows: torch.Tensor, kinds: torch.Tensor, case: torch.Tensor, allowed: torch.Tensor
+                        ) -> torch.Tensor:
+    """``[18, N_KINDS]``: mean attention per visible key of each kind, given the query's case; the governing token's
+    two values pooled (module docstring)."""
     flat_case = case[..., None].expand_as(kinds)
     index = (flat_case * N_KINDS + kinds).flatten()
     total = torch.zeros(N_RULE_BITS * N_KINDS).index_add_(0, index, rows.flatten().float()).view(N_RULE_BITS, -1)
-    count = torch.zeros(N_RULE_BITS * N_KINDS).index_add_(0, index, torch.ones_like(index, dtype=torch.float))
-    count = count.view(N_RULE_BITS, -1)
+    count = torch.zeros(N_RULE_BITS * N_KINDS).index_add_(0, index, visible(allowed, rows)).view(N_RULE_BITS, -1)
     for j in range(N_RULE_BITS):
         for bit in range(N_RULE_BITS):  # the governing token's values pooled; an unseen value takes the other's
             both = slice(RULE_KIND + 2 * bit, RULE_KIND + 2 * bit + 2)
@@ -214,7 +222,7 @@ def idealise(model: LifeTransformer, ex: Examples, reference: Examples, slots: l
     for s in slots:
         allowed = allowed_keys(model, s.component.layer, s.component.head, s.group)
         ref_kinds = key_kinds(model, reference, s.group)
-        weights = measured_weights(measured[s], ref_kinds, ref_case)
+        weights = measured_weights(measured[s], ref_kinds, ref_case, allowed)
         gated = lookups.get(s.name)
         candidates = ["governing token"] if gated else list(NAMED)
         distance = {t: _distance(template_rows(t, weights, ref_kinds, ref_case, allowed, gated), measured[s])

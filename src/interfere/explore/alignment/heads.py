@@ -26,6 +26,7 @@ from interfere.explore.account.idealised import (
     pattern_hooks,
     query_cases,
     template_rows,
+    visible,
 )
 from interfere.explore.account.slots import Slot, all_slots, unread_slots
 from interfere.explore.alignment.sites import KINDS, Site
@@ -56,14 +57,14 @@ def bit_available(entries: list[dict], layer: int) -> set[int]:
     return out
 
 
-def case_bit_weights(rows: torch.Tensor, kinds: torch.Tensor, case: torch.Tensor, bit: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``([36, N_KINDS], [36] bool)``: mean attention per kind of key given the query's case and governing bit, and
-    which (case, bit) had queries."""
+def case_bit_weights(rows: torch.Tensor, kinds: torch.Tensor, case: torch.Tensor, bit: torch.Tensor,
+                     allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``([36, N_KINDS], [36] bool)``: mean attention per visible key of each kind given the query's case and
+    governing bit, and which (case, bit) had queries."""
     index = (case * 2 + bit)[..., None].expand_as(kinds)
     flat = (index * N_KINDS + kinds).flatten()
     total = torch.zeros(2 * N_RULE_BITS * N_KINDS).index_add_(0, flat, rows.flatten().float())
-    count = torch.zeros(2 * N_RULE_BITS * N_KINDS).index_add_(0, flat, torch.ones_like(flat, dtype=torch.float))
+    count = torch.zeros(2 * N_RULE_BITS * N_KINDS).index_add_(0, flat, visible(allowed, rows))
     seen = torch.bincount((case * 2 + bit).flatten(), minlength=2 * N_RULE_BITS) > 0
     return (total / count.clamp_min(1)).view(2 * N_RULE_BITS, N_KINDS), seen
 
@@ -91,14 +92,14 @@ def all_heads_aligned(model: LifeTransformer, ex: Examples, reference: Examples,
     for s in slots:
         allowed = allowed_keys(model, s.component.layer, s.component.head, s.group)
         ref_kinds, kinds = key_kinds(model, reference, s.group), key_kinds(model, ex, s.group)
-        weights = measured_weights(measured[s], ref_kinds, ref_case)
+        weights = measured_weights(measured[s], ref_kinds, ref_case, allowed)
         plain[s] = template_rows("case-conditional", weights, kinds, case, allowed)
         follows = [BIT_NAMES.index(c) for c, tv in answer_dependence(measured[s], ref_case, ref_bit).items()
                    if tv >= answer_tv]
         usable = sorted(set(follows) & bit_available(bit_entries, s.component.layer))
         aligned[s] = plain[s]
         if usable:
-            table, seen = case_bit_weights(measured[s], ref_kinds, ref_case, ref_bit)
+            table, seen = case_bit_weights(measured[s], ref_kinds, ref_case, ref_bit, allowed)
             aligned[s] = aligned_rows(table, seen, kinds, case, bit, allowed, plain[s], usable)
         if follows:
             heads[s.name] = {"follows": [BIT_NAMES[j] for j in follows], "given_bit": [BIT_NAMES[j] for j in usable],

@@ -13,7 +13,7 @@ template replaces, and the head's values stay the model's. Templates (:data:`TEM
   dead (4 measured constants: a counting head that weighs live neighbours more is still a counting head);
 * ``governing token``: for the cases the lookup map says this head looks up, all attention on the one governing
   rule token (case-gated); for the other cases, its case-conditional weights;
-* ``case-conditional``: the mean attention per key of each kind given the query's case (18 x 62 constants).
+* ``case-conditional``: the mean attention per visible key of each kind given the query's case (18 x 62 constants).
 
 Each head gets the simplest named template within ``TIE`` of the nearest to what it does (mean total variation per
 query on the reference boards), the governing token where the map names it a lookup; the accuracy kept says whether

@@ -11,6 +11,7 @@ from interfere.ca.rules import BIT_NAMES
 from interfere.data.stream import random_boards
 from interfere.explore import circuit
 from interfere.explore.account import kinds, roles, routes
+from interfere.explore.account.slots import unread_slots
 from interfere.explore.account.truth import node_aurocs, route_key, score
 from interfere.explore.analysis import jsonable
 from interfere.explore.common import examples_of
@@ -87,6 +88,19 @@ def test_without_selectivity_the_map_would_name_the_raw_rule_reader():
     careless = routes.routes_of(summary, 2, {**TH["circuit"], "lookup_selectivity": float("-inf")})
     assert {careless[c].lookup for c in BIT_NAMES} == {"L0H2@board"}
     assert max(summary[c].slots["L0H2@board"].selectivity for c in BIT_NAMES) < 0.05
+
+
+def test_a_head_of_a_sharing_set_ranks_with_the_built_nodes_though_it_carries_nothing_alone():
+    """On ``shared``, L1H1 is one of three heads of which any two are enough: alone it carries no flip, so a node
+    score of what a slot carries alone ties it with the slots outside the circuit (map AUROC 0.90); scored by the
+    set it carries with, the map separates the built nodes from the rest."""
+    model, flips = build("shared"), covered_flips("shared")
+    summary = routes.summarise(flips)
+    found = {"map": jsonable(summary), "routes": jsonable(classified(flips)), "thresholds": TH["circuit"],
+             "roles": {"MLP1@targets": {"uses": "computed"}}, "unread": [s.name for s in unread_slots(model)]}
+    assert max(summary[c].slots["L1H1@targets"].carry for c in BIT_NAMES) < 0.5  # nothing alone
+    assert {found["routes"][c]["set_carry"] for c in ("B7", "B8")} == {1.0}
+    assert node_aurocs(ground_truth("shared"), found)["map"]["auroc"] == 1.0
 
 
 def test_the_account_on_the_split_variant_is_the_one_built():

@@ -85,8 +85,9 @@ def _classified(case: str, flips: Flips, found: CaseFlips, r: Route, n_layers: i
     if carriers or moves == moves and moves >= th["lookup_selectivity"]:  # the answer is made before the read-out
         sets = test.carrying_sets(selective)
         if sets:
-            return _route(r, "shared", sorted({n for s in sets for n in s}, key=order_key), slots, readout, th,
-                          lookup=False)
+            shared = _route(r, "shared", sorted({n for s, _ in sets for n in s}, key=order_key), slots, readout, th,
+                            lookup=False)
+            return dataclasses.replace(shared, set_carry=round(min(share for _, share in sets), 4))
         if carriers:
             return _route(r, "single", [carriers[0]], slots, readout, th)  # not needed alone, nothing else found
         return _route(r, "unlocated", [], slots, readout, th, lookup=False)
@@ -152,15 +153,16 @@ class _Tests:
                        key=lambda p: (order_key(p[0]), order_key(p[1])))
         return next(((a, b) for a, b in pairs if self.alone(a, b) and self.alone(b, a)), None)
 
-    def carrying_sets(self, selective: list[str]) -> list[tuple[str, ...]]:
-        """The smallest sets of selective slots of one layer that carry the case together."""
+    def carrying_sets(self, selective: list[str]) -> list[tuple[tuple[str, ...], float]]:
+        """The smallest sets of selective slots of one layer that carry the case together, each with its share."""
         by_layer: dict[int, list[str]] = {}
         for name in selective:
             by_layer.setdefault(step_of(name)[0], []).append(name)
         for size in range(2, MAX_SET + 1):
-            found = [combo for names in by_layer.values() for combo in itertools.combinations(names, size)
-                     if self.share(self.patcher.predict(self.bit, "clean", tuple(Slot.from_name(n) for n in combo))
-                                   != self.clean) >= self.th["route_carry"]]
+            shares = [(combo, self.share(self.patcher.predict(self.bit, "clean", tuple(map(Slot.from_name, combo)))
+                                         != self.clean))
+                      for names in by_layer.values() for combo in itertools.combinations(names, size)]
+            found = [(combo, share) for combo, share in shares if share >= self.th["route_carry"]]
             if found:
                 return found
         return []

@@ -284,6 +284,7 @@ class Route:
     cells: int
     kind: str = "single"
     lookups: list[str] = field(default_factory=list)
+    set_carry: float | None = None  # a shared case: the least share any of its carrying sets carries
 
     def where(self) -> tuple[str, str | None]:
         """Where the flip enters and the lookup: what the split-half check compares."""

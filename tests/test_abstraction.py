@@ -161,31 +161,3 @@ def test_examples_of_a_batch_keep_their_rules_grouped():
     assert torch.equal(batch.rule_id, torch.arange(4).repeat_interleave(4))
     assert torch.equal(batch.ex.rules[::4], torch.eye(18, dtype=torch.bool)[:4])
     assert torch.equal(batch.next_state, step(batch.ex.boards, batch.ex.rules).flatten(1))
-
-
-def test_minimal_pairs_differ_only_in_the_rule_and_find_the_board_route_whole():
-    """``--pairs minimal``: every bit pair is one board under two rules, each base cell takes the bit from the same
-    cell; other variables keep pairs across boards. On ``split`` the whole vector at the cell's board position entering
-    layer 1 carries the board route's bit (S0-S6, B0-B3) on every changed cell and the rule route's (B4-B8, made in
-    layer 1) on none."""
-    from interfere.explore.alignment import das
-    from interfere.explore.alignment.search import measured
-
-    model = build("split")
-    params = abstraction.Params(thresholds=TH, samples=64, boards_per_rule=4, pairs="minimal")
-    rules = torch.rand(16, 18, generator=torch.Generator().manual_seed(3)) < 0.5
-    batch = abstraction.batch_of(model, rules, params, 0)
-    site, g = Site.from_name("resid_pre.1@board"), torch.Generator().manual_seed(0)
-    pairs = das.draw_pairs(batch, "bit", site, HighLevel.real(), 1024, False, g)
-    assert torch.equal(batch.ex.boards[pairs.base], batch.ex.boards[pairs.source])
-    assert bool((batch.rule_id[pairs.base] != batch.rule_id[pairs.source]).all())
-    assert torch.equal(pairs.cells, pairs.source_cells)
-    counted = pairs.mask & pairs.changed
-    assert bool(counted.any()) and torch.equal(pairs.label[counted], batch.next_state[pairs.source[:, None],
-                                                                                       pairs.cells][counted])
-    other = das.draw_pairs(batch, "count", site, HighLevel.real(), 64, False, g)
-    assert not torch.equal(batch.ex.boards[other.base], batch.ex.boards[other.source])
-    per_case = measured(batch, site, pairs, None).per_case
-    board_route = [f"S{i}" for i in range(7)] + [f"B{i}" for i in range(4)]
-    assert all(per_case[c] == 1.0 for c in board_route if c in per_case) and len(per_case) >= 12, per_case
-    assert all(per_case[c] == 0.0 for c in per_case if c not in board_route), per_case  # S7-S8, B4-B8

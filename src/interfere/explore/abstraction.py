@@ -3,7 +3,7 @@ interchange interventions on learned linear subspaces (distributed alignment sea
 full-vector interchange, a control causal model and the randomly initialised model.
 
     python -m interfere abstraction [--run-id ID | --ckpt PATH] [--samples 256] [--variables count,bit]
-                                    [--sites resid_pre.1@targets,...] [--pairs any|minimal]
+                                    [--sites resid_pre.1@targets,...]
 
 The stages are in :mod:`interfere.explore.alignment`. Pairs are drawn on training rules for the fits and on the
 held-out test rules for every number reported; IIA is measured on *changed* pairs (where the counterfactual label
@@ -61,7 +61,6 @@ class Params:
     excluded: tuple[int, ...] = ()  # rule codes never drawn for training (the validation rules)
     seed: int = 0
     budget: Budget = field(default_factory=Budget)
-    pairs: str = "any"  # the bit's pairs: "any" (another rule on another board) or "minimal" (the same board)
     aligned_heads: bool = True  # also every head idealised at once with the aligned bit (explore.alignment.heads)
     random_init: bool = True  # also each claim's IIA on the randomly initialised model
 
@@ -73,7 +72,6 @@ class Result:
     all_heads_aligned: float | None  # held-out accuracy, every head idealised with the aligned bit (heads.py)
     heads: dict  # the same with input-only case-conditional templates, and the answer-following heads
     sites: list[str]
-    pairs: str  # the bit's pairs: "any" or "minimal" (Params.pairs)
     thresholds: dict
     seconds: float
 
@@ -83,17 +81,11 @@ def wants(model: LifeTransformer, params: Params | None) -> list[Want]:
 
 
 def batch_of(model: LifeTransformer, rules: torch.Tensor, params: Params, seed: int) -> Batch:
-    """``boards_per_rule`` fresh boards for every rule (consecutive examples share a rule); with minimal pairs every
-    two consecutive rules share their boards."""
+    """``boards_per_rule`` fresh boards for every rule (consecutive examples share a rule)."""
     g = torch.Generator().manual_seed(seed)
-    per, n = params.boards_per_rule, len(rules)
-    rule_id = torch.arange(n * per) // per
-    boards = random_boards(n * per, model.layout.height, model.layout.width, *params.density, g)
-    if params.pairs == "any":
-        return Batch(model, examples_of(model, rules.repeat_interleave(per, 0), boards), rule_id)
-    board_id = (rule_id // 2) * per + torch.arange(n * per) % per
-    return Batch(model, examples_of(model, rules.repeat_interleave(per, 0), boards[board_id]), rule_id,
-                 board_id=board_id)
+    rules = rules.repeat_interleave(params.boards_per_rule, 0)
+    boards = random_boards(len(rules), model.layout.height, model.layout.width, *params.density, g)
+    return Batch(model, examples_of(model, rules, boards), torch.arange(len(rules)) // params.boards_per_rule)
 
 
 def data_of(model: LifeTransformer, params: Params) -> Data:
@@ -160,7 +152,7 @@ def measure(model: LifeTransformer, ex: Examples | None, params: Params) -> Resu
         ideal = all_heads_aligned(model, data.test.ex, data.train.ex, out.get("bit", {}).get("sites", []),
                                   params.thresholds["circuit"]["answer_tv"])
     return Result(variables=out, joint=joint, all_heads_aligned=ideal.pop("all_heads_aligned"), heads=ideal,
-                  sites=sorted({s.name for _, s in plan}, key=lambda n: Site.from_name(n)), pairs=params.pairs,
+                  sites=sorted({s.name for _, s in plan}, key=lambda n: Site.from_name(n)),
                   thresholds=th, seconds=round(time.perf_counter() - t0, 1))
 
 
@@ -175,9 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variables", default=",".join(VARIABLES), help="comma-separated, from " + ", ".join(VARIABLES))
     p.add_argument("--sites", default=None, help="comma-separated site names (default: every readable site), e.g. "
                                                  "resid_pre.1@targets,mlp_out.0@board,L1H2@targets")
-    p.add_argument("--pairs", choices=("any", "minimal"), default="any",
-                   help="the bit's interchange pairs: another rule on another board (any), or the same board under "
-                        "another rule (minimal: nothing but the rule differs)")
     return p
 
 
@@ -195,8 +184,7 @@ def params_from_args(args: argparse.Namespace, ctx: Context, thresholds: dict) -
         if bad:
             raise UserError(f"site(s) {', '.join(bad)} are not readable sites of this model: e.g. "
                             f"{', '.join(sorted(known)[:4])} (python -m interfere abstraction --help)")
-    return params_for(ctx.data, thresholds, ctx.seed, samples=args.samples, variables=variables, sites=sites,
-                      pairs=args.pairs)
+    return params_for(ctx.data, thresholds, ctx.seed, samples=args.samples, variables=variables, sites=sites)
 
 
 def params_for(data: DataConfig, thresholds: dict, seed: int = 0, **given: object) -> Params:

@@ -39,14 +39,12 @@ DONE_LOSS = 1e-3  # a fit stops once a step's cross-entropy is below this (every
 @dataclass
 class Batch:
     """Examples grouped by rule (examples with the same ``rule_id`` share their rule), their cells' high-level values
-    and the model's hooked activations (cached whole, per hook name, on first use). With ``board_id`` each board is
-    also under a second rule: the bit's pairs are then minimal (:func:`draw_pairs`)."""
+    and the model's hooked activations (cached whole, per hook name, on first use)."""
 
     model: LifeTransformer
     ex: Examples
     rule_id: torch.Tensor  # [N]
     acts: dict[str, torch.Tensor] = field(default_factory=dict)
-    board_id: torch.Tensor | None = None  # [N]: examples with the same id share their board
 
     def __post_init__(self) -> None:
         self.tokens = self.ex.tokens
@@ -94,22 +92,14 @@ def draw_pairs(batch: Batch, variable: str, site: Site, hl: HighLevel, n: int, s
     absolute position (RoPE turns only queries and keys; a window's bias is relative), so any cell's value can stand
     in. At the governing rule token the source's token is the one of the base cell's case (its value the source
     rule's bit). A pair of one base cell takes it case by case about as often for every case (rare cases, such as a
-    dead cell among eight live ones, would otherwise go unmeasured).
-
-    Minimal pairs (a batch with ``board_id``, the bit, not ``same_rule``): the source is the base's board under
-    another rule, and each base cell takes the bit from the same cell there; nothing but the rule differs, so a site
-    that carries the cell's board context beside the bit is not asked to carry another board's."""
+    dead cell among eight live ones, would otherwise go unmeasured)."""
     rid = batch.rule_id
-    minimal = batch.board_id is not None and variable == "bit" and not same_rule
-    if minimal:
-        base, source = _same_board(batch, n, g)
-    else:
-        base = torch.randint(0, len(batch), (4 * n,), generator=g)
-        source = torch.randint(0, len(batch), (4 * n,), generator=g)
-        ok = (rid[base] == rid[source]) & (base != source) if same_rule else rid[base] != rid[source]
-        base, source = base[ok][:n], source[ok][:n]
+    base = torch.randint(0, len(batch), (4 * n,), generator=g)
+    source = torch.randint(0, len(batch), (4 * n,), generator=g)
+    ok = (rid[base] == rid[source]) & (base != source) if same_rule else rid[base] != rid[source]
+    base, source = base[ok][:n], source[ok][:n]
     b, s = _cells_at(batch.cells, base), _cells_at(batch.cells, source)
-    if site.where == "rule" or minimal:  # the same cell: at a rule token the source's token of the base cell's case
+    if site.where == "rule":  # the source's token of the base cell's case: its cell is the base's, its rule its own
         allowed = torch.eye(b.own.shape[1], dtype=torch.bool).expand(len(base), -1, -1)
         s = Cells(s.rules, b.own, b.count)
     else:
@@ -129,21 +119,11 @@ def draw_pairs(batch: Batch, variable: str, site: Site, hl: HighLevel, n: int, s
     picks = torch.multinomial(weights + (weights.sum(-1, keepdim=True) == 0).float(), 1, generator=g)
     source_cells = picks.view(cells.shape)
     b, s = _cells_at(batch.cells, base, cells), _cells_at(batch.cells, source, source_cells)
-    if site.where == "rule" or minimal:
+    if site.where == "rule":
         s = Cells(s.rules, b.own, b.count)
     label = hl.counterfactual(variable, b, s)
     changed = label != batch.next_state[base[:, None], cells]
     return Pairs(base, source, cells, source_cells, base_ok, label, changed, b.case, s.case)
-
-
-def _same_board(batch: Batch, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` (base, source) examples with the same board and different rules."""
-    assert batch.board_id is not None
-    other = (batch.board_id[:, None] == batch.board_id[None, :]) & (batch.rule_id[:, None] != batch.rule_id[None, :])
-    has = torch.nonzero(other.any(1)).flatten()
-    base = has[torch.randint(0, len(has), (n,), generator=g)]
-    source = torch.multinomial(other[base].float(), 1, generator=g).flatten()
-    return base, source
 
 
 def _allowed(variable: str, b: Cells, s: Cells, same_case: bool, cases: torch.Tensor | None) -> torch.Tensor:

@@ -12,7 +12,9 @@ fewest positions that hold its bit (at least ``HOLDS`` of its changed cells foll
 
 The abstraction's sites are one position of a cell and its pairs take the source from another board; this asks what
 those cannot: whether a bit is spread over several positions, and what a site of one position holds when nothing but
-the rule differs.
+the rule differs. It asks less, too: the source is the same cell, of the same case, so a position that carries the
+rule bits the answer is selected from passes as well as one that carries the looked-up bit (the abstraction's pairs
+take sources of other cases, which tell the two apart).
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from sklearn.metrics import roc_auc_score
 
 from interfere.ca.patterns import place
 from interfere.ca.rules import NAMED_RULES, Rule, get_rule
@@ -20,7 +19,6 @@ from interfere.ca.simulate import rollout as simulate_rollout
 from interfere.data.stream import DataConfig, future_boards, heldout_rules, random_boards, validation_rules
 from interfere.model import inference
 from interfere.model.life_model import LifeTransformer
-from interfere.viz.animate import comparison_frames, write_frames
 
 ROLLOUT_CAP = 100
 ROLLOUT_PATTERNS = ("blinker", "glider", "r_pentomino")
@@ -40,6 +38,8 @@ class CellScores:
 
     def summary(self) -> dict[str, float]:
         correct = self.pred == self.truth
+        from sklearn.metrics import roc_auc_score  # here, not at the top: 1 s of imports a run that never scores
+
         truth = self.truth.flatten().numpy()
         auc = float(roc_auc_score(truth, self.prob_alive.flatten().numpy())) if 0 < truth.mean() < 1 else float("nan")
         return {
@@ -264,4 +264,6 @@ def save_rollout_animation(model: LifeTransformer, rule: str | Rule, start: str 
     model_states = inference.rollout(model, rule.bits.expand(1, -1), start[None], steps)[0].cpu()
     true_states = simulate_rollout(start, rule, steps)
     title = f"{rule.name or rule}"
+    from interfere.viz.animate import comparison_frames, write_frames  # matplotlib: only when a GIF is written
+
     return write_frames(comparison_frames(model_states, true_states, title), path)

@@ -99,7 +99,8 @@ def test_a_head_of_a_sharing_set_ranks_with_the_built_nodes_though_it_carries_no
     found = {"map": jsonable(summary), "routes": jsonable(classified(flips)), "thresholds": TH["circuit"],
              "roles": {"MLP1@targets": {"uses": "computed"}}, "unread": [s.name for s in unread_slots(model)]}
     assert max(summary[c].slots["L1H1@targets"].carry for c in BIT_NAMES) < 0.5  # nothing alone
-    assert {found["routes"][c]["set_carry"] for c in ("B7", "B8")} == {1.0}
+    for case in ("B7", "B8"):  # each of the three heads: its best pair carries every flip
+        assert found["routes"][case]["set_shares"] == dict.fromkeys(found["routes"][case]["lookups"], 1.0)
     assert node_aurocs(ground_truth("shared"), found)["map"]["auroc"] == 1.0
 
 

@@ -38,7 +38,7 @@ class CellScores:
 
     def summary(self) -> dict[str, float]:
         correct = self.pred == self.truth
-        from sklearn.metrics import roc_auc_score  # here, not at the top: 1 s of imports a run that never scores
+        from sklearn.metrics import roc_auc_score  # imported here: 1 s that a process which never scores skips
 
         truth = self.truth.flatten().numpy()
         auc = float(roc_auc_score(truth, self.prob_alive.flatten().numpy())) if 0 < truth.mean() < 1 else float("nan")

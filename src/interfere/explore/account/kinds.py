@@ -14,7 +14,7 @@ that turn it off, so an unbalanced share would be set by how many of the sampled
   carries only the flips that turn the answer on, about half: neither its sufficiency nor its necessity tells;
 * ``shared``: no slot before the read-out carries the case alone, but the residual the read-out reads already moves
   selectively (the answer is made before it), and a set of slots patched together carries it: the smallest such sets
-  (of two, then three), ``lookups`` their union;
+  (of two, then three), ``lookups`` their union, ``set_shares`` each one's best set's (balanced) share;
 * ``unlocated``: nothing before the read-out carries it, alone or in a set, though the read-out's input moves;
 * the read-out itself as the lookup (``single``) only when its input does not move selectively: it reads the rule,
   not an answer made before it (a method that named the read-out whenever nothing earlier carries would call every
@@ -87,7 +87,8 @@ def _classified(case: str, flips: Flips, found: CaseFlips, r: Route, n_layers: i
         if sets:
             shared = _route(r, "shared", sorted({n for s, _ in sets for n in s}, key=order_key), slots, readout, th,
                             lookup=False)
-            return dataclasses.replace(shared, set_carry=round(min(share for _, share in sets), 4))
+            best = {n: round(max(share for combo, share in sets if n in combo), 4) for n in shared.lookups}
+            return dataclasses.replace(shared, set_shares=best)
         if carriers:
             return _route(r, "single", [carriers[0]], slots, readout, th)  # not needed alone, nothing else found
         return _route(r, "unlocated", [], slots, readout, th, lookup=False)

@@ -269,7 +269,8 @@ def step_of(name: str) -> tuple[int, bool]:
 class Route:
     """One case's route (module docstring): where the flip enters and by which layer, its lookup with the share of
     flips it carries, the relays and the read-out with theirs; :mod:`~interfere.explore.account.kinds` adds the
-    ``kind`` and every component that looks it up (``lookups``). A case without cells on the boards is
+    ``kind``, every component that looks it up (``lookups``) and, for a shared case, what the sets they form carry
+    (``set_shares``). A case without cells on the boards is
     ``unmeasured`` (no claim). Its fields are the map's JSON schema, and a hand-made model's ground truth's."""
 
     enters: str
@@ -284,7 +285,7 @@ class Route:
     cells: int
     kind: str = "single"
     lookups: list[str] = field(default_factory=list)
-    set_carry: float | None = None  # a shared case: the least share any of its carrying sets carries
+    set_shares: dict[str, float] = field(default_factory=dict)  # shared: lookup -> its best carrying set's share
 
     def where(self) -> tuple[str, str | None]:
         """Where the flip enters and the lookup: what the split-half check compares."""

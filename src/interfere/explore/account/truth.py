@@ -59,14 +59,14 @@ def node_aurocs(truth: dict, found: dict) -> dict[str, dict]:
     """Node-level scores against the built circuit (InterpBench's measure, Gupta et al. 2024): each method ranks the
     slots it measured, and the AUROC says how well that ranking separates the built nodes from the rest, next to the
     true and false positive rates of what the method claims. The map: a slot's score is its largest sufficiency for
-    any case's flips where it is selective, alone or as one of a set that carries a shared case together (a head of
-    three of which any two are enough carries nothing alone), its claim the lookups and relays it names; the built
-    nodes are the routes' lookups and relays. The roles: a slot's score is the accuracy lost when it is mean-ablated
-    (with its redundant partners removed where it has them), its claim a role other than none; the built nodes are
-    the slots whose built role is not none. Slots fixed by construction (unread, the read-out) are left out. For a
-    model trained to a known algorithm (SIIT) only the slots whose part the training fixed are scored: its nodes
-    (built) and the components trained not to matter (not built); the rest (the count and own heads) were left
-    free."""
+    any case's flips where it is selective, alone, or what the best set it belongs to carries of a shared case (a
+    head of three of which any two are enough carries nothing alone; the set's share is balanced over the flip's two
+    directions, as the kinds are decided), its claim the lookups and relays it names; the built nodes are the
+    routes' lookups and relays. The roles: a slot's score is the accuracy lost when it is mean-ablated (with its
+    redundant partners removed where it has them), its claim a role other than none; the built nodes are the slots
+    whose built role is not none. Slots fixed by construction (unread, the read-out) are left out. For a model
+    trained to a known algorithm (SIIT) only the slots whose part the training fixed are scored: its nodes (built)
+    and the components trained not to matter (not built); the rest (the count and own heads) were left free."""
     from interfere.explore.analysis import fast_auc
 
     forced = set(found["unread"]) | {n for n, r in found["roles"].items() if r["uses"] in FORCED}
@@ -82,8 +82,7 @@ def node_aurocs(truth: dict, found: dict) -> dict[str, dict]:
 
     def map_score(n: str) -> float:
         alone = [c["slots"][n]["carry"] for c in found["map"].values() if c["cells"] and selective(c["slots"][n])]
-        in_sets = [r["set_carry"] for r in found["routes"].values() if r.get("set_carry") is not None
-                   and n in r["lookups"]]
+        in_sets = [r.get("set_shares", {})[n] for r in found["routes"].values() if n in r.get("set_shares", {})]
         return max(alone + in_sets, default=0.0)
 
     built_role = {f"{c['component']}@{c['positions']}" for c in truth["components"]

@@ -57,19 +57,18 @@ def spread(model: LifeTransformer, base: Examples, source: Examples, layer: int)
     hook = act_name("resid_pre", layer)
     here, there = (model.run_with_cache(ex.tokens, names_filter=[hook])[1][hook] for ex in (base, source))
     want = source.next_boards.flatten(1)
-    predicted: dict[tuple[int, ...], torch.Tensor] = {}  # patched positions -> predictions (one forward each)
+    last: tuple[tuple[int, ...], torch.Tensor] | None = None  # the whole board's patch is every cell's: run it once
     out = {}
     for group in GROUPS:
         hit = torch.zeros_like(want, dtype=torch.bool)
         for cell in range(model.layout.n_cells):
             pos = positions(model, cell, group)
-            key = tuple(pos.tolist())
-            if key not in predicted:
+            if last is None or last[0] != tuple(pos.tolist()):
                 resid = here.clone()
                 resid[:, pos] = there[:, pos]
                 logits = model.target_logits(model(resid, start_at_layer=layer))
-                predicted[key] = model.layout.first_step(logits).argmax(-1)
-            hit[:, cell] = predicted[key][:, cell] == want[:, cell]
+                last = tuple(pos.tolist()), model.layout.first_step(logits).argmax(-1)
+            hit[:, cell] = last[1][:, cell] == want[:, cell]
         out[group] = hit
     return out
 

@@ -270,8 +270,8 @@ class Route:
     """One case's route (module docstring): where the flip enters and by which layer, its lookup with the share of
     flips it carries, the relays and the read-out with theirs; :mod:`~interfere.explore.account.kinds` adds the
     ``kind``, every component that looks it up (``lookups``) and, for a shared case, what the sets they form carry
-    (``set_shares``). A case without cells on the boards is
-    ``unmeasured`` (no claim). Its fields are the map's JSON schema, and a hand-made model's ground truth's."""
+    (``set_shares``). A case without cells on the boards is ``unmeasured`` (no claim). Its fields are the map's JSON
+    schema, and a hand-made model's ground truth's."""
 
     enters: str
     layer: int | None

@@ -53,10 +53,12 @@ def positions(model: LifeTransformer, cell: int, group: str) -> torch.Tensor:
 @torch.no_grad()
 def spread(model: LifeTransformer, base: Examples, source: Examples, layer: int) -> dict[str, torch.Tensor]:
     """``{group: [N, cells] bool}``: the prediction at each cell's target took the source's next state when the
-    group's residual entering ``layer`` came from the source."""
+    group's residual entering ``layer`` came from the source, and had not without the patch (a model that predicts
+    at chance, the random-init one, is not credited with the half of the cells it gets by luck)."""
     hook = act_name("resid_pre", layer)
     here, there = (model.run_with_cache(ex.tokens, names_filter=[hook])[1][hook] for ex in (base, source))
     want = source.next_boards.flatten(1)
+    unpatched = model.layout.first_step(model.target_logits(model(here, start_at_layer=layer))).argmax(-1)
     last: tuple[tuple[int, ...], torch.Tensor] | None = None  # the whole board's patch is every cell's: run it once
     out = {}
     for group in GROUPS:
@@ -68,7 +70,7 @@ def spread(model: LifeTransformer, base: Examples, source: Examples, layer: int)
                 resid[:, pos] = there[:, pos]
                 logits = model.target_logits(model(resid, start_at_layer=layer))
                 last = tuple(pos.tolist()), model.layout.first_step(logits).argmax(-1)
-            hit[:, cell] = last[1][:, cell] == want[:, cell]
+            hit[:, cell] = (last[1][:, cell] == want[:, cell]) & (unpatched[:, cell] != want[:, cell])
         out[group] = hit
     return out
 

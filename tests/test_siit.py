@@ -5,9 +5,14 @@ the ground truth."""
 import pytest
 import torch
 
+from interfere.config import compose, sections
 from interfere.data.stream import random_boards
 from interfere.model.handmade import Heads, build
 from interfere.train import siit
+
+
+def compose_data():
+    return sections(compose("exp/cpu_demo"))[0]
 
 
 def cells(model, n: int, seed: int) -> siit.Cells:
@@ -41,6 +46,21 @@ def test_a_hand_made_model_passes_its_own_algorithms_interchanges_and_fails_anot
     attention = build("attention")  # computes every case by the lookup head: MLP0 at the board holds no bit
     got = siit.metrics(attention, nodes, outside, cells(attention, 24, 1), cells(attention, 24, 2))
     assert got["siit_iia_per_node"]["MLP0@board"] < 0.1 and got["siit_iia_per_node"]["L1H2@targets"] == 1.0, got
+
+
+def test_by_need_the_strict_loss_draws_the_component_that_fell_short_at_the_last_validation():
+    nodes, outside = siit.circuit("split", Heads(), 4)
+    run = siit.SiitRun("split", nodes, outside, torch.Generator().manual_seed(0), by_need=True)
+    assert run.need is None  # uniform until the first validation
+    attention = build("attention")  # split's outside components: the ones it leaves idle, some of them used here
+    per = run.validation(attention, compose_data(), seed=0, boards=24)["siit_strict_per_component"]
+    assert run.need.tolist() == pytest.approx([1 - per[o.name] + siit.NEED_FLOOR for o in outside])
+    run.need = torch.tensor([0.01, 0.01, 0.9, 0.01])
+    g = torch.Generator().manual_seed(1)
+    drawn = [siit.draw(outside, g, run.need).name for _ in range(400)]
+    assert drawn.count(outside[2].name) > 300 and len(set(drawn)) > 1  # mostly the short one, never only it
+    uniform = [siit.draw(outside, g).name for _ in range(400)]
+    assert max(uniform.count(o.name) for o in outside) < 140
 
 
 def test_a_siit_run_trains_every_loss_and_its_checkpoint_carries_the_algorithm(smoke_cfg, tmp_path):

@@ -63,6 +63,7 @@ class TrainConfig:
     siit: str | None = None  # a hand-made variant whose algorithm strict interchange-intervention training imposes
     siit_iit: float = 1.0  # the interchange loss' weight (InterpBench's default)
     siit_strict: float = 0.4  # the strict loss' weight (InterpBench's default)
+    siit_strict_sampling: str = "uniform"  # the strict loss's component: uniform, or need (by its last shortfall)
 
     def __post_init__(self) -> None:
         at_least("train.steps", self.steps, 0)
@@ -79,6 +80,7 @@ class TrainConfig:
             at_least(f"train.{name}", getattr(self, name), 1)
         one_of("train.autocast", self.autocast, ("auto", "none", "bf16"))
         one_of("train.schedule", self.schedule, ("cosine", "triggered"))
+        one_of("train.siit_strict_sampling", self.siit_strict_sampling, ("uniform", "need"))
         at_least("train.decay_steps", self.decay_steps, 1)
         for name in ("stop_when", "decay_when"):
             if getattr(self, name) is not None:

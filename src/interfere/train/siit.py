@@ -12,6 +12,9 @@ the circuit's *nodes*; the components no route uses are outside it. Each step ad
   base rule's bit of the source cell's case) where the source cell's case is one the node serves the same way, and
   every other base cell to its own next state (the node must not matter to it);
 * the **strict loss**: a component outside the circuit taken from the source: every base cell keeps its next state.
+  The component is drawn uniformly, or (``train.siit_strict_sampling=need``) in proportion to how far it fell short
+  at the last validation: the stop rule reads the mean over the components, which one component the model keeps
+  using holds below 0.99 while the others are already at 1.
 
 The weights follow InterpBench's defaults (behaviour 1, interchange 1, strict 0.4). Validation measures each node's
 interchange accuracy on the cells whose counterfactual differs from their next state (``siit_iia``: the worst node)
@@ -36,6 +39,7 @@ from interfere.model.hooks import act_name
 from interfere.model.life_model import LifeTransformer
 
 CASE, BIT = "case", "bit"
+NEED_FLOOR = 0.01  # by need, a component that already keeps every cell is still drawn now and then
 
 
 @dataclass(frozen=True)
@@ -138,11 +142,19 @@ def patched_logits(model: LifeTransformer, node: Node, base: Cells, source: Cell
     return model.layout.first_step(model.target_logits(logits))
 
 
+def draw(outside: list[Node], g: torch.Generator, need: torch.Tensor | None = None) -> Node:
+    """One component outside the circuit: uniformly, or in proportion to ``need``."""
+    if need is None:
+        return outside[int(torch.randint(len(outside), (1,), generator=g))]
+    return outside[int(torch.multinomial(need, 1, generator=g))]
+
+
 def losses(model: LifeTransformer, nodes: list[Node], outside: list[Node], base: Cells, source: Cells,
-           g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(interchange loss on a random node, strict loss on a random component outside the circuit)."""
+           g: torch.Generator, need: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(interchange loss on a random node, strict loss on a random component outside the circuit: drawn uniformly,
+    or in proportion to ``need``, one weight per component)."""
     node = nodes[int(torch.randint(len(nodes), (1,), generator=g))]
-    other = outside[int(torch.randint(len(outside), (1,), generator=g))] if outside else None
+    other = draw(outside, g, need) if outside else None
     values = source_values(model, [node] + ([other] if other else []), source)
     label, counted = counterfactual(node, base, source)
     iit = F.cross_entropy(patched_logits(model, node, base, source, values)[counted], label[counted])
@@ -176,6 +188,8 @@ class SiitRun:
     nodes: list[Node]
     outside: list[Node]
     g: torch.Generator
+    by_need: bool = False  # train.siit_strict_sampling=need: draw the strict loss's component by its last shortfall
+    need: torch.Tensor | None = None  # per outside component: 1 - its last strict accuracy, plus a floor
 
     @classmethod
     def of(cls, tc: object, model: LifeTransformer, seed: int, dd: object) -> SiitRun:
@@ -185,12 +199,13 @@ class SiitRun:
             raise UserError(f"train.siit imposes a two-layer algorithm: set model.n_layers=2, not "
                             f"{model.cfg.n_layers}")
         nodes, outside = circuit(tc.siit, Heads(), model.cfg.n_heads)
-        return cls(tc.siit, nodes, outside, torch.Generator().manual_seed(seed + 7))
+        return cls(tc.siit, nodes, outside, torch.Generator().manual_seed(seed + 7),
+                   tc.siit_strict_sampling == "need")
 
     def backward(self, model: LifeTransformer, batch: object, source: object, tc: object) -> None:
         """The interchange and strict losses of one step, their gradients added to the behaviour loss's."""
         base, src = (Cells.of(model, b.rules, b.boards[:, 0]) for b in (batch, source))
-        iit, strict = losses(model, self.nodes, self.outside, base, src, self.g)
+        iit, strict = losses(model, self.nodes, self.outside, base, src, self.g, self.need)
         (tc.siit_iit * iit + tc.siit_strict * strict).backward()
 
     def validation(self, model: LifeTransformer, data: object, seed: int, boards: int = 256) -> dict:
@@ -202,7 +217,11 @@ class SiitRun:
             picked = rules[torch.randint(len(rules), (boards,), generator=g)]
             halves.append(Cells.of(model, picked, random_boards(boards, data.height, data.width, data.density_min,
                                                                 data.density_max, g)))
-        return metrics(model, self.nodes, self.outside, *halves)
+        result = metrics(model, self.nodes, self.outside, *halves)
+        if self.by_need and self.outside:
+            per = result["siit_strict_per_component"]
+            self.need = torch.tensor([1 - per[o.name] + NEED_FLOOR for o in self.outside])
+        return result
 
     def ground_truth(self) -> dict:
         """What the checkpoint's algorithm is: the variant's routes and where its variables live (the roles of the

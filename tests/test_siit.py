@@ -75,5 +75,13 @@ def test_a_siit_run_trains_every_loss_and_its_checkpoint_carries_the_algorithm(s
     assert ckpt["ground_truth"]["trained_by"] == "SIIT" and ckpt["ground_truth"]["routes"]["B5"]["lookup"] == \
         "L1H2@targets"
     assert set(ckpt["metrics"]["siit_iia_per_node"]) == {"MLP0@board", "L1H0@targets", "MLP0@targets", "L1H2@targets"}
+    # interrupted after step 1 and resumed: the interchange and strict draws go on as in the straight run
+    args = ("train.run_id=siit_resumed", "train.steps=2", "train.eval_every=2", "train.final_eval=false",
+            "train.siit=split", "data.height=6", "data.width=6", "model.n_layers=2", "model.n_heads=4",
+            "train.eval_boards=16", "train.save_every=1")
+    train(smoke_cfg(tmp_path, *args, "train.stop_at=1"))
+    resumed = load_checkpoint(ckpt=train(smoke_cfg(tmp_path, *args, "train.resume=true"))["checkpoint"])
+    for key, value in ckpt["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
     with pytest.raises(Exception, match="two-layer algorithm"):
         train(smoke_cfg(tmp_path, "train.run_id=siit1", "train.steps=1", "train.siit=split", "model.n_heads=4"))

@@ -120,6 +120,7 @@ class Run(Saving):
         self.decay_clauses = parse_stop_when(tc.decay_when, "train.decay_when") if tc.decay_when else []
         self.stopped: dict | None = None  # when and why training ended (None while it runs)
         self.saved: tuple[int, Path] | None = None  # (step, path) of the last good checkpoint
+        self.siit = SiitRun.of(tc, self.model, self.seed, dd) if tc.siit else None
         if resume_from is not None:
             self._restore(resume_from)
         use_bf16, self.autocast_why = autocast_choice(tc.autocast, device, model_cfg.d_model)
@@ -129,7 +130,6 @@ class Run(Saving):
         self.first_bad_step = torch.full((), -1, device=device, dtype=torch.long)
         self.bad_loss = torch.zeros((), device=device)
         self.snapshot_at = set(snapshot_steps(tc.steps, tc.snapshots))
-        self.siit = SiitRun.of(tc, self.model, self.seed, dd) if tc.siit else None
 
     def release(self) -> None:
         """Give up the claim on the run folder (at the end of the run, or when it fails)."""
@@ -174,6 +174,8 @@ class Run(Saving):
         else:  # another world size: a fresh, still deterministic, data order
             self.stream.generator.manual_seed(self.seed * 1000 + self.dd.rank + 7919 * ckpt["step"])
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        if self.siit is not None and "siit" in ckpt:
+            self.siit.load(ckpt["siit"])
         self.step, self.train_time = int(ckpt["step"]), float(ckpt.get("train_time_s", 0.0))
         self.last_eval = ckpt.get("metrics", {})
         self.stopped = ckpt.get("stopped")

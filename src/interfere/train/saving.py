@@ -55,7 +55,8 @@ class Saving:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": {"stream": stream_states, "torch": torch.get_rng_state()},
                 "metrics": self.last_eval, "stopped": self.stopped, "cpu": cpu_description(),
-                **({"ground_truth": self.siit.ground_truth()} if getattr(self, "siit", None) else {}),
+                **({"ground_truth": self.siit.ground_truth(), "siit": self.siit.state()}
+                   if getattr(self, "siit", None) else {}),
             }, path)
             point_latest_link(self.ckpt_dir, path)
         self.dd.barrier()

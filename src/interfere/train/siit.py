@@ -223,6 +223,14 @@ class SiitRun:
             self.need = torch.tensor([1 - per[o.name] + NEED_FLOOR for o in self.outside])
         return result
 
+    def state(self) -> dict:
+        """What a resumed run needs to draw as the straight run would: the generator and the last shortfalls."""
+        return {"g": self.g.get_state(), "need": self.need}
+
+    def load(self, state: dict) -> None:
+        self.g.set_state(state["g"].cpu())
+        self.need = state["need"]
+
     def ground_truth(self) -> dict:
         """What the checkpoint's algorithm is: the variant's routes and where its variables live (the roles of the
         components SIIT does not train are not known, and not stated)."""

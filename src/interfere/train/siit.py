@@ -13,8 +13,8 @@ the circuit's *nodes*; the components no route uses are outside it. Each step ad
   every other base cell to its own next state (the node must not matter to it);
 * the **strict loss**: a component outside the circuit taken from the source: every base cell keeps its next state.
   The component is drawn uniformly, or (``train.siit_strict_sampling=need``) in proportion to how far it fell short
-  at the last validation: the stop rule reads the mean over the components, which one component the model keeps
-  using holds below 0.99 while the others are already at 1.
+  at the last validation (the stop rule reads the mean over the components, and one component the model keeps using
+  holds that mean below 0.99 while the others are at 1).
 
 The weights follow InterpBench's defaults (behaviour 1, interchange 1, strict 0.4). Validation measures each node's
 interchange accuracy on the cells whose counterfactual differs from their next state (``siit_iia``: the worst node)

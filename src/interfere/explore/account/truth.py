@@ -82,7 +82,7 @@ def node_aurocs(truth: dict, found: dict) -> dict[str, dict]:
 
     def map_score(n: str) -> float:
         alone = [c["slots"][n]["carry"] for c in found["map"].values() if c["cells"] and selective(c["slots"][n])]
-        in_sets = [r.get("set_shares", {})[n] for r in found["routes"].values() if n in r.get("set_shares", {})]
+        in_sets = [shares[n] for r in found["routes"].values() if n in (shares := r.get("set_shares", {}))]
         return max(alone + in_sets, default=0.0)
 
     built_role = {f"{c['component']}@{c['positions']}" for c in truth["components"]

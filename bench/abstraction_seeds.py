@@ -8,8 +8,11 @@ Prints two markdown tables. The first, per model and variable: each case group a
 and case: the earliest site that holds the governing bit, in a short code (``1rb``: the residual entering layer 1 at
 the cell's board position; ``0at``: layer 0's attention output at the target; ``1H2t``: head L1H2's output at the
 target; ``r``/``a``/``m``/``f``/``p``: the residual entering the block, the attention's output, the residual after
-the attention, the MLP's output, the last block's output; ``-``: no site holds it). Nothing is recomputed: the
-numbers are those of the runs, each with the weights, CPU and seconds it reports.
+the attention, the MLP's output, the last block's output; ``-``: no site holds it; ``=``: held only where the
+answer is, the residual at the target after the last attention, which a right model holds by construction). Nothing
+is measured again: the numbers are those of the runs, each with the weights, CPU and seconds it reports; only the
+earliest sites are re-derived from each run's entries by :func:`interfere.explore.abstraction.located` as it is
+now, so runs made before a rule changed read as runs made after it (the joint IIA stays the run's).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import json
 from pathlib import Path
 
 from interfere.ca.rules import BIT_NAMES
+from interfere.explore.abstraction import forced_sites, located
 from interfere.explore.account.card import case_span
 from interfere.explore.alignment.sites import Site
+from interfere.model.checkpoint import load_checkpoint
 
 SHORT = {"resid_pre": "r", "attn_out": "a", "resid_mid": "m", "mlp_out": "f", "resid_post": "p"}
 
@@ -36,13 +41,22 @@ def label(summary: dict) -> str:
     return f"{summary.get('run_id') or summary['checkpoint']} ({summary['weights_sha256'][:12]})"
 
 
-def groups(by_case: dict[str, dict]) -> str:
+def relocate(summary: dict) -> None:
+    """Each variable's ``by_case`` and ``only_at_the_answer`` re-derived from its searched sites by today's rule."""
+    n_layers = load_checkpoint(ckpt=summary["checkpoint"])["config"]["model"]["n_layers"]
+    for variable, v in summary["variables"].items():
+        v["located"], v["by_case"], v["only_at_the_answer"] = located(v["sites"], forced_sites(variable, n_layers))
+
+
+def groups(v: dict) -> str:
     """``cases at site (rank)`` for each site a variable is first held at, in the order of computation."""
-    sites: dict[str, list[str]] = {}
+    by_case, sites = v["by_case"], {}
     for case, at in by_case.items():
         sites.setdefault(at["site"], []).append(case)
     order = sorted(sites, key=Site.from_name)
-    return "; ".join(f"{case_span(sites[s])} at {s} ({by_case[sites[s][0]]['rank']})" for s in order) or "nowhere"
+    out = [f"{case_span(sites[s])} at {s} ({by_case[sites[s][0]]['rank']})" for s in order]
+    out += [f"{case_span(v['only_at_the_answer'])} only at the answer"] if v.get("only_at_the_answer") else []
+    return "; ".join(out) or "nowhere"
 
 
 def variables_table(summaries: list[dict]) -> list[str]:
@@ -50,7 +64,7 @@ def variables_table(summaries: list[dict]) -> list[str]:
     rows = ["| model | " + " | ".join(f"`{v}`" for v in variables) + " | all heads aligned | joint IIA (random) | s |",
             "|---|" + "---|" * (len(variables) + 3)]
     for s in summaries:
-        cells = [groups(s["variables"][v]["by_case"]) if v in s["variables"] else "not searched" for v in variables]
+        cells = [groups(s["variables"][v]) if v in s["variables"] else "not searched" for v in variables]
         aligned = "-" if s.get("all_heads_aligned") is None else f"{100 * s['all_heads_aligned']:.2f}%"
         joint = s.get("joint") or {}
         j = "-"
@@ -63,9 +77,10 @@ def variables_table(summaries: list[dict]) -> list[str]:
 def bit_table(summaries: list[dict]) -> list[str]:
     rows = ["| model | " + " | ".join(BIT_NAMES) + " |", "|---|" + "---|" * len(BIT_NAMES)]
     for s in summaries:
-        by_case = s["variables"].get("bit", {}).get("by_case", {})
-        rows.append(f"| {label(s)} | " + " | ".join(short(by_case[c]["site"]) if c in by_case else "-"
-                                                  for c in BIT_NAMES) + " |")
+        bit = s["variables"].get("bit", {})
+        by_case, forced = bit.get("by_case", {}), bit.get("only_at_the_answer", [])
+        rows.append(f"| {label(s)} | " + " | ".join(short(by_case[c]["site"]) if c in by_case else
+                                                  "=" if c in forced else "-" for c in BIT_NAMES) + " |")
     return rows
 
 
@@ -79,6 +94,7 @@ def main() -> None:
         if s.get("exploration") != "abstraction":
             raise SystemExit(f"{path}: not an abstraction summary (exploration {s.get('exploration')!r}); run "
                              f"python -m interfere abstraction --ckpt CKPT first")
+        relocate(s)
         summaries.append(s)
     cpus = sorted({s.get("cpu", "?") for s in summaries})
     print(f"CPU: {'; '.join(cpus)}\n")

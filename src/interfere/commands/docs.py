@@ -103,7 +103,10 @@ def abstraction_rows(variables: dict) -> list[str]:
             rows.append(f"| {variable} | {case_span(cases)} | {site} ({e['rank']}) | {iia} | {full} | "
                         f"{pct(e.get('iia_control'))} ({pct(e.get('control_base_rate'))}) | "
                         f"{pct(e.get('iia_random'))} | {pct(e['base_rate'])} |")
-        if not by_site:
+        if v.get("only_at_the_answer"):
+            rows.append(f"| {variable} | {case_span(v['only_at_the_answer'])} | only where the answer is (the residual "
+                        f"at the target after the last attention: forced, not located) | | | | | |")
+        elif not by_site:
             rows.append(f"| {variable} | none | no site passes IIA >= 0.99 and its controls | | | | | |")
     return rows
 

@@ -10,7 +10,9 @@ held-out test rules for every number reported; IIA is measured on *changed* pair
 differs from the base cell's next state), beside the base rate. The map (``variables``) gives, per variable, every
 searched site with its case group, rank, IIA and controls, the earliest site that holds it (``located``) and, per case,
 the earliest site that holds it for that case (``by_case``; sites at the rule tokens carry the input and are never
-``located``). Thresholds: the ``abstraction`` section of the thresholds file, passed in.
+``located``, nor is the residual at a target after the last attention for the bit: a model right on a cell holds its
+answer there by construction; the cases held only there are ``only_at_the_answer``). Thresholds: the
+``abstraction`` section of the thresholds file, passed in.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from interfere.explore.alignment.das import Batch
 from interfere.explore.alignment.heads import all_heads_aligned
 from interfere.explore.alignment.joint import joint_iia
 from interfere.explore.alignment.search import Budget, Data, search_site
-from interfere.explore.alignment.sites import Site, all_sites
+from interfere.explore.alignment.sites import Site, all_sites, holds_the_answer
 from interfere.explore.analysis import Examples, Want
 from interfere.explore.common import Context, add_samples_arg, examples_of, parser, run_main
 from interfere.explore.probes import random_twin
@@ -117,17 +119,27 @@ def sites_for(model: LifeTransformer, variable: str, names: tuple[str, ...] | No
     return sites if names is None else [s for s in sites if s.name in names]
 
 
-def located(entries: list[dict]) -> tuple[str | None, dict[str, dict]]:
-    """The earliest site that holds the variable (rule-token sites carry the input and are left out), and per case
-    the earliest site that holds it for that case, with its rank."""
+def located(entries: list[dict], forced: Callable[[Site], bool] = lambda site: False
+            ) -> tuple[str | None, dict[str, dict], list[str]]:
+    """The earliest site that holds the variable, per case the earliest site that holds it for that case with its
+    rank, and the cases held only at ``forced`` sites. Rule-token sites (they carry the input) and ``forced`` ones
+    (for the bit: :func:`holds_the_answer`) are never earliest."""
     holding = sorted(((Site.from_name(e["site"]), e) for e in entries if e.get("failed") is None and "rank" in e),
                      key=lambda se: se[0])
     holding = [(s, e) for s, e in holding if s.where != "rule"]
     by_case: dict[str, dict] = {}
     for site, e in holding:
         for case in e["cases"]:
-            by_case.setdefault(case, {"site": site.name, "rank": e["rank"]})
-    return (holding[0][0].name if holding else None), {c: by_case[c] for c in BIT_NAMES if c in by_case}
+            if not forced(site):
+                by_case.setdefault(case, {"site": site.name, "rank": e["rank"]})
+    only_forced = sorted({c for s, e in holding if forced(s) for c in e["cases"]} - set(by_case), key=BIT_NAMES.index)
+    first = next((s.name for s, _ in holding if not forced(s)), None)
+    return first, {c: by_case[c] for c in BIT_NAMES if c in by_case}, only_forced
+
+
+def forced_sites(variable: str, n_layers: int) -> Callable[[Site], bool]:
+    """The sites where holding ``variable`` is forced by the architecture: the answer's residual, for the bit."""
+    return (lambda site: holds_the_answer(site, n_layers)) if variable == "bit" else (lambda site: False)
 
 
 def measure(model: LifeTransformer, ex: Examples | None, params: Params) -> Result:
@@ -144,8 +156,8 @@ def measure(model: LifeTransformer, ex: Examples | None, params: Params) -> Resu
         entries[variable].append(entry)
     out = {}
     for variable, found in entries.items():
-        first, by_case = located(found)
-        out[variable] = {"located": first, "by_case": by_case, "sites": found}
+        first, by_case, at_answer = located(found, forced_sites(variable, model.cfg.n_layers))
+        out[variable] = {"located": first, "by_case": by_case, "only_at_the_answer": at_answer, "sites": found}
     joint = joint_iia(data, out["bit"]["by_case"], bases["bit"]) if "bit" in out else None
     ideal = {"all_heads_aligned": None}
     if params.aligned_heads:
@@ -206,6 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
         for case, at in v["by_case"].items():
             sites.setdefault(f"{at['site']} (rank {at['rank']})", []).append(case)
         where = "; ".join(f"{case_span(c)} at {s}" for s, c in sites.items()) or "no site passes IIA and both controls"
+        if v.get("only_at_the_answer"):
+            where += f"; {case_span(v['only_at_the_answer'])} only where the answer is (forced, not located)"
         print(f"{variable}: {where}")
     joint = numbers.get("joint") or {}
     if joint.get("iia") is not None:

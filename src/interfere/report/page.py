@@ -212,15 +212,19 @@ def abstraction_section(page: Page, summary: dict, figures: list[Path]) -> None:
               "interchange from a source cell moves the prediction to the high-level model's counterfactual on "
               "held-out rules (IIA on changed pairs). A site holds a variable for a group of cases when the IIA "
               "reaches the claim and two controls pass: the full vector at the same site (a subspace may not beat "
-              "it) and a control causal model with a permuted case-to-bit table; the random-init model's IIA is "
-              "reported. Sites at the rule tokens carry the input and are listed, never 'earliest'.")
+              "it) and a control causal model (a fixed random bit of rule and case); the random-init model's IIA is "
+              "reported. Sites at the rule tokens carry the input and are listed, never 'earliest'; nor is the "
+              "residual at a target after the last attention for the bit: a model right on a cell holds its answer "
+              "there by construction.")
     rows = []
     for variable, v in found["variables"].items():
         by_site: dict[str, list[str]] = {}
         for case, at in v["by_case"].items():
             by_site.setdefault(f"{at['site']} (rank {at['rank']})", []).append(case)
         rows += [[variable, case_span(cases), site] for site, cases in by_site.items()]
-        rows += [] if by_site else [[variable, "-", "no site passes"]]
+        if v.get("only_at_the_answer"):
+            rows.append([variable, case_span(v["only_at_the_answer"]), "only where the answer is (not located)"])
+        rows += [] if by_site or v.get("only_at_the_answer") else [[variable, "-", "no site passes"]]
     page.table(["variable", "cases", "earliest site that holds it"], rows)
     joint = found.get("joint") or {}
     if joint.get("iia") is not None:

@@ -89,6 +89,13 @@ def all_sites(model: LifeTransformer, where: tuple[str, ...] = WHERE, heads: boo
     return [s for s in out if readable(model, s)]
 
 
+def holds_the_answer(site: Site, n_layers: int) -> bool:
+    """Whether the site is the residual at a target after the last attention: only that position's MLP and the
+    unembedding follow, so a model that is right on a cell holds its answer (the governing bit) there whole, whatever
+    it computed before. A bit held there is forced by the architecture, never a finding."""
+    return site.where == "targets" and site.layer == n_layers - 1 and site.kind in ("resid_mid", "resid_post")
+
+
 def readable(model: LifeTransformer, site: Site) -> bool:
     """Whether any position of the site's group can reach a target after the site (whatever the weights)."""
     layout = model.layout

@@ -9,6 +9,7 @@ from interfere.ca.simulate import neighbour_counts, step
 from interfere.data.stream import random_boards
 from interfere.explore import abstraction
 from interfere.explore.alignment.causal import Cells, HighLevel
+from interfere.explore.alignment.das import draw_pairs
 from interfere.explore.alignment.search import Budget, case_group, failed_control
 from interfere.explore.alignment.sites import Site, all_sites
 from interfere.explore.alignment.truth import score
@@ -75,6 +76,27 @@ def test_site_names_round_trip_and_unread_sites_are_left_out():
     assert "resid_pre.0@board" not in names  # the input embedding is never a finding
     with pytest.raises(ValueError, match="not a site name"):
         Site.from_name("resid_pre.1@nowhere")
+
+
+def test_the_answer_residual_never_locates_the_bit_and_its_cases_are_named():
+    """A 2-layer model right on a cell holds its answer in the target's residual after layer 1's attention whatever
+    it computed before (only MLP1 and the unembedding follow): a bit held only there is not located, and the cases
+    are named as held only there; a site before it (layer 1's attention output) still locates its cases. Other
+    variables are not forced there."""
+    forced = abstraction.forced_sites("bit", 2)
+    assert [n for n in ("resid_mid.1@targets", "resid_post.1@targets", "attn_out.1@targets", "mlp_out.1@targets",
+                        "resid_mid.1@board", "resid_mid.0@targets") if forced(Site.from_name(n))] == [
+        "resid_mid.1@targets", "resid_post.1@targets"]
+    assert not abstraction.forced_sites("count", 2)(Site.from_name("resid_mid.1@targets"))
+    claim = lambda site, cases: {"site": site, "cases": cases, "rank": 4, "failed": None}  # noqa: E731
+    entries = [claim("attn_out.1@targets", ["S2", "B3"]), claim("resid_mid.1@targets", list(BIT_NAMES)),
+               claim("resid_post.1@targets", ["S0"])]
+    first, by_case, only = abstraction.located(entries, forced)
+    assert first == "attn_out.1@targets" and by_case == {c: {"site": "attn_out.1@targets", "rank": 4}
+                                                         for c in ("S2", "B3")}
+    assert only == [c for c in BIT_NAMES if c not in ("S2", "B3")]
+    first, by_case, only = abstraction.located(entries)  # nothing forced: the answer's residual locates the rest
+    assert len(by_case) == 18 and only == [] and by_case["S0"]["site"] == "resid_mid.1@targets"
 
 
 def test_the_case_group_drops_the_cases_whose_cells_do_not_follow():
@@ -161,3 +183,19 @@ def test_examples_of_a_batch_keep_their_rules_grouped():
     assert torch.equal(batch.rule_id, torch.arange(4).repeat_interleave(4))
     assert torch.equal(batch.ex.rules[::4], torch.eye(18, dtype=torch.bool)[:4])
     assert torch.equal(batch.next_state, step(batch.ex.boards, batch.ex.rules).flatten(1))
+
+
+def test_pairs_of_one_rule_are_as_many_as_pairs_of_two():
+    """The same-rule control (a subspace that beats the full vector, measured again on pairs sharing the rule) gets as
+    many pairs as the claim: drawn from the whole batch, 3 in 255 pairs of 64 rules x 4 boards share a rule, and the
+    control was decided on a handful of cells."""
+    model = build("attention")
+    params = abstraction.Params(thresholds=TH, samples=16, boards_per_rule=4)
+    rules = torch.rand(64, 18, generator=torch.Generator().manual_seed(0)) < 0.5
+    batch = abstraction.batch_of(model, rules, params, 0)
+    g = torch.Generator().manual_seed(0)
+    site = Site.from_name("resid_pre.1@board")
+    one, two = (draw_pairs(batch, "bit", site, HighLevel.real(), 200, same, g) for same in (True, False))
+    assert len(one.base) >= 190 and len(two.base) == 200
+    assert torch.equal(batch.rule_id[one.base], batch.rule_id[one.source]) and bool((one.base != one.source).all())
+    assert not (batch.rule_id[two.base] == batch.rule_id[two.source]).any()

@@ -93,11 +93,7 @@ def draw_pairs(batch: Batch, variable: str, site: Site, hl: HighLevel, n: int, s
     in. At the governing rule token the source's token is the one of the base cell's case (its value the source
     rule's bit). A pair of one base cell takes it case by case about as often for every case (rare cases, such as a
     dead cell among eight live ones, would otherwise go unmeasured)."""
-    rid = batch.rule_id
-    base = torch.randint(0, len(batch), (4 * n,), generator=g)
-    source = torch.randint(0, len(batch), (4 * n,), generator=g)
-    ok = (rid[base] == rid[source]) & (base != source) if same_rule else rid[base] != rid[source]
-    base, source = base[ok][:n], source[ok][:n]
+    base, source = _examples(batch.rule_id, n, same_rule, g)
     b, s = _cells_at(batch.cells, base), _cells_at(batch.cells, source)
     if site.where == "rule":  # the source's token of the base cell's case: its cell is the base's, its rule its own
         allowed = torch.eye(b.own.shape[1], dtype=torch.bool).expand(len(base), -1, -1)
@@ -124,6 +120,21 @@ def draw_pairs(batch: Batch, variable: str, site: Site, hl: HighLevel, n: int, s
     label = hl.counterfactual(variable, b, s)
     changed = label != batch.next_state[base[:, None], cells]
     return Pairs(base, source, cells, source_cells, base_ok, label, changed, b.case, s.case)
+
+
+def _examples(rid: torch.Tensor, n: int, same_rule: bool, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``n`` (base, source) example pairs: of different rules, or of one rule on two boards. A source of the
+    same rule is drawn among the base's own rule's other examples: drawn at random from the whole batch, only a few
+    in a hundred pairs share a rule, and the same-rule control was measured on a handful of pairs."""
+    if same_rule:
+        base = torch.randint(0, len(rid), (n,), generator=g)
+        peers = (rid[base, None] == rid[None, :]) & (base[:, None] != torch.arange(len(rid))[None, :])
+        base, peers = base[peers.any(1)], peers[peers.any(1)]
+        return base, torch.multinomial(peers.float(), 1, generator=g).squeeze(1)
+    base = torch.randint(0, len(rid), (4 * n,), generator=g)
+    source = torch.randint(0, len(rid), (4 * n,), generator=g)
+    ok = rid[base] != rid[source]
+    return base[ok][:n], source[ok][:n]
 
 
 def _allowed(variable: str, b: Cells, s: Cells, same_case: bool, cases: torch.Tensor | None) -> torch.Tensor:

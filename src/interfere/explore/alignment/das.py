@@ -124,8 +124,8 @@ def draw_pairs(batch: Batch, variable: str, site: Site, hl: HighLevel, n: int, s
 
 def _examples(rid: torch.Tensor, n: int, same_rule: bool, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to ``n`` (base, source) example pairs: of different rules, or of one rule on two boards. A source of the
-    same rule is drawn among the base's own rule's other examples: drawn at random from the whole batch, only a few
-    in a hundred pairs share a rule, and the same-rule control was measured on a handful of pairs."""
+    same rule is drawn among the base's own rule's other examples (of two examples drawn from the whole batch only a
+    few in a hundred share a rule)."""
     if same_rule:
         base = torch.randint(0, len(rid), (n,), generator=g)
         peers = (rid[base, None] == rid[None, :]) & (base[:, None] != torch.arange(len(rid))[None, :])

@@ -22,10 +22,10 @@ import json
 from pathlib import Path
 
 from interfere.ca.rules import BIT_NAMES
-from interfere.explore.abstraction import forced_sites, located
+from interfere.explore.abstraction import cases_by_site, forced_sites, located
 from interfere.explore.account.card import case_span
 from interfere.explore.alignment.sites import Site
-from interfere.model.checkpoint import load_checkpoint
+from interfere.model.checkpoint import CheckpointError, load_checkpoint
 
 SHORT = {"resid_pre": "r", "attn_out": "a", "resid_mid": "m", "mlp_out": "f", "resid_post": "p"}
 
@@ -43,18 +43,19 @@ def label(summary: dict) -> str:
 
 def relocate(summary: dict) -> None:
     """Each variable's ``by_case`` and ``only_at_the_answer`` re-derived from its searched sites by today's rule."""
-    n_layers = load_checkpoint(ckpt=summary["checkpoint"])["config"]["model"]["n_layers"]
+    try:
+        n_layers = load_checkpoint(ckpt=summary["checkpoint"])["config"]["model"]["n_layers"]
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}: the summary's checkpoint (its path is relative to where the run was made) is "
+                         f"needed for its layer count; run from that folder") from None
     for variable, v in summary["variables"].items():
         v["located"], v["by_case"], v["only_at_the_answer"] = located(v["sites"], forced_sites(variable, n_layers))
 
 
 def groups(v: dict) -> str:
     """``cases at site (rank)`` for each site a variable is first held at, in the order of computation."""
-    by_case, sites = v["by_case"], {}
-    for case, at in by_case.items():
-        sites.setdefault(at["site"], []).append(case)
-    order = sorted(sites, key=Site.from_name)
-    out = [f"{case_span(sites[s])} at {s} ({by_case[sites[s][0]]['rank']})" for s in order]
+    sites = cases_by_site(v["by_case"])
+    out = [f"{case_span(sites[s][0])} at {s} ({sites[s][1]})" for s in sorted(sites, key=Site.from_name)]
     out += [f"{case_span(v['only_at_the_answer'])} only at the answer"] if v.get("only_at_the_answer") else []
     return "; ".join(out) or "nowhere"
 

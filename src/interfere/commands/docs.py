@@ -91,10 +91,8 @@ def abstraction_rows(variables: dict) -> list[str]:
             "rate) | random init | base rate |", "|---|---|---|---|---|---|---|---|"]
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     for variable, v in variables.items():
-        by_site: dict[str, list[str]] = {}
-        for case, at in v["by_case"].items():
-            by_site.setdefault(at["site"], []).append(case)
-        for site, cases in by_site.items():
+        by_site = abstraction.cases_by_site(v["by_case"])
+        for site, (cases, _) in by_site.items():
             e = next(e for e in v["sites"] if e["site"] == site)
             full = pct(e["iia_full"])
             if e.get("iia_same_rule") is not None:  # the full vector also carries the source's rule: pairs sharing it

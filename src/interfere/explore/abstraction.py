@@ -137,6 +137,14 @@ def located(entries: list[dict], forced: Callable[[Site], bool] = lambda site: F
     return first, {c: by_case[c] for c in BIT_NAMES if c in by_case}, only_forced
 
 
+def cases_by_site(by_case: dict[str, dict]) -> dict[str, tuple[list[str], int]]:
+    """A variable's ``by_case`` (case -> its earliest site and rank) grouped: site -> (its cases, their rank)."""
+    out: dict[str, tuple[list[str], int]] = {}
+    for case, at in by_case.items():
+        out.setdefault(at["site"], ([], at["rank"]))[0].append(case)
+    return out
+
+
 def forced_sites(variable: str, n_layers: int) -> Callable[[Site], bool]:
     """The sites where holding ``variable`` is forced by the architecture: the answer's residual, for the bit."""
     return (lambda site: holds_the_answer(site, n_layers)) if variable == "bit" else (lambda site: False)
@@ -214,10 +222,8 @@ def validation_codes(data: DataConfig) -> tuple[int, ...]:
 def main(argv: list[str] | None = None) -> dict:
     numbers = run_main(__spec__.name, argv)
     for variable, v in numbers["variables"].items():
-        sites: dict[str, list[str]] = {}
-        for case, at in v["by_case"].items():
-            sites.setdefault(f"{at['site']} (rank {at['rank']})", []).append(case)
-        where = "; ".join(f"{case_span(c)} at {s}" for s, c in sites.items()) or "no site passes IIA and both controls"
+        where = "; ".join(f"{case_span(c)} at {s} (rank {r})" for s, (c, r) in cases_by_site(v["by_case"]).items())
+        where = where or "no site passes IIA and both controls"
         if v.get("only_at_the_answer"):
             where += f"; {case_span(v['only_at_the_answer'])} only where the answer is (forced, not located)"
         print(f"{variable}: {where}")

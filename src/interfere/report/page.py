@@ -13,6 +13,7 @@ import html
 import json
 from pathlib import Path
 
+from interfere.explore.abstraction import cases_by_site
 from interfere.explore.account.card import case_span
 from interfere.report.verdicts import HYPOTHESES, REFUTATIONS
 
@@ -218,10 +219,8 @@ def abstraction_section(page: Page, summary: dict, figures: list[Path]) -> None:
               "there by construction.")
     rows = []
     for variable, v in found["variables"].items():
-        by_site: dict[str, list[str]] = {}
-        for case, at in v["by_case"].items():
-            by_site.setdefault(f"{at['site']} (rank {at['rank']})", []).append(case)
-        rows += [[variable, case_span(cases), site] for site, cases in by_site.items()]
+        by_site = cases_by_site(v["by_case"])
+        rows += [[variable, case_span(cases), f"{site} (rank {rank})"] for site, (cases, rank) in by_site.items()]
         if v.get("only_at_the_answer"):
             rows.append([variable, case_span(v["only_at_the_answer"]), "only where the answer is (not located)"])
         rows += [] if by_site or v.get("only_at_the_answer") else [[variable, "-", "no site passes"]]

@@ -104,6 +104,24 @@ def test_mismatched_config_is_named(tiny_run, tmp_path, smoke_cfg):
         train(smoke_cfg(root, "train.run_id=tiny", "train.resume=true", "model.d_model=48"))
 
 
+def test_a_run_started_from_another_runs_weights_starts_from_them_and_only_for_the_same_model(tiny_run, tmp_path,
+                                                                                             smoke_cfg):
+    """train.init_from: step 0 of the new run is the source's weights (train.steps=0 writes them), not the seed's
+    initialisation; a source of another shape is refused by name before any step."""
+    source = read_checkpoint(tiny_run["checkpoint"])
+    out = train(smoke_cfg(tmp_path, "train.run_id=tuned", "train.steps=0", "train.final_eval=false", "seed=5",
+                          f"train.init_from={tiny_run['checkpoint']}"))
+    tuned = read_checkpoint(out["checkpoint"])
+    assert tuned["step"] == 0 and tuned["config"]["train"]["init_from"] == tiny_run["checkpoint"]
+    assert all(torch.equal(tuned["model"][k], v) for k, v in source["model"].items())
+    fresh = read_checkpoint(train(smoke_cfg(tmp_path, "train.run_id=fresh", "train.steps=0", "train.final_eval=false",
+                                            "seed=5"))["checkpoint"])
+    assert not torch.equal(fresh["model"]["embed.W_E"], tuned["model"]["embed.W_E"])
+    with pytest.raises(CheckpointError, match="is another model: model.d_model: checkpoint 32 vs config 48"):
+        train(smoke_cfg(tmp_path, "train.run_id=wider", "model.d_model=48",
+                        f"train.init_from={tiny_run['checkpoint']}"))
+
+
 def test_discovery_rule(tiny_run, tmp_path):
     root = Path(tiny_run["checkpoint"]).parents[1]
     assert find_checkpoint(ckpt_dir=root) == Path(tiny_run["checkpoint"])

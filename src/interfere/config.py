@@ -64,6 +64,7 @@ class TrainConfig:
     siit_iit: float = 1.0  # the interchange loss' weight (InterpBench's default)
     siit_strict: float = 0.4  # the strict loss' weight (InterpBench's default)
     siit_strict_sampling: str = "uniform"  # the strict loss's component: uniform, or need (by its last shortfall)
+    init_from: str | None = None  # a checkpoint (path or ref:NAME) whose weights start the run: fine-tuning
 
     def __post_init__(self) -> None:
         at_least("train.steps", self.steps, 0)

@@ -32,6 +32,8 @@ from interfere.evaluate import evaluate, format_report, named_check, save_rollou
 from interfere.model.checkpoint import (
     LATEST,
     CheckpointError,
+    config_differences,
+    load_checkpoint,
     load_weights,
     read_checkpoint,
 )
@@ -123,6 +125,8 @@ class Run(Saving):
         self.siit = SiitRun.of(tc, self.model, self.seed, dd) if tc.siit else None
         if resume_from is not None:
             self._restore(resume_from)
+        elif tc.init_from:
+            self._start_from(tc.init_from)
         use_bf16, self.autocast_why = autocast_choice(tc.autocast, device, model_cfg.d_model)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
         targets = sum(len(self.layout.with_size(*size).target_index) for size in self.sizes)
@@ -156,6 +160,16 @@ class Run(Saving):
         if error:
             raise TrainingError(error)
         return run_id, resume_from
+
+    def _start_from(self, source: str) -> None:
+        """Fine-tuning: the weights (not the EMA's) of another run's checkpoint, whose model must be this one's."""
+        ckpt = load_checkpoint(ckpt=source, map_location=self.device)
+        problems = [str(d) for d in config_differences(ckpt["config"], self.cfg, ("model",))
+                    if d.key != "seed"]  # the initialisation seed: the weights replace what it drew
+        if problems:
+            raise CheckpointError(f"train.init_from={source} is another model: " + "; ".join(problems)
+                                  + " (start from a checkpoint of this model's config)")
+        load_weights(self.model, ckpt["model"], ckpt["path"])
 
     def _restore(self, path: Path) -> None:
         ckpt = read_checkpoint(path, map_location=self.device)

@@ -63,6 +63,20 @@ def test_by_need_the_strict_loss_draws_the_component_that_fell_short_at_the_last
     assert max(uniform.count(o.name) for o in outside) < 140
 
 
+def test_by_need_the_interchange_loss_draws_the_node_that_fell_short_at_the_last_validation():
+    nodes, outside = siit.circuit("split", Heads(), 4)
+    run = siit.SiitRun("split", nodes, outside, torch.Generator().manual_seed(0), nodes_by_need=True)
+    assert run.node_need is None and run.need is None  # uniform until the first validation; strict stays uniform
+    attention = build("attention")  # every node of split but the lookup head falls short here
+    iia = run.validation(attention, compose_data(), seed=0, boards=24)["siit_iia_per_node"]
+    assert run.need is None
+    assert run.node_need.tolist() == pytest.approx([1 - iia[n.name] + siit.NEED_FLOOR for n in nodes])
+    run.node_need = torch.tensor([0.01, 0.01, 0.01, 0.9])
+    g = torch.Generator().manual_seed(1)
+    drawn = [siit.draw(nodes, g, run.node_need).name for _ in range(400)]
+    assert drawn.count(nodes[3].name) > 300 and len(set(drawn)) > 1
+
+
 def test_a_siit_run_trains_every_loss_and_its_checkpoint_carries_the_algorithm(smoke_cfg, tmp_path):
     from interfere.model.checkpoint import load_checkpoint
     from interfere.train.loop import train

@@ -64,6 +64,7 @@ class TrainConfig:
     siit_iit: float = 1.0  # the interchange loss' weight (InterpBench's default)
     siit_strict: float = 0.4  # the strict loss' weight (InterpBench's default)
     siit_strict_sampling: str = "uniform"  # the strict loss's component: uniform, or need (by its last shortfall)
+    siit_iit_sampling: str = "uniform"  # the interchange loss's node: uniform, or need (by its last shortfall)
     init_from: str | None = None  # a checkpoint (path or ref:NAME) whose weights start the run: fine-tuning
 
     def __post_init__(self) -> None:
@@ -82,6 +83,7 @@ class TrainConfig:
         one_of("train.autocast", self.autocast, ("auto", "none", "bf16"))
         one_of("train.schedule", self.schedule, ("cosine", "triggered"))
         one_of("train.siit_strict_sampling", self.siit_strict_sampling, ("uniform", "need"))
+        one_of("train.siit_iit_sampling", self.siit_iit_sampling, ("uniform", "need"))
         at_least("train.decay_steps", self.decay_steps, 1)
         for name in ("stop_when", "decay_when"):
             if getattr(self, name) is not None:

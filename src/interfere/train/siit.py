@@ -16,6 +16,9 @@ the circuit's *nodes*; the components no route uses are outside it. Each step ad
   at the last validation (the stop rule reads the mean over the components, and one component the model keeps using
   holds that mean below 0.99 while the others are at 1).
 
+The interchange loss's node is drawn uniformly, or (``train.siit_iit_sampling=need``) in proportion to how far its
+interchange accuracy fell short at the last validation.
+
 The weights follow InterpBench's defaults (behaviour 1, interchange 1, strict 0.4). Validation measures each node's
 interchange accuracy on the cells whose counterfactual differs from their next state (``siit_iia``: the worst node)
 and the strict accuracy (``siit_strict``: the mean over the components outside the circuit), which ``train.stop_when``
@@ -24,6 +27,7 @@ reads as ``iia`` and ``strict_acc``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -143,17 +147,18 @@ def patched_logits(model: LifeTransformer, node: Node, base: Cells, source: Cell
 
 
 def draw(outside: list[Node], g: torch.Generator, need: torch.Tensor | None = None) -> Node:
-    """One component outside the circuit: uniformly, or in proportion to ``need``."""
+    """One of the components (the nodes, or those outside the circuit): uniformly, or in proportion to ``need``."""
     if need is None:
         return outside[int(torch.randint(len(outside), (1,), generator=g))]
     return outside[int(torch.multinomial(need, 1, generator=g))]
 
 
 def losses(model: LifeTransformer, nodes: list[Node], outside: list[Node], base: Cells, source: Cells,
-           g: torch.Generator, need: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(interchange loss on a random node, strict loss on a random component outside the circuit: drawn uniformly,
-    or in proportion to ``need``, one weight per component)."""
-    node = nodes[int(torch.randint(len(nodes), (1,), generator=g))]
+           g: torch.Generator, need: torch.Tensor | None = None, node_need: torch.Tensor | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(interchange loss on a random node, strict loss on a random component outside the circuit: each drawn
+    uniformly, or in proportion to ``node_need`` and ``need``, one weight per component)."""
+    node = draw(nodes, g, node_need)
     other = draw(outside, g, need) if outside else None
     values = source_values(model, [node] + ([other] if other else []), source)
     label, counted = counterfactual(node, base, source)
@@ -190,6 +195,8 @@ class SiitRun:
     g: torch.Generator
     by_need: bool = False  # train.siit_strict_sampling=need: draw the strict loss's component by its last shortfall
     need: torch.Tensor | None = None  # per outside component: 1 - its last strict accuracy, plus a floor
+    nodes_by_need: bool = False  # train.siit_iit_sampling=need: draw the interchange loss's node by its shortfall
+    node_need: torch.Tensor | None = None  # per node: 1 - its last interchange accuracy, plus a floor
 
     @classmethod
     def of(cls, tc: object, model: LifeTransformer, seed: int, dd: object) -> SiitRun:
@@ -200,12 +207,12 @@ class SiitRun:
                             f"{model.cfg.n_layers}")
         nodes, outside = circuit(tc.siit, Heads(), model.cfg.n_heads)
         return cls(tc.siit, nodes, outside, torch.Generator().manual_seed(seed + 7),
-                   tc.siit_strict_sampling == "need")
+                   tc.siit_strict_sampling == "need", nodes_by_need=tc.siit_iit_sampling == "need")
 
     def backward(self, model: LifeTransformer, batch: object, source: object, tc: object) -> None:
         """The interchange and strict losses of one step, their gradients added to the behaviour loss's."""
         base, src = (Cells.of(model, b.rules, b.boards[:, 0]) for b in (batch, source))
-        iit, strict = losses(model, self.nodes, self.outside, base, src, self.g, self.need)
+        iit, strict = losses(model, self.nodes, self.outside, base, src, self.g, self.need, self.node_need)
         (tc.siit_iit * iit + tc.siit_strict * strict).backward()
 
     def validation(self, model: LifeTransformer, data: object, seed: int, boards: int = 256) -> dict:
@@ -221,15 +228,19 @@ class SiitRun:
         if self.by_need and self.outside:
             per = result["siit_strict_per_component"]
             self.need = torch.tensor([1 - per[o.name] + NEED_FLOOR for o in self.outside])
+        if self.nodes_by_need:  # a node with no changed cell (NaN) has no shortfall to show
+            iia = result["siit_iia_per_node"]
+            self.node_need = torch.tensor([(0.0 if math.isnan(iia[n.name]) else 1 - iia[n.name]) + NEED_FLOOR
+                                           for n in self.nodes])
         return result
 
     def state(self) -> dict:
         """What a resumed run needs to draw as the straight run would: the generator and the last shortfalls."""
-        return {"g": self.g.get_state(), "need": self.need}
+        return {"g": self.g.get_state(), "need": self.need, "node_need": self.node_need}
 
     def load(self, state: dict) -> None:
         self.g.set_state(state["g"].cpu())
-        self.need = state["need"]
+        self.need, self.node_need = state["need"], state.get("node_need")
 
     def ground_truth(self) -> dict:
         """What the checkpoint's algorithm is: the variant's routes and where its variables live (the roles of the

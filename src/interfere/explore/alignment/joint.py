@@ -38,6 +38,7 @@ def joint_iia(data: Data, by_case: dict[str, dict], bases: dict[str, torch.Tenso
     cases = list(by_case)
     test = data.test
     one_cell = Site.from_name("resid_pre.0@board")  # pairs of one base and one source cell
+    data.draws_for("joint")
     pairs = das.draw_pairs(test, "bit", one_cell, data.real, PAIRS, False, data.g, case_mask(cases))
     sources = [das.source_values(test, s, pairs) for s in sites]
     g = torch.Generator().manual_seed(CONTROL_SEED)

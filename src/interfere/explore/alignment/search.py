@@ -25,11 +25,13 @@ For a variable and a site (:mod:`~interfere.explore.alignment.sites`):
    rate of 0.51).
 
 A site *holds* the variable for its group when the IIA reaches ``claim_iia`` and both controls pass; otherwise the
-entry says which test failed. Thresholds: the ``abstraction`` section of the thresholds file.
+entry says which test failed. Thresholds: the ``abstraction`` section of the thresholds file. Each search draws from a
+seed of its own (:meth:`Data.draws_for`): an entry is the same whichever other sites and variables are searched.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import torch
@@ -73,6 +75,13 @@ class Data:
     control: HighLevel
     g: torch.Generator
     budget: Budget = field(default_factory=Budget)
+    seed: int = 0
+
+    def draws_for(self, name: str) -> None:
+        """Reseed the draws (pairs, training steps) for one search, named ``name`` (its variable and site): what a
+        search draws does not depend on which searches ran before it, so a site searched alone (``--sites``) gets
+        the very pairs it gets in the whole grid."""
+        self.g.manual_seed(self.seed * 1_000_003 + zlib.crc32(name.encode()))
 
 
 @dataclass
@@ -165,6 +174,7 @@ def case_mask(cases: list[str] | None) -> torch.Tensor | None:
 
 def search_site(data: Data, variable: str, site: Site, th: dict) -> dict:
     """One variable at one site (module docstring): its entry in the map."""
+    data.draws_for(f"{variable}@{site.name}")
     test, top = data.test, 16  # the screen and the case groups: fits of this rank (a claim may climb to 32)
     everyone = pairs_of(data, test, variable, site, data.real, "test")
     full_all = measured(test, site, everyone, None)

@@ -117,6 +117,8 @@ def test_a_run_started_from_another_runs_weights_starts_from_them_and_only_for_t
     fresh = read_checkpoint(train(smoke_cfg(tmp_path, "train.run_id=fresh", "train.steps=0", "train.final_eval=false",
                                             "seed=5"))["checkpoint"])
     assert not torch.equal(fresh["model"]["embed.W_E"], tuned["model"]["embed.W_E"])
+    with pytest.raises(CheckpointError, match="train.init_from: Checkpoint '/nowhere/latest.pt' does not exist"):
+        train(smoke_cfg(tmp_path, "train.run_id=nowhere", "train.init_from=/nowhere/latest.pt"))
     with pytest.raises(CheckpointError, match="is another model: model.d_model: checkpoint 32 vs config 48"):
         train(smoke_cfg(tmp_path, "train.run_id=wider", "model.d_model=48",
                         f"train.init_from={tiny_run['checkpoint']}"))

@@ -163,7 +163,10 @@ class Run(Saving):
 
     def _start_from(self, source: str) -> None:
         """Fine-tuning: the weights (not the EMA's) of another run's checkpoint, whose model must be this one's."""
-        ckpt = load_checkpoint(ckpt=source, map_location=self.device)
+        try:
+            ckpt = load_checkpoint(ckpt=source, map_location=self.device)
+        except CheckpointError as err:
+            raise CheckpointError(f"train.init_from: {err}") from None
         problems = [str(d) for d in config_differences(ckpt["config"], self.cfg, ("model",))
                     if d.key != "seed"]  # the initialisation seed: the weights replace what it drew
         if problems:

@@ -146,11 +146,11 @@ def patched_logits(model: LifeTransformer, node: Node, base: Cells, source: Cell
     return model.layout.first_step(model.target_logits(logits))
 
 
-def draw(outside: list[Node], g: torch.Generator, need: torch.Tensor | None = None) -> Node:
-    """One of the components (the nodes, or those outside the circuit): uniformly, or in proportion to ``need``."""
+def draw(components: list[Node], g: torch.Generator, need: torch.Tensor | None = None) -> Node:
+    """One of ``components`` (the nodes, or those outside the circuit): uniformly, or in proportion to ``need``."""
     if need is None:
-        return outside[int(torch.randint(len(outside), (1,), generator=g))]
-    return outside[int(torch.multinomial(need, 1, generator=g))]
+        return components[int(torch.randint(len(components), (1,), generator=g))]
+    return components[int(torch.multinomial(need, 1, generator=g))]
 
 
 def losses(model: LifeTransformer, nodes: list[Node], outside: list[Node], base: Cells, source: Cells,

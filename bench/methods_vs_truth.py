@@ -63,6 +63,8 @@ def _rates(r: dict) -> str:
 def table(results: dict[str, dict]) -> str:
     names = list(results)
     rows = [["lookup map: routes as built (of 18)"] + [str(r["routes"]["matched"]) for r in results.values()],
+            ["lookup map: lookups and relays as built (of 18; where the bit enters aside)"]
+            + [str(r["routes"]["components_matched"]) for r in results.values()],
             ["lookup map: kinds as built (of 18)"] + [str(r["kinds_right"]) for r in results.values()],
             ["lookup map: node AUROC / TPR / FPR"] + [_rates(r["nodes"]["map"]) for r in results.values()],
             ["roles: node AUROC / TPR / FPR"] + [_rates(r["nodes"]["roles"]) for r in results.values()],

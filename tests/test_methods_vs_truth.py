@@ -81,6 +81,19 @@ def test_the_map_of_the_hard_variants_holds_on_another_draw_of_boards(variant):
     assert {c: route_key(found[c]) for c in BIT_NAMES} == {c: route_key(truth[c]) for c in BIT_NAMES}
 
 
+def test_a_route_that_enters_elsewhere_names_the_same_components_and_one_that_names_another_lookup_does_not():
+    """A map whose B1 flip enters through the board where the truth has the rule tokens misses one route and no
+    components; one that names another lookup for B5 misses both."""
+    truth = {"routes": ground_truth("attention")["routes"]}
+    found = {"routes": {c: dict(r) for c, r in truth["routes"].items()}, "unread": [], "roles": {}}
+    found["routes"]["B1"]["enters"] = "board"
+    got = score(truth, found)["routes"]
+    assert (got["matched"], got["components_matched"], got["mismatches"]) == (17, 18, ["B1"])
+    found["routes"]["B5"].update(lookup="L1H3@targets", lookups=["L1H3@targets"])
+    got = score(truth, found)["routes"]
+    assert (got["matched"], got["components_matched"]) == (16, 17)
+
+
 def test_without_selectivity_the_map_would_name_the_raw_rule_reader():
     """What makes the lookup the lookup: the layer-0 head that brings every rule bit to the board carries each flip
     too, but moves as much at every cell of the state; a map that skipped selectivity would name it."""

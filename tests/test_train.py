@@ -117,6 +117,11 @@ def test_a_run_started_from_another_runs_weights_starts_from_them_and_only_for_t
     fresh = read_checkpoint(train(smoke_cfg(tmp_path, "train.run_id=fresh", "train.steps=0", "train.final_eval=false",
                                             "seed=5"))["checkpoint"])
     assert not torch.equal(fresh["model"]["embed.W_E"], tuned["model"]["embed.W_E"])
+    averaged = read_checkpoint(train(smoke_cfg(tmp_path, "train.run_id=averaged", "train.steps=0", "seed=5",
+                                               "train.final_eval=false", "train.ema_decay=0.9",
+                                               f"train.init_from={tiny_run['checkpoint']}"))["checkpoint"])
+    for weights in (averaged["model"], averaged["ema"]):  # the moving average starts from the source, not the seed
+        assert all(torch.equal(weights[k], v) for k, v in source["model"].items())
     with pytest.raises(CheckpointError, match="train.init_from: Checkpoint '/nowhere/latest.pt' does not exist"):
         train(smoke_cfg(tmp_path, "train.run_id=nowhere", "train.init_from=/nowhere/latest.pt"))
     with pytest.raises(CheckpointError, match="is another model: model.d_model: checkpoint 32 vs config 48"):

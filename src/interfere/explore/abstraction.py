@@ -106,7 +106,7 @@ def data_of(model: LifeTransformer, params: Params) -> Data:
                 random_train=batch_of(twin, train_rules, params, params.seed + 2) if twin else None,
                 random_test=batch_of(twin, test_rules, params, params.seed + 3) if twin else None,
                 real=HighLevel.real(), control=HighLevel.control(CONTROL_SEED),
-                g=torch.Generator().manual_seed(params.seed), budget=params.budget, seed=params.seed)
+                seed=params.seed, budget=params.budget)
 
 
 def sites_for(model: LifeTransformer, variable: str, names: tuple[str, ...] | None, heads: bool | None = None

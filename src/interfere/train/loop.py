@@ -162,7 +162,8 @@ class Run(Saving):
         return run_id, resume_from
 
     def _start_from(self, source: str) -> None:
-        """Fine-tuning: the weights (not the EMA's) of another run's checkpoint, whose model must be this one's."""
+        """Fine-tuning: another run's weights, as every analysis of it reads them (its moving average where it has
+        one), whose model must be this one's; this run's moving average starts from them too."""
         try:
             ckpt = load_checkpoint(ckpt=source, map_location=self.device)
         except CheckpointError as err:
@@ -172,7 +173,9 @@ class Run(Saving):
         if problems:
             raise CheckpointError(f"train.init_from={source} is another model: " + "; ".join(problems)
                                   + " (start from a checkpoint of this model's config)")
-        load_weights(self.model, ckpt["model"], ckpt["path"])
+        load_weights(self.model, ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"], ckpt["path"])
+        if self.ema is not None:
+            self.ema.load(self.model.state_dict())
 
     def _restore(self, path: Path) -> None:
         ckpt = read_checkpoint(path, map_location=self.device)

@@ -64,7 +64,7 @@ class Budget:
 @dataclass
 class Data:
     """Training and held-out batches of one model (and of its random-init twin), the real and the control causal
-    models, and a generator for every draw."""
+    models, and the generator every draw takes (reseeded per search from ``seed``)."""
 
     train: Batch
     test: Batch
@@ -73,15 +73,15 @@ class Data:
     random_test: Batch | None
     real: HighLevel
     control: HighLevel
-    g: torch.Generator
+    seed: int
     budget: Budget = field(default_factory=Budget)
-    seed: int = 0
+    g: torch.Generator = field(default_factory=torch.Generator)
 
     def draws_for(self, name: str) -> None:
         """Reseed the draws (pairs, training steps) for one search, named ``name`` (its variable and site): what a
         search draws does not depend on which searches ran before it, so a site searched alone (``--sites``) gets
         the very pairs it gets in the whole grid."""
-        self.g.manual_seed(self.seed * 1_000_003 + zlib.crc32(name.encode()))
+        self.g.manual_seed(self.seed << 32 | zlib.crc32(name.encode()))
 
 
 @dataclass

@@ -77,6 +77,31 @@ def test_by_need_the_interchange_loss_draws_the_node_that_fell_short_at_the_last
     assert drawn.count(nodes[3].name) > 300 and len(set(drawn)) > 1
 
 
+def test_a_run_asked_to_draw_nodes_by_need_hands_their_shortfalls_to_the_losses(monkeypatch):
+    from interfere.config import layout_of
+    from interfere.data.stream import BatchStream
+    from interfere.model.life_model import LifeTransformer
+
+    def run_of(*overrides: str):
+        data, model_cfg, tc = sections(compose("exp/life_smoke", ["model.n_layers=2", "model.n_heads=4",
+                                                                  "train.siit=split", *overrides]))
+        model = LifeTransformer(model_cfg, layout_of(data))
+        return siit.SiitRun.of(tc, model, 0, None), model, data, tc
+
+    assert not run_of()[0].nodes_by_need
+    run, model, data, tc = run_of("train.siit_iit_sampling=need")
+    assert run.nodes_by_need and not run.by_need
+    run.node_need, seen = torch.tensor([0.01, 0.01, 0.01, 0.9]), {}
+
+    def losses(*args: object) -> tuple[torch.Tensor, torch.Tensor]:
+        seen["args"] = args
+        return torch.zeros((), requires_grad=True), torch.zeros((), requires_grad=True)
+    monkeypatch.setattr(siit, "losses", losses)
+    batch = BatchStream(data, seed=0).next()
+    run.backward(model, batch, batch, tc)
+    assert seen["args"][-1] is run.node_need and seen["args"][-2] is run.need
+
+
 def test_a_siit_run_trains_every_loss_and_its_checkpoint_carries_the_algorithm(smoke_cfg, tmp_path):
     from interfere.model.checkpoint import load_checkpoint
     from interfere.train.loop import train

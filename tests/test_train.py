@@ -66,9 +66,11 @@ def test_weights_hash_names_the_weights_not_the_file(tiny_run, tmp_path):
     assert weights_hash(tmp_path / "ema.pt") == weights_hash(tmp_path / "changed.pt")
 
 
-def test_resume_equals_uninterrupted(tmp_path, smoke_cfg):
+@pytest.mark.parametrize("fine_tune", [False, True])
+def test_resume_equals_uninterrupted(tmp_path, smoke_cfg, tiny_run, fine_tune):
+    """Also for a run started from another's weights: the resume restores its own state, not the source's."""
     common = ["train.steps=16", "train.final_eval=false", "train.eval_every=1000", "train.save_every=1000",
-              "train.ema_decay=0.9"]
+              "train.ema_decay=0.9", *([f"train.init_from={tiny_run['checkpoint']}"] if fine_tune else [])]
     straight = train(smoke_cfg(tmp_path / "a", "train.run_id=r", *common))
     train(smoke_cfg(tmp_path / "b", "train.run_id=r", "train.stop_at=8", *common))
     assert read_checkpoint(tmp_path / "b/checkpoints/r/latest.pt")["step"] == 8

@@ -102,8 +102,8 @@ def abstraction_rows(variables: dict) -> list[str]:
                         f"{pct(e.get('iia_control'))} ({pct(e.get('control_base_rate'))}) | "
                         f"{pct(e.get('iia_random'))} | {pct(e['base_rate'])} |")
         if v.get("only_at_the_answer"):
-            rows.append(f"| {variable} | {case_span(v['only_at_the_answer'])} | only where the answer is (the residual "
-                        f"at the target after the last attention: forced, not located) | | | | | |")
+            cases = case_span(v["only_at_the_answer"])
+            rows.append(f"| {variable} | {cases} | {abstraction.AT_THE_ANSWER} | | | | | |")
         elif not by_site:
             rows.append(f"| {variable} | none | no site passes IIA >= 0.99 and its controls | | | | | |")
     return rows

@@ -137,6 +137,9 @@ def located(entries: list[dict], forced: Callable[[Site], bool] = lambda site: F
     return first, {c: by_case[c] for c in BIT_NAMES if c in by_case}, only_forced
 
 
+AT_THE_ANSWER = "only where the answer is (the residual at the target after the last attention: forced, not located)"
+
+
 def cases_by_site(by_case: dict[str, dict]) -> dict[str, tuple[list[str], int]]:
     """A variable's ``by_case`` (case -> its earliest site and rank) grouped: site -> (its cases, their rank)."""
     out: dict[str, tuple[list[str], int]] = {}
@@ -225,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         where = "; ".join(f"{case_span(c)} at {s} (rank {r})" for s, (c, r) in cases_by_site(v["by_case"]).items())
         where = where or "no site passes IIA and both controls"
         if v.get("only_at_the_answer"):
-            where += f"; {case_span(v['only_at_the_answer'])} only where the answer is (forced, not located)"
+            where += f"; {case_span(v['only_at_the_answer'])} {AT_THE_ANSWER}"
         print(f"{variable}: {where}")
     joint = numbers.get("joint") or {}
     if joint.get("iia") is not None:

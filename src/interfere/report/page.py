@@ -13,7 +13,7 @@ import html
 import json
 from pathlib import Path
 
-from interfere.explore.abstraction import cases_by_site
+from interfere.explore.abstraction import AT_THE_ANSWER, cases_by_site
 from interfere.explore.account.card import case_span
 from interfere.report.verdicts import HYPOTHESES, REFUTATIONS
 
@@ -222,7 +222,7 @@ def abstraction_section(page: Page, summary: dict, figures: list[Path]) -> None:
         by_site = cases_by_site(v["by_case"])
         rows += [[variable, case_span(cases), f"{site} (rank {rank})"] for site, (cases, rank) in by_site.items()]
         if v.get("only_at_the_answer"):
-            rows.append([variable, case_span(v["only_at_the_answer"]), "only where the answer is (not located)"])
+            rows.append([variable, case_span(v["only_at_the_answer"]), AT_THE_ANSWER])
         rows += [] if by_site or v.get("only_at_the_answer") else [[variable, "-", "no site passes"]]
     page.table(["variable", "cases", "earliest site that holds it"], rows)
     joint = found.get("joint") or {}
